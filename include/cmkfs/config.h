@@ -1,0 +1,75 @@
+// cmkfs.toml: typed settings with documented defaults (docs/config.md).
+// Unknown keys, wrong types and out-of-range values are errors that name the
+// file, the line and the key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "cmkfs/status.h"
+
+namespace cmkfs {
+
+struct Config {
+  std::filesystem::path state_dir = "/var/lib/cmkfs";
+  std::string log_level = "info";  // trace|debug|info|warn|error|off
+
+  struct Keystore {
+    std::filesystem::path dir;              // default: <state_dir>/vault
+    std::filesystem::path master_key_file;  // default: <state_dir>/vault.key
+    // When set, the master key is derived from the passphrase in this file
+    // (scrypt) instead of read from master_key_file.
+    std::filesystem::path passphrase_file;
+  } keystore;
+
+  struct Watcher {
+    std::chrono::milliseconds poll_interval{std::chrono::seconds(5)};
+    std::chrono::milliseconds auto_rotation_window{std::chrono::hours(1)};
+    std::string on_seal;  // command, run with the disk name as its argument
+  } watcher;
+
+  struct Defaults {
+    std::string subscription = "default";
+    std::string resource_group = "default";
+    std::string region = "local";
+  } defaults;
+
+  struct Limits {
+    uint32_t disk_encryption_sets_per_region = 1000;
+  } limits;
+
+  struct Pkcs11 {
+    std::filesystem::path module = "/usr/lib/softhsm/libsofthsm2.so";
+    std::string token_label = "cmkfs";
+    std::filesystem::path pin_file = "/etc/cmkfs/hsm.pin";
+  } pkcs11;
+
+  struct Mount {
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    uint32_t mode = 0600;
+    bool allow_other = false;
+    std::filesystem::path mountpoint;  // used by the systemd unit
+  } mount;
+
+  struct Engine {
+    uint64_t cache_bytes = 32ull << 20;  // extent-map cache ("32M")
+    uint32_t fuse_threads = 0;           // 0 = automatic
+  } engine;
+
+  // Fills the path defaults that depend on state_dir.
+  void ResolveDefaults();
+};
+
+// Parses TOML text. `source_name` (usually the file path) prefixes errors:
+// "FILE:LINE: key 'watcher.poll_interval': expected a duration such as
+// \"5s\" or \"PT5S\", got 42".
+Result<Config> ParseConfig(std::string_view toml_text,
+                           std::string_view source_name);
+// Reads and parses a file; NotFound with the path if it does not exist.
+Result<Config> LoadConfigFile(const std::filesystem::path& path);
+
+}  // namespace cmkfs

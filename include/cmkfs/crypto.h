@@ -1,0 +1,184 @@
+// Crypto core: the only module that includes OpenSSL. Everything that touches
+// key bytes or ciphertext goes through these types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cmkfs/status.h"
+
+namespace cmkfs::crypto {
+
+// Bytes of secret material (DEKs, private keys, master keys). The pages are
+// mlock'ed so they never reach swap, and the bytes are wiped with
+// OPENSSL_cleanse on destruction. Move-only. Not thread-safe for writing;
+// concurrent reads of a const object are safe.
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  // Zero-filled secret of n bytes. If mlock fails (RLIMIT_MEMLOCK), the bytes
+  // are still wiped on destruction and `locked()` reports false.
+  explicit SecretBytes(size_t n);
+  SecretBytes(const uint8_t* data, size_t n);
+  ~SecretBytes();
+  SecretBytes(SecretBytes&& other) noexcept;
+  SecretBytes& operator=(SecretBytes&& other) noexcept;
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  bool locked() const { return locked_; }
+  std::span<const uint8_t> span() const { return {data_, size_}; }
+  // Explicit copy, for the few places that must duplicate a secret.
+  SecretBytes Clone() const;
+  // Wipes and releases the bytes now.
+  void Wipe();
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  bool locked_ = false;
+};
+
+// Wipes memory in a way the compiler cannot elide.
+void SecureWipe(void* p, size_t n);
+// Constant-time comparison; false when sizes differ.
+bool ConstantTimeEquals(std::span<const uint8_t> a, std::span<const uint8_t> b);
+
+// CSPRNG (OpenSSL's DRBG). Thread-safe.
+Status RandomBytes(std::span<uint8_t> out);
+Result<SecretBytes> RandomSecret(size_t n);
+// Random lowercase hex string of 2*n_bytes characters.
+Result<std::string> RandomHex(size_t n_bytes);
+
+std::string HexEncode(std::span<const uint8_t> bytes);
+Result<std::vector<uint8_t>> HexDecode(std::string_view hex);
+std::vector<uint8_t> Sha256(std::span<const uint8_t> data);
+
+// ---------------------------------------------------------------------------
+// AES-256-XTS over sectors.
+//
+// Tweak rule: the tweak of a data unit is its unit number (for disks, the
+// 4096-byte logical sector number within the disk, offset / 4096) encoded as a
+// 128-bit little-endian integer, as IEEE 1619 and dm-crypt's plain64 do. CoW
+// clones keep the logical sector numbers, so they can share ciphertext as is.
+constexpr size_t kSectorSize = 4096;
+constexpr size_t kXtsKeySize = 64;  // two AES-256 keys
+
+class XtsCipher {
+ public:
+  // Takes a copy of the 64-byte key into locked memory. Refuses a key whose
+  // two halves are equal (InvalidArgument), as OpenSSL's FIPS rules demand.
+  static Result<std::unique_ptr<XtsCipher>> Create(const SecretBytes& key);
+  ~XtsCipher();
+  XtsCipher(const XtsCipher&) = delete;
+  XtsCipher& operator=(const XtsCipher&) = delete;
+
+  // Encrypts/decrypts `len` bytes (a multiple of kSectorSize) starting at
+  // sector `first_sector`; each 4096-byte sector uses its own tweak. `in` and
+  // `out` may be the same buffer. Thread-safe: OpenSSL contexts are keyed
+  // once and reused per thread; only the tweak changes per sector.
+  Status EncryptSectors(uint64_t first_sector, const uint8_t* in, uint8_t* out,
+                        size_t len) const;
+  Status DecryptSectors(uint64_t first_sector, const uint8_t* in, uint8_t* out,
+                        size_t len) const;
+  // One data unit of any length >= 16 with tweak `unit_number` (used by the
+  // IEEE 1619 known-answer tests, whose units are 512 bytes or smaller).
+  Status EncryptUnit(uint64_t unit_number, const uint8_t* in, uint8_t* out,
+                     size_t len) const;
+  Status DecryptUnit(uint64_t unit_number, const uint8_t* in, uint8_t* out,
+                     size_t len) const;
+
+ private:
+  XtsCipher();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------
+// AES-256-GCM sealing of small secrets at rest (vault private keys).
+// Blob layout: 12-byte nonce || ciphertext || 16-byte tag. `aad` is bound.
+Result<std::vector<uint8_t>> AeadSeal(const SecretBytes& key32,
+                                      std::span<const uint8_t> plaintext,
+                                      std::span<const uint8_t> aad);
+// Fails with Corruption("...authentication failed...") on a wrong key,
+// wrong aad or tampered blob.
+Result<SecretBytes> AeadOpen(const SecretBytes& key32,
+                             std::span<const uint8_t> blob,
+                             std::span<const uint8_t> aad);
+
+struct ScryptParams {
+  uint64_t n = 1u << 15;
+  uint32_t r = 8;
+  uint32_t p = 1;
+};
+// Memory-hard passphrase KDF (scrypt through EVP_KDF). 32-byte output.
+Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase,
+                                            std::span<const uint8_t> salt,
+                                            const ScryptParams& params);
+
+// ---------------------------------------------------------------------------
+// RSA keys and RSA-OAEP key wrapping.
+enum class OaepHash { kSha256, kSha1 };
+
+// An RSA key (private, or public only). Move-only; const methods are
+// thread-safe.
+class RsaKey {
+ public:
+  RsaKey();
+  ~RsaKey();
+  RsaKey(RsaKey&&) noexcept;
+  RsaKey& operator=(RsaKey&&) noexcept;
+
+  // Generates a key of `bits` (any size OpenSSL accepts >= 1024; the keystore
+  // decides which sizes are allowed).
+  static Result<RsaKey> Generate(int bits);
+  // Parses an unencrypted private key in PEM, PKCS#1 ("RSA PRIVATE KEY") or
+  // PKCS#8 ("PRIVATE KEY"). Errors are InvalidArgument and name what was
+  // found: an encrypted PEM, a public key only, an EC or Ed25519 key, or text
+  // that is not a PEM key at all.
+  static Result<RsaKey> FromPrivatePem(std::string_view pem);
+  // PKCS#8 DER, as produced by PrivateDer().
+  static Result<RsaKey> FromPrivateDer(std::span<const uint8_t> der);
+  // SubjectPublicKeyInfo DER, as produced by PublicDer().
+  static Result<RsaKey> FromPublicDer(std::span<const uint8_t> der);
+
+  bool valid() const;
+  bool has_private() const;
+  int bits() const;
+  // PKCS#8 DER of the private key, in locked memory.
+  Result<SecretBytes> PrivateDer() const;
+  Result<std::vector<uint8_t>> PublicDer() const;
+  Result<std::string> PublicPem() const;
+
+  // RSA-OAEP with `hash` as both the OAEP digest and MGF1 digest.
+  Result<std::vector<uint8_t>> Wrap(std::span<const uint8_t> plaintext,
+                                    std::span<const uint8_t> label,
+                                    OaepHash hash = OaepHash::kSha256) const;
+  // Fails with Corruption on a wrong key, wrong label or tampered blob; the
+  // message gives no detail that could serve as a padding oracle.
+  Result<SecretBytes> Unwrap(std::span<const uint8_t> blob,
+                             std::span<const uint8_t> label,
+                             OaepHash hash = OaepHash::kSha256) const;
+
+  // Opaque pointer to the EVP_PKEY, for other code in the crypto module only.
+  void* native_handle() const { return pkey_; }
+
+ private:
+  explicit RsaKey(void* pkey);
+  void* pkey_ = nullptr;  // EVP_PKEY*
+};
+
+// Describes what a PEM holds without accepting it ("RSA 2048 private key",
+// "EC key", ...); used for refusal messages.
+std::string DescribePem(std::string_view pem);
+
+}  // namespace cmkfs::crypto

@@ -1,0 +1,260 @@
+// The key vault service. fs/ depends on this interface only; keystore/ never
+// includes anything from fs/. One KeyStore instance owns one LMDB environment
+// (its own directory); several processes may open the same directory, and a
+// change made by one is seen by the others on their next read.
+//
+// Callers are identities (object ids). An empty identity means "the vault's
+// admin identity" (created with the vault, holding every permission). Every
+// operation checks the caller's permissions and is audited, allowed or not.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cmkfs/config.h"
+#include "cmkfs/crypto.h"
+#include "cmkfs/status.h"
+#include "cmkfs/units.h"
+
+namespace cmkfs::keystore {
+
+enum class Permission : uint32_t {
+  kGet = 1u << 0,
+  kList = 1u << 1,
+  kCreate = 1u << 2,
+  kImport = 1u << 3,
+  kUpdate = 1u << 4,
+  kDelete = 1u << 5,
+  kRecover = 1u << 6,
+  kPurge = 1u << 7,
+  kWrapKey = 1u << 8,
+  kUnwrapKey = 1u << 9,
+  kRotate = 1u << 10,
+};
+using PermissionSet = uint32_t;
+constexpr PermissionSet kAllPermissions = (1u << 11) - 1;
+inline PermissionSet operator|(Permission a, Permission b) {
+  return static_cast<uint32_t>(a) | static_cast<uint32_t>(b);
+}
+// Names as the CLI spells them: get list create import update delete recover
+// purge wrapKey unwrapKey rotate. InvalidArgument lists the accepted names.
+Result<PermissionSet> ParsePermissions(const std::vector<std::string>& names);
+std::vector<std::string> PermissionNames(PermissionSet set);
+
+// cmk://VAULT/keys/NAME[/VERSION]
+struct KeyId {
+  std::string vault;
+  std::string name;
+  std::string version;  // empty = latest enabled version
+  static Result<KeyId> Parse(std::string_view text);
+  std::string ToString() const;
+  bool versionless() const { return version.empty(); }
+  bool operator==(const KeyId&) const = default;
+};
+
+enum class VaultSku { kStandard, kPremium };
+enum class KeyType { kRsa, kRsaHsm };  // "RSA", "RSA-HSM"
+std::string_view VaultSkuName(VaultSku sku);
+Result<VaultSku> ParseVaultSku(std::string_view text);
+std::string_view KeyTypeName(KeyType kty);
+Result<KeyType> ParseKeyType(std::string_view text);
+
+constexpr int kDefaultKeyBits = 3072;
+
+struct VaultSpec {
+  std::string name;
+  VaultSku sku = VaultSku::kStandard;
+  bool purge_protection = false;
+  uint32_t retention_days = 90;  // 7..90
+  std::string subscription = "default";
+  std::string resource_group = "default";
+  std::string region = "local";
+};
+
+struct AccessPolicy {
+  std::string object_id;
+  PermissionSet permissions = 0;
+};
+
+struct VaultInfo {
+  VaultSpec spec;
+  std::string admin_identity;
+  TimePoint created{};
+  std::vector<AccessPolicy> policies;
+};
+
+struct KeyVersionInfo {
+  KeyId id;  // always with version
+  KeyType kty = KeyType::kRsa;
+  int bits = 0;
+  bool enabled = true;
+  std::optional<TimePoint> not_before;
+  std::optional<TimePoint> expires;
+  TimePoint created{};
+  TimePoint updated{};
+  std::vector<uint8_t> public_der;  // SubjectPublicKeyInfo
+};
+
+struct RotationPolicy {
+  std::optional<std::chrono::milliseconds> rotate_after;
+  std::optional<std::chrono::milliseconds> notify_before;
+  std::optional<std::chrono::milliseconds> expires_in;  // default expiry of new versions
+};
+
+struct KeyInfo {
+  std::string vault;
+  std::string name;
+  KeyType kty = KeyType::kRsa;
+  std::vector<KeyVersionInfo> versions;  // oldest first
+  bool deleted = false;
+  std::optional<TimePoint> deleted_at;
+  std::optional<TimePoint> scheduled_purge;
+  RotationPolicy rotation_policy;
+};
+
+struct AttributeUpdate {
+  std::optional<bool> enabled;
+  // Outer optional: change it or not; inner: set or clear.
+  std::optional<std::optional<TimePoint>> expires;
+  std::optional<std::optional<TimePoint>> not_before;
+};
+
+struct AuditEntry {
+  TimePoint time{};
+  std::string identity;
+  std::string operation;  // "wrapKey", "key.create", "disk.seal", ...
+  std::string key_id;     // with version where one applies
+  std::string result;     // "ok" or "denied: ..." / "error: ..."
+};
+
+struct AuditFilter {
+  std::optional<std::string> key_name;
+  std::optional<TimePoint> since;
+};
+
+enum class WrapAlgorithm {
+  kRsaOaep256,  // default: SHA-256 for OAEP and MGF1
+  kRsaOaep,     // SHA-1; only when asked for explicitly
+  kRsa15,       // always refused
+};
+
+struct UsabilityQuery {
+  std::string identity;
+  KeyId key_id;  // with version
+};
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+
+  // --- vaults -------------------------------------------------------------
+  // AlreadyExists; InvalidArgument for a bad name or retention outside 7..90.
+  virtual Result<VaultInfo> CreateVault(const VaultSpec& spec) = 0;
+  // NotFound. Management-plane read, no permission needed.
+  virtual Result<VaultInfo> GetVault(std::string_view vault) = 0;
+  virtual Result<std::vector<VaultInfo>> ListVaults() = 0;
+  // Grants `permissions` to `object_id` (replacing its previous set). Only
+  // the vault admin may change policies (PermissionDenied otherwise).
+  virtual Status SetAccessPolicy(std::string_view caller, std::string_view vault,
+                                 std::string_view object_id,
+                                 PermissionSet permissions) = 0;
+  virtual Status DeleteAccessPolicy(std::string_view caller,
+                                    std::string_view vault,
+                                    std::string_view object_id) = 0;
+  virtual Result<std::vector<AuditEntry>> ReadAudit(std::string_view vault,
+                                                    const AuditFilter& f) = 0;
+  // Records an event of a dependent service (e.g. "disk.seal") in the
+  // vault's audit trail.
+  virtual Status AppendAudit(std::string_view vault, const AuditEntry& e) = 0;
+
+  // --- keys ---------------------------------------------------------------
+  // Creates a key with its first version. InvalidArgument for a size other
+  // than 2048/3072/4096; NotSupported for RSA-HSM outside a premium vault
+  // (or while no HSM backend is configured).
+  virtual Result<KeyVersionInfo> CreateKey(std::string_view caller,
+                                           std::string_view vault,
+                                           std::string_view name, KeyType kty,
+                                           int bits) = 0;
+  // Imports a PEM private key as a new key, or as a new version of an
+  // existing key. Refusals list what is supported.
+  virtual Result<KeyVersionInfo> ImportKey(std::string_view caller,
+                                           std::string_view vault,
+                                           std::string_view name,
+                                           std::string_view pem,
+                                           KeyType kty) = 0;
+  // New version with the key's type and size; it becomes the latest.
+  virtual Result<KeyVersionInfo> RotateKey(std::string_view caller,
+                                           std::string_view vault,
+                                           std::string_view name) = 0;
+  virtual Result<KeyInfo> GetKey(std::string_view caller,
+                                 std::string_view vault,
+                                 std::string_view name) = 0;
+  // A versionless id resolves to the latest enabled version.
+  virtual Result<KeyVersionInfo> GetKeyVersion(std::string_view caller,
+                                               const KeyId& id) = 0;
+  virtual Result<std::vector<KeyInfo>> ListKeys(std::string_view caller,
+                                                std::string_view vault) = 0;
+  // A versionless id acts on the latest version.
+  virtual Result<KeyVersionInfo> UpdateKeyAttributes(
+      std::string_view caller, const KeyId& id, const AttributeUpdate& u) = 0;
+  virtual Status DeleteKey(std::string_view caller, std::string_view vault,
+                           std::string_view name) = 0;
+  virtual Status RecoverKey(std::string_view caller, std::string_view vault,
+                            std::string_view name) = 0;
+  // FailedPrecondition while purge protection holds.
+  virtual Status PurgeKey(std::string_view caller, std::string_view vault,
+                          std::string_view name) = 0;
+  virtual Status SetRotationPolicy(std::string_view caller,
+                                   std::string_view vault,
+                                   std::string_view name,
+                                   const RotationPolicy& policy) = 0;
+  // Applies every due rotation policy (rotates keys, records near-expiry
+  // notices in log and audit) and purges soft-deleted keys past retention.
+  // Returns the ids of the versions it created. Called by the daemon timer.
+  virtual Result<std::vector<KeyId>> ApplyRotationPolicies() = 0;
+
+  // --- cryptographic operations -------------------------------------------
+  // `id` must carry a version. Needs wrapKey / unwrapKey. KeyUnavailable
+  // when the version is disabled, expired, not yet valid or the key deleted.
+  // Unwrap of a tampered blob, wrong label or wrong key is Corruption.
+  virtual Result<std::vector<uint8_t>> WrapKey(
+      std::string_view caller, const KeyId& id,
+      std::span<const uint8_t> plaintext, std::span<const uint8_t> label,
+      WrapAlgorithm alg = WrapAlgorithm::kRsaOaep256) = 0;
+  virtual Result<crypto::SecretBytes> UnwrapKey(
+      std::string_view caller, const KeyId& id, std::span<const uint8_t> blob,
+      std::span<const uint8_t> label,
+      WrapAlgorithm alg = WrapAlgorithm::kRsaOaep256) = 0;
+
+  // --- change detection (for the key watcher) -----------------------------
+  // A counter that changes whenever any vault, policy, key or version
+  // changes, in this process or another. One cheap read.
+  virtual Result<uint64_t> ChangeCounter() = 0;
+  // For each query, OK if that identity could unwrap with that version now,
+  // else KeyUnavailable naming the reason ("key version disabled", "expired",
+  // "not yet valid", "key deleted", "identity lacks unwrapKey"). One read
+  // transaction for all queries; not audited.
+  virtual std::vector<Status> CheckUsable(
+      std::span<const UsabilityQuery> queries) = 0;
+};
+
+struct KeyStoreOptions {
+  std::filesystem::path dir;
+  std::filesystem::path master_key_file;  // created 0600 if missing
+  std::filesystem::path passphrase_file;  // if set, used instead
+  Config::Pkcs11 pkcs11;
+  bool hsm_enabled = false;  // true once a PKCS#11 module is configured
+};
+
+// Opens (creating if needed) the keystore in options.dir. InvalidArgument
+// ("wrong vault master key ...") when the master key does not match.
+Result<std::unique_ptr<KeyStore>> OpenKeyStore(const KeyStoreOptions& options);
+
+}  // namespace cmkfs::keystore

@@ -1,0 +1,34 @@
+// Parsing and formatting of sizes, durations and times, as the CLI and the
+// config accept them. All functions are pure and thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cmkfs/status.h"
+
+namespace cmkfs {
+
+using Clock = std::chrono::system_clock;
+using TimePoint = std::chrono::time_point<Clock, std::chrono::seconds>;
+
+// "4096", "64K", "64M", "10G", "1T" (binary multiples, optional "iB"/"B"
+// suffix). Errors name the input and the accepted forms.
+Result<uint64_t> ParseSize(std::string_view text);
+// "30s", "5m", "1h", "2d", "500ms", and ISO 8601 durations such as "P90D",
+// "PT1H30M", "P1Y" (365 days), "P1M" (30 days).
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+// RFC 3339: "2026-11-22T10:00:00Z", "2026-11-22T10:00:00+02:00",
+// fractional seconds accepted and dropped.
+Result<TimePoint> ParseTime(std::string_view text);
+// RFC 3339 in UTC, "2026-11-22T10:00:00Z".
+std::string FormatTime(TimePoint t);
+// "1h30m", "90d", "5s": compact human form.
+std::string FormatDuration(std::chrono::milliseconds d);
+// "1.5 GiB" style human size.
+std::string FormatSize(uint64_t bytes);
+TimePoint Now();
+
+}  // namespace cmkfs
