@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,38 @@
 #include "cmkfs/status.h"
 
 namespace cmkfs::cli {
+
+// Flags common to every cmkctl command and to cmkfs (CLI.md).
+struct GlobalFlags {
+  std::optional<std::filesystem::path> config_file;  // --config
+  std::optional<std::filesystem::path> state_dir;    // --state-dir
+  std::string output = "table";                      // -o table|json
+  std::string as_identity;                           // --as ("" = admin)
+  std::optional<std::string> subscription;           // --subscription
+  std::optional<std::string> resource_group;         // --resource-group
+  std::optional<std::string> region;                 // --region
+  std::optional<std::string> log_level;              // --log-level
+};
+
+// Removes the global flags from `args` wherever they stand (before or after
+// the command words) and fills `flags`. InvalidArgument for a flag without
+// its value or an -o other than table|json.
+Status ExtractGlobalFlags(std::vector<std::string>& args, GlobalFlags* flags);
+
+// The effective configuration: --config, else $CMKFS_CONFIG, else
+// /etc/cmkfs/cmkfs.toml if it exists, else built-in defaults; then the state
+// directory from --state-dir, else $CMKFS_STATE_DIR, else the config's; then
+// Config::ResolveDefaults().
+Result<Config> LoadEffectiveConfig(const GlobalFlags& flags);
+
+// The keystore (<state_dir>/vault unless configured) and the engine
+// (<state_dir>) of one state directory, opened together. Engine Busy when a
+// daemon (or another cmkctl) holds the state directory.
+struct Services {
+  std::unique_ptr<keystore::KeyStore> keystore;
+  std::unique_ptr<fs::Engine> engine;
+};
+Result<Services> OpenServices(const Config& config);
 
 struct CommandContext {
   Config config;
