@@ -84,11 +84,11 @@ struct ResourceInfo {
   uint64_t size = 0;
   DiskSku sku = DiskSku::kPremiumLrs;
   EncryptionType encryption = EncryptionType::kPlatform;
-  std::string des;                 // empty for platform keys
-  keystore::KeyId key_id;          // the version that wraps the DEK now
+  std::string des;         // empty for platform keys
+  keystore::KeyId key_id;  // the version that wraps the DEK now
   ResourceState state = ResourceState::kActive;
-  std::string seal_reason;         // empty when active
-  std::string source;              // "disks/NAME", "snapshots/NAME", ...
+  std::string seal_reason;  // empty when active
+  std::string source;       // "disks/NAME", "snapshots/NAME", ...
   Scope scope;
   bool guest_encrypted = false;
   TimePoint created{};
@@ -209,9 +209,9 @@ class Engine {
   virtual Result<ResourceInfo> Resize(std::string_view disk,
                                       uint64_t new_size) = 0;
   // FailedPrecondition for customer-key disks.
-  virtual Result<ResourceInfo> Move(std::string_view disk,
-                                    std::string_view resource_group,
-                                    std::optional<std::string> subscription) = 0;
+  virtual Result<ResourceInfo> Move(
+      std::string_view disk, std::string_view resource_group,
+      std::optional<std::string> subscription) = 0;
   // Re-wraps the disk's DEK under the DES's key (no data rewritten).
   virtual Result<ResourceInfo> SetDiskDes(std::string_view disk,
                                           std::string_view des) = 0;
@@ -225,7 +225,8 @@ class Engine {
                                                    std::string_view name,
                                                    bool writable) = 0;
 
-  // --- key watcher support ----------------------------------------------------
+  // --- key watcher support
+  // ----------------------------------------------------
   virtual Result<std::vector<KeyUse>> KeyUses() = 0;
   // Wipes the DEK, fails I/O on open handles (UltraSSD_LRS: only once its
   // last handle closes), records the reason.

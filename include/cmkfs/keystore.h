@@ -105,7 +105,8 @@ struct KeyVersionInfo {
 struct RotationPolicy {
   std::optional<std::chrono::milliseconds> rotate_after;
   std::optional<std::chrono::milliseconds> notify_before;
-  std::optional<std::chrono::milliseconds> expires_in;  // default expiry of new versions
+  std::optional<std::chrono::milliseconds>
+      expires_in;  // default expiry of new versions
 };
 
 struct KeyInfo {
@@ -162,7 +163,8 @@ class KeyStore {
   virtual Result<std::vector<VaultInfo>> ListVaults() = 0;
   // Grants `permissions` to `object_id` (replacing its previous set). Only
   // the vault admin may change policies (PermissionDenied otherwise).
-  virtual Status SetAccessPolicy(std::string_view caller, std::string_view vault,
+  virtual Status SetAccessPolicy(std::string_view caller,
+                                 std::string_view vault,
                                  std::string_view object_id,
                                  PermissionSet permissions) = 0;
   virtual Status DeleteAccessPolicy(std::string_view caller,

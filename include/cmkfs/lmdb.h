@@ -19,6 +19,11 @@ typedef struct MDB_cursor MDB_cursor;
 
 namespace cmkfs::lmdb {
 
+class Env;
+namespace internal {
+class ResizeGate;
+}  // namespace internal
+
 using Dbi = unsigned int;
 
 struct EnvOptions {
@@ -36,7 +41,12 @@ class Cursor;
 
 // A transaction. Read transactions are Txn objects from Env::BeginRead;
 // write ones from Env::BeginWrite. Aborted on destruction unless committed.
-// Not thread-safe: one thread at a time.
+// Not thread-safe: one thread at a time, but it may move between threads.
+// While a Txn is live the map cannot grow: keep read transactions short, and
+// do not hold one while calling Env::Update on the same Env (a map that must
+// grow then waits for it and fails with Busy after a timeout).
+// Every method on an ended (committed, aborted, moved-from) Txn returns
+// FailedPrecondition.
 class Txn {
  public:
   ~Txn();
@@ -62,12 +72,22 @@ class Txn {
 
  private:
   friend class Env;
-  Txn(MDB_txn* txn, bool read_only) : txn_(txn), read_only_(read_only) {}
+  Txn(const Env* env, MDB_txn* txn, bool read_only)
+      : env_(env), txn_(txn), read_only_(read_only) {}
+  Status Check() const;
+  // Ends the LMDB transaction (if any) and releases the resize gate.
+  void End(bool commit, int* rc);
+  const Env* env_ = nullptr;
   MDB_txn* txn_ = nullptr;
   bool read_only_ = true;
+  bool map_full_ = false;  // a put hit MDB_MAP_FULL; Env::Update grows
+  // Shared with this txn's cursors of a write txn: false once the txn ended,
+  // when LMDB has freed them.
+  mutable std::shared_ptr<bool> live_;
 };
 
-// Iterates keys in order. Valid for the life of its transaction.
+// Iterates keys in order. Valid for the life of its transaction; it may be
+// destroyed after the transaction ended.
 class Cursor {
  public:
   ~Cursor();
@@ -89,16 +109,21 @@ class Cursor {
 
  private:
   friend class Txn;
-  explicit Cursor(MDB_cursor* c) : cursor_(c) {}
+  Cursor(MDB_cursor* c, std::shared_ptr<bool> txn_live)
+      : cursor_(c), txn_live_(std::move(txn_live)) {}
   Result<bool> Move(int op, std::string_view key);
+  void Close();
   MDB_cursor* cursor_ = nullptr;
+  std::shared_ptr<bool> txn_live_;  // null for read transactions
   std::string_view key_;
   std::string_view value_;
 };
 
 class Env {
  public:
-  // Opens (creating if needed) the environment in directory `dir`.
+  // Opens (creating if needed, mode 0700) the environment in directory `dir`
+  // and clears reader slots left by dead processes. Errors: PermissionDenied,
+  // Corruption (not an LMDB environment, or damaged), IOError.
   static Result<std::unique_ptr<Env>> Open(const std::filesystem::path& dir,
                                            const EnvOptions& options);
   ~Env();
@@ -108,7 +133,7 @@ class Env {
   // Opens or creates a named database. Call during setup, before concurrent
   // use; the handle is valid for the life of the Env.
   Result<Dbi> OpenDb(std::string_view name);
-  // Thread-safe; each returned Txn must stay on one thread at a time.
+  // Thread-safe; each returned Txn is used by one thread at a time.
   Result<Txn> BeginRead() const;
   // Only one write transaction exists at a time (LMDB serialises writers,
   // across processes too); BeginWrite blocks until it is free.
@@ -126,11 +151,20 @@ class Env {
   MDB_env* native() const { return env_; }
 
  private:
-  Env() = default;
-  Status Grow();
+  friend class Txn;
+  Env();
+  // Doubles the map (capped at max_map_size) unless it is already larger than
+  // `seen_size`, the size when the write failed.
+  Status Grow(uint64_t seen_size);
+  // Adopts a map size grown by another process (MDB_MAP_RESIZED).
+  Status AdoptResize() const;
+  Status MapError(int rc, std::string_view what) const;
   MDB_env* env_ = nullptr;
   std::filesystem::path dir_;
   EnvOptions options_;
+  // Live transactions hold it shared; changing the map size takes it
+  // exclusively.
+  std::unique_ptr<internal::ResizeGate> gate_;
 };
 
 }  // namespace cmkfs::lmdb

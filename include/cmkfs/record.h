@@ -50,6 +50,7 @@ class RecordReader {
 
  private:
   Status Need(size_t n, const char* field);
+  Status LengthPrefixed(const char* field, std::string_view* out);
   std::string_view data_;
   std::string what_;
   size_t pos_ = 0;

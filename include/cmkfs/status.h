@@ -21,10 +21,10 @@ enum class ErrorKind {
   kIOError,
   kNoSpace,
   kBusy,
-  kReadOnly,       // write to a read-only resource (snapshot, image)
-  kNotSupported,   // a valid request this build or configuration cannot do
-  kOutOfRange,     // offset or length outside the resource
-  kCancelled,      // the user interrupted the operation
+  kReadOnly,            // write to a read-only resource (snapshot, image)
+  kNotSupported,        // a valid request this build or configuration cannot do
+  kOutOfRange,          // offset or length outside the resource
+  kCancelled,           // the user interrupted the operation
   kFailedPrecondition,  // the system is not in a state that allows this
 };
 
@@ -109,7 +109,7 @@ inline int ToErrno(const Status& s) { return ToErrno(s.kind()); }
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     if (std::get<Status>(v_).ok()) {
       v_ = Status(ErrorKind::kFailedPrecondition,
@@ -139,9 +139,9 @@ class [[nodiscard]] Result {
 #define CMKFS_CONCAT_INNER_(a, b) a##b
 #define CMKFS_CONCAT_(a, b) CMKFS_CONCAT_INNER_(a, b)
 
-#define CMKFS_RETURN_IF_ERROR(expr)            \
-  do {                                         \
-    ::cmkfs::Status cmkfs_status_ = (expr);    \
+#define CMKFS_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::cmkfs::Status cmkfs_status_ = (expr);        \
     if (!cmkfs_status_.ok()) return cmkfs_status_; \
   } while (0)
 
@@ -151,5 +151,6 @@ class [[nodiscard]] Result {
   lhs = std::move(tmp).value()
 
 // CMKFS_ASSIGN_OR_RETURN(auto x, FunctionReturningResult());
-#define CMKFS_ASSIGN_OR_RETURN(lhs, expr) \
-  CMKFS_ASSIGN_OR_RETURN_IMPL_(CMKFS_CONCAT_(cmkfs_result_, __LINE__), lhs, expr)
+#define CMKFS_ASSIGN_OR_RETURN(lhs, expr)                                   \
+  CMKFS_ASSIGN_OR_RETURN_IMPL_(CMKFS_CONCAT_(cmkfs_result_, __LINE__), lhs, \
+                               expr)

@@ -1,0 +1,58 @@
+// Where the private half of a vault key lives. The keystore stores what a
+// backend returns (public DER plus an opaque `material` blob: a sealed private
+// key for software keys, a token handle for HSM keys) and hands the blob back
+// for every private-key operation. Private key bytes never leave a backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "cmkfs/crypto.h"
+#include "cmkfs/status.h"
+
+namespace cmkfs::keystore {
+
+struct StoredKey {
+  int bits = 0;
+  std::vector<uint8_t> public_der;  // SubjectPublicKeyInfo
+  std::vector<uint8_t> material;    // opaque to the keystore
+};
+
+// Thread-safe: all methods may be called concurrently.
+class KeyBackend {
+ public:
+  virtual ~KeyBackend() = default;
+  // Creates a new RSA key of `bits`. `key_id` (the full id with version) is
+  // bound to the material so it cannot be swapped into another version.
+  virtual Result<StoredKey> Generate(int bits, std::string_view key_id) = 0;
+  // Takes custody of an imported private key.
+  virtual Result<StoredKey> Import(const crypto::RsaKey& key,
+                                   std::string_view key_id) = 0;
+  // RSA-OAEP encryption with the public key.
+  virtual Result<std::vector<uint8_t>> Wrap(const StoredKey& key,
+                                            std::string_view key_id,
+                                            std::span<const uint8_t> plaintext,
+                                            std::span<const uint8_t> label,
+                                            crypto::OaepHash hash) = 0;
+  // RSA-OAEP decryption with the private key. Corruption on a tampered blob,
+  // wrong label or wrong key; Corruption too when the material does not open
+  // (wrong master key, or material moved to another key id).
+  virtual Result<crypto::SecretBytes> Unwrap(const StoredKey& key,
+                                             std::string_view key_id,
+                                             std::span<const uint8_t> blob,
+                                             std::span<const uint8_t> label,
+                                             crypto::OaepHash hash) = 0;
+  // Releases whatever the backend holds for the key (token objects). The
+  // keystore deletes the stored record itself.
+  virtual Status Destroy(const StoredKey& key, std::string_view key_id) = 0;
+};
+
+// Private keys as PKCS#8 DER sealed with AES-256-GCM under the vault master
+// key (32 bytes, copied into locked memory), aad = key id.
+std::unique_ptr<KeyBackend> NewSoftwareKeyBackend(
+    const crypto::SecretBytes& master_key);
+
+}  // namespace cmkfs::keystore

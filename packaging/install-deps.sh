@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of cmkfs from Debian 12
+# packages. Idempotent: prints nothing and touches nothing when all are there.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config ccache git
+  libfuse3-dev libssl-dev liblmdb-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+  libgtest-dev clang-format
+  # runtime
+  fuse3 openssl lmdb-utils
+  # tests: real QEMU tools, fio, loop devices and ext4, a real PKCS#11 token
+  qemu-utils fio e2fsprogs util-linux kmod procps psmisc xxd
+  softhsm2 opensc
+  # packaging checks
+  dpkg-dev rpm file
+  # benchmark peers
+  gocryptfs bindfs cryptsetup-bin
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run this script as root (or with sudo)" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
