@@ -3,6 +3,7 @@
 // the same either way.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -53,6 +54,12 @@ struct CommandContext {
   Config config;
   keystore::KeyStore* keystore = nullptr;
   fs::Engine* engine = nullptr;
+  // Set to true (SIGINT, or the control client hung up) to cancel a long
+  // operation (disk import/export); nullptr = not cancellable.
+  const std::atomic<bool>* cancel = nullptr;
+  // Draw a progress bar on stderr during import/export (cmkctl on a TTY);
+  // otherwise one final line is added to CommandOutput::err.
+  bool progress_on_tty = false;
 };
 
 struct CommandOutput {
@@ -76,6 +83,12 @@ class ControlServer {
       std::function<CommandOutput(const std::vector<std::string>& args)>;
   static Result<std::unique_ptr<ControlServer>> Start(
       const std::filesystem::path& socket_path, Handler handler);
+  // Same, and `cancel` turns true when the client hangs up (e.g. cmkctl got
+  // SIGINT) or the server shuts down; pass it as CommandContext::cancel.
+  using CancellableHandler = std::function<CommandOutput(
+      const std::vector<std::string>& args, const std::atomic<bool>& cancel)>;
+  static Result<std::unique_ptr<ControlServer>> StartCancellable(
+      const std::filesystem::path& socket_path, CancellableHandler handler);
   virtual ~ControlServer() = default;
 };
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -177,9 +178,10 @@ class KeyStore {
   virtual Status AppendAudit(std::string_view vault, const AuditEntry& e) = 0;
 
   // --- keys ---------------------------------------------------------------
-  // Creates a key with its first version. InvalidArgument for a size other
-  // than 2048/3072/4096; NotSupported for RSA-HSM outside a premium vault
-  // (or while no HSM backend is configured).
+  // Creates a key with its first version. `bits` 0 means kDefaultKeyBits.
+  // InvalidArgument for a size other than 2048/3072/4096; FailedPrecondition
+  // for RSA-HSM outside a premium vault; NotSupported for RSA-HSM while no
+  // HSM backend is configured; AlreadyExists (also for a soft-deleted key).
   virtual Result<KeyVersionInfo> CreateKey(std::string_view caller,
                                            std::string_view vault,
                                            std::string_view name, KeyType kty,
@@ -253,6 +255,9 @@ struct KeyStoreOptions {
   std::filesystem::path passphrase_file;  // if set, used instead
   Config::Pkcs11 pkcs11;
   bool hsm_enabled = false;  // true once a PKCS#11 module is configured
+  // Source of "now" for attributes, rotation, retention and audit; empty =
+  // cmkfs::Now(). Tests set it to drive time explicitly.
+  std::function<TimePoint()> clock;
 };
 
 // Opens (creating if needed) the keystore in options.dir. InvalidArgument
