@@ -1,9 +1,10 @@
 #include "cmkfs/config.h"
 
+#include <toml++/toml.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <functional>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "cmkfs/units.h"
@@ -18,16 +19,26 @@ constexpr std::string_view kLogLevels[] = {"trace", "debug", "info",
 
 std::string_view TypeName(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::table: return "table";
-    case toml::node_type::array: return "array";
-    case toml::node_type::string: return "string";
-    case toml::node_type::integer: return "integer";
-    case toml::node_type::floating_point: return "floating-point number";
-    case toml::node_type::boolean: return "boolean";
-    case toml::node_type::date: return "date";
-    case toml::node_type::time: return "time";
-    case toml::node_type::date_time: return "date-time";
-    case toml::node_type::none: break;
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "floating-point number";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -207,10 +218,10 @@ Status ApplyTable(const toml::table& table, std::string_view source_name,
           prefix.empty()
               ? std::string("known top-level keys")
               : "known keys in [" + prefix.substr(0, prefix.size() - 1) + "]";
-      return InvalidArgumentError(
-          std::string(source_name) + ":" +
-          std::to_string(key.source().begin.line) + ": unknown key '" +
-          full_key + "'; " + scope + ": " + known);
+      return InvalidArgumentError(std::string(source_name) + ":" +
+                                  std::to_string(key.source().begin.line) +
+                                  ": unknown key '" + full_key + "'; " + scope +
+                                  ": " + known);
     }
     Where where{source_name, node, full_key};
     if (spec->read) {
@@ -327,7 +338,8 @@ std::vector<KeySpec> Schema(Config& c) {
               return ReadUnsigned(w, 0, 4294967294, &c.mount.gid);
             },
             {}},
-           {"mode", [&](const Where& w) { return ReadMode(w, &c.mount.mode); },
+           {"mode",
+            [&](const Where& w) { return ReadMode(w, &c.mount.mode); },
             {}},
            {"allow_other",
             [&](const Where& w) { return ReadBool(w, &c.mount.allow_other); },
@@ -371,10 +383,10 @@ Result<Config> ParseConfig(std::string_view toml_text,
     table = toml::parse(toml_text, source_name);
   } catch (const toml::parse_error& e) {
     const toml::source_region& where = e.source();
-    return InvalidArgumentError(
-        std::string(source_name) + ":" + std::to_string(where.begin.line) +
-        ":" + std::to_string(where.begin.column) + ": " +
-        std::string(e.description()));
+    return InvalidArgumentError(std::string(source_name) + ":" +
+                                std::to_string(where.begin.line) + ":" +
+                                std::to_string(where.begin.column) + ": " +
+                                std::string(e.description()));
   } catch (const std::exception& e) {
     return InvalidArgumentError(std::string(source_name) + ": " + e.what());
   }

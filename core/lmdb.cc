@@ -35,8 +35,8 @@ class ResizeGate {
   bool LockExclusiveFor(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_);
     ++exclusive_waiters_;
-    bool acquired =
-        cv_.wait_for(lock, timeout, [&] { return !exclusive_ && shared_ == 0; });
+    bool acquired = cv_.wait_for(lock, timeout,
+                                 [&] { return !exclusive_ && shared_ == 0; });
     --exclusive_waiters_;
     if (acquired) {
       exclusive_ = true;
@@ -77,8 +77,8 @@ std::string_view FromVal(const MDB_val& v) {
 
 Status MapLmdbError(int rc, std::string_view what,
                     const std::filesystem::path& dir) {
-  std::string where = dir.empty() ? std::string("lmdb")
-                                  : "lmdb environment " + dir.string();
+  std::string where =
+      dir.empty() ? std::string("lmdb") : "lmdb environment " + dir.string();
   std::string m = where + ": " + std::string(what) + ": " + mdb_strerror(rc);
   switch (rc) {
     case MDB_NOTFOUND:
@@ -281,7 +281,9 @@ Result<bool> Cursor::Move(int op, std::string_view key) {
   return true;
 }
 
+// LMDB refuses empty keys, so none is stored and "" sorts before them all.
 Result<bool> Cursor::Seek(std::string_view key) {
+  if (key.empty()) return First();
   return Move(MDB_SET_RANGE, key);
 }
 
@@ -290,6 +292,12 @@ Result<bool> Cursor::First() { return Move(MDB_FIRST, {}); }
 Result<bool> Cursor::Next() { return Move(MDB_NEXT, {}); }
 
 Result<bool> Cursor::SeekAtOrBefore(std::string_view key) {
+  if (key.empty()) {
+    CMKFS_RETURN_IF_ERROR(Move(MDB_FIRST, {}).status());  // checks the cursor
+    key_ = {};
+    value_ = {};
+    return false;
+  }
   CMKFS_ASSIGN_OR_RETURN(bool found, Move(MDB_SET_RANGE, key));
   if (!found) return Move(MDB_LAST, {});
   if (key_ == key) return true;
@@ -361,8 +369,8 @@ Result<Dbi> Env::OpenDb(std::string_view name) {
   std::string owned_name(name);
   Dbi dbi = 0;
   Status s = Update([&](Txn& txn) -> Status {
-    int rc = mdb_dbi_open(txn.native(), owned_name.empty() ? nullptr
-                                                           : owned_name.c_str(),
+    int rc = mdb_dbi_open(txn.native(),
+                          owned_name.empty() ? nullptr : owned_name.c_str(),
                           MDB_CREATE, &dbi);
     if (rc == MDB_MAP_FULL) txn.map_full_ = true;
     if (rc != 0) return MapError(rc, "open database '" + owned_name + "'");

@@ -16,11 +16,13 @@ Status InitLogging(std::string_view level, bool to_stderr) {
   static constexpr struct {
     std::string_view name;
     spdlog::level::level_enum level;
-  } kLevels[] = {{"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-                 {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-                 {"error", spdlog::level::err},   {"off", spdlog::level::off}};
-  const auto* match = std::find_if(std::begin(kLevels), std::end(kLevels),
-                                   [&](const auto& l) { return l.name == level; });
+  } kLevels[] = {
+      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},   {"off", spdlog::level::off}};
+  const auto* match =
+      std::find_if(std::begin(kLevels), std::end(kLevels),
+                   [&](const auto& l) { return l.name == level; });
   if (match == std::end(kLevels)) {
     return InvalidArgumentError("unknown log level '" + std::string(level) +
                                 "': expected trace, debug, info, warn, error "

@@ -126,8 +126,8 @@ Status RecordReader::Bool(bool* v) {
   CMKFS_RETURN_IF_ERROR(Need(1, "bool"));
   uint8_t b = static_cast<uint8_t>(data_[pos_]);
   if (b > 1) {
-    return CorruptionError(what_ + ": field 'bool' holds " +
-                           std::to_string(b) + ", expected 0 or 1");
+    return CorruptionError(what_ + ": field 'bool' holds " + std::to_string(b) +
+                           ", expected 0 or 1");
   }
   ++pos_;
   *v = b == 1;

@@ -186,16 +186,25 @@ Result<uint64_t> ParseSize(std::string_view text) {
   unsigned shift = 0;
   if (!suffix.empty()) {
     switch (suffix[0]) {
-      case 'k': shift = 10; break;
-      case 'm': shift = 20; break;
-      case 'g': shift = 30; break;
-      case 't': shift = 40; break;
-      default: break;
+      case 'k':
+        shift = 10;
+        break;
+      case 'm':
+        shift = 20;
+        break;
+      case 'g':
+        shift = 30;
+        break;
+      case 't':
+        shift = 40;
+        break;
+      default:
+        break;
     }
     std::string_view rest = suffix;
     if (shift != 0) rest.remove_prefix(1);
-    bool valid_rest = rest.empty() || rest == "b" ||
-                      (shift != 0 && rest == "ib");
+    bool valid_rest =
+        rest.empty() || rest == "b" || (shift != 0 && rest == "ib");
     if (!valid_rest) return bad();
   }
   if (shift != 0 && n > (UINT64_MAX >> shift)) return bad();
@@ -266,8 +275,8 @@ Result<TimePoint> ParseTime(std::string_view text) {
   tm.tm_min = minute;
   tm.tm_sec = second;
   time_t t = timegm(&tm);
-  return TimePoint(std::chrono::seconds(static_cast<int64_t>(t) -
-                                        offset_seconds));
+  return TimePoint(
+      std::chrono::seconds(static_cast<int64_t>(t) - offset_seconds));
 }
 
 std::string FormatTime(TimePoint t) {
@@ -281,13 +290,11 @@ std::string FormatTime(TimePoint t) {
 
 std::string FormatDuration(milliseconds d) {
   int64_t ms = d.count();
-  std::string out;
-  if (ms < 0) {
-    out = "-";
-    ms = -ms;
-  }
   if (ms == 0) return "0s";
-  uint64_t rest = static_cast<uint64_t>(ms);
+  std::string out = ms < 0 ? "-" : "";
+  // Negated in unsigned arithmetic: -INT64_MIN does not fit an int64_t.
+  uint64_t rest =
+      ms < 0 ? 0 - static_cast<uint64_t>(ms) : static_cast<uint64_t>(ms);
   struct Unit {
     uint64_t ms;
     const char* name;
@@ -308,8 +315,8 @@ std::string FormatDuration(milliseconds d) {
 }
 
 std::string FormatSize(uint64_t bytes) {
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB",
-                                           "EiB"};
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB",
+                                           "TiB", "PiB", "EiB"};
   if (bytes < 1024) return std::to_string(bytes) + " B";
   double value = static_cast<double>(bytes);
   int unit = -1;

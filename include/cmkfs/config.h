@@ -64,7 +64,9 @@ struct Config {
   void ResolveDefaults();
 };
 
-// Parses TOML text. `source_name` (usually the file path) prefixes errors:
+// Parses TOML text; keys not in the text keep their defaults, and
+// ResolveDefaults is left to the caller (after any --state-dir override).
+// `source_name` (usually the file path) prefixes errors:
 // "FILE:LINE: key 'watcher.poll_interval': expected a duration such as
 // \"5s\" or \"PT5S\", got 42".
 Result<Config> ParseConfig(std::string_view toml_text,

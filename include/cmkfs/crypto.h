@@ -21,8 +21,10 @@ namespace cmkfs::crypto {
 class SecretBytes {
  public:
   SecretBytes() = default;
-  // Zero-filled secret of n bytes. If mlock fails (RLIMIT_MEMLOCK), the bytes
-  // are still wiped on destruction and `locked()` reports false.
+  // Zero-filled secret of n bytes in its own page-aligned anonymous mapping,
+  // mlock'ed and marked MADV_DONTDUMP and MADV_WIPEONFORK. If mlock fails
+  // (RLIMIT_MEMLOCK), the bytes are still wiped on destruction and `locked()`
+  // reports false. Throws std::bad_alloc only if mmap itself fails, like new.
   explicit SecretBytes(size_t n);
   SecretBytes(const uint8_t* data, size_t n);
   ~SecretBytes();
@@ -39,7 +41,8 @@ class SecretBytes {
   std::span<const uint8_t> span() const { return {data_, size_}; }
   // Explicit copy, for the few places that must duplicate a secret.
   SecretBytes Clone() const;
-  // Wipes and releases the bytes now.
+  // Wipes (OPENSSL_cleanse), unlocks and unmaps the bytes now; afterwards the
+  // object is empty.
   void Wipe();
 
  private:
@@ -75,8 +78,11 @@ constexpr size_t kXtsKeySize = 64;  // two AES-256 keys
 
 class XtsCipher {
  public:
-  // Takes a copy of the 64-byte key into locked memory. Refuses a key whose
-  // two halves are equal (InvalidArgument), as OpenSSL's FIPS rules demand.
+  // Takes a copy of the 64-byte key into locked memory. Refuses a key that is
+  // not 64 bytes, or whose two halves are equal ("XTS key halves must
+  // differ"), as IEEE 1619 and OpenSSL's FIPS rules demand (InvalidArgument).
+  // Destroying the cipher frees and wipes all of its OpenSSL contexts; it
+  // must not be destroyed while another thread is using it.
   static Result<std::unique_ptr<XtsCipher>> Create(const SecretBytes& key);
   ~XtsCipher();
   XtsCipher(const XtsCipher&) = delete;
@@ -84,13 +90,15 @@ class XtsCipher {
 
   // Encrypts/decrypts `len` bytes (a multiple of kSectorSize) starting at
   // sector `first_sector`; each 4096-byte sector uses its own tweak. `in` and
-  // `out` may be the same buffer. Thread-safe: OpenSSL contexts are keyed
-  // once and reused per thread; only the tweak changes per sector.
+  // `out` may be the same buffer (not partially overlapping). Thread-safe:
+  // each call leases a pre-keyed OpenSSL context pair from the cipher's pool,
+  // and only the tweak (IV) is reset per sector, never the key.
+  // InvalidArgument for a bad length.
   Status EncryptSectors(uint64_t first_sector, const uint8_t* in, uint8_t* out,
                         size_t len) const;
   Status DecryptSectors(uint64_t first_sector, const uint8_t* in, uint8_t* out,
                         size_t len) const;
-  // One data unit of any length >= 16 with tweak `unit_number` (used by the
+  // One data unit of 16 bytes to 16 MiB with tweak `unit_number` (used by the
   // IEEE 1619 known-answer tests, whose units are 512 bytes or smaller).
   Status EncryptUnit(uint64_t unit_number, const uint8_t* in, uint8_t* out,
                      size_t len) const;
@@ -105,7 +113,8 @@ class XtsCipher {
 
 // ---------------------------------------------------------------------------
 // AES-256-GCM sealing of small secrets at rest (vault private keys).
-// Blob layout: 12-byte nonce || ciphertext || 16-byte tag. `aad` is bound.
+// Blob layout: 12-byte random nonce || ciphertext || 16-byte tag. `aad` is
+// authenticated, not stored. `key32` must be 32 bytes (InvalidArgument).
 Result<std::vector<uint8_t>> AeadSeal(const SecretBytes& key32,
                                       std::span<const uint8_t> plaintext,
                                       std::span<const uint8_t> aad);
@@ -121,6 +130,8 @@ struct ScryptParams {
   uint32_t p = 1;
 };
 // Memory-hard passphrase KDF (scrypt through EVP_KDF). 32-byte output.
+// InvalidArgument when N is not a power of two >= 2, r or p is 0, the salt is
+// empty, or the parameters need more than 1 GiB.
 Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase,
                                             std::span<const uint8_t> salt,
                                             const ScryptParams& params);
@@ -138,15 +149,16 @@ class RsaKey {
   RsaKey(RsaKey&&) noexcept;
   RsaKey& operator=(RsaKey&&) noexcept;
 
-  // Generates a key of `bits` (any size OpenSSL accepts >= 1024; the keystore
-  // decides which sizes are allowed).
+  // Generates a key of `bits` (1024..16384; the keystore decides which sizes
+  // are allowed). Slow: about 0.1 s for 2048 bits, seconds for 4096.
   static Result<RsaKey> Generate(int bits);
   // Parses an unencrypted private key in PEM, PKCS#1 ("RSA PRIVATE KEY") or
   // PKCS#8 ("PRIVATE KEY"). Errors are InvalidArgument and name what was
   // found: an encrypted PEM, a public key only, an EC or Ed25519 key, or text
-  // that is not a PEM key at all.
+  // that is not a PEM key at all. Never prompts for a passphrase. Any RSA
+  // size is returned; check bits().
   static Result<RsaKey> FromPrivatePem(std::string_view pem);
-  // PKCS#8 DER, as produced by PrivateDer().
+  // PKCS#8 DER, as produced by PrivateDer() (PKCS#1 DER is accepted too).
   static Result<RsaKey> FromPrivateDer(std::span<const uint8_t> der);
   // SubjectPublicKeyInfo DER, as produced by PublicDer().
   static Result<RsaKey> FromPublicDer(std::span<const uint8_t> der);
@@ -154,17 +166,23 @@ class RsaKey {
   bool valid() const;
   bool has_private() const;
   int bits() const;
-  // PKCS#8 DER of the private key, in locked memory.
+  // PKCS#8 DER of the private key, in locked memory. FailedPrecondition for
+  // a public-only key.
   Result<SecretBytes> PrivateDer() const;
+  // SubjectPublicKeyInfo DER / PEM ("-----BEGIN PUBLIC KEY-----").
   Result<std::vector<uint8_t>> PublicDer() const;
   Result<std::string> PublicPem() const;
 
-  // RSA-OAEP with `hash` as both the OAEP digest and MGF1 digest.
+  // RSA-OAEP with `hash` as both the OAEP digest and MGF1 digest, and
+  // `label` as the OAEP label (empty = no label). Works with a public-only
+  // key. InvalidArgument when the plaintext exceeds modulus - 2*hLen - 2.
   Result<std::vector<uint8_t>> Wrap(std::span<const uint8_t> plaintext,
                                     std::span<const uint8_t> label,
                                     OaepHash hash = OaepHash::kSha256) const;
   // Fails with Corruption on a wrong key, wrong label or tampered blob; the
-  // message gives no detail that could serve as a padding oracle.
+  // message gives no detail that could serve as a padding oracle. The
+  // plaintext goes straight into locked memory. FailedPrecondition for a
+  // public-only key.
   Result<SecretBytes> Unwrap(std::span<const uint8_t> blob,
                              std::span<const uint8_t> label,
                              OaepHash hash = OaepHash::kSha256) const;
@@ -173,12 +191,15 @@ class RsaKey {
   void* native_handle() const { return pkey_; }
 
  private:
-  explicit RsaKey(void* pkey);
+  RsaKey(void* pkey, bool has_private);
   void* pkey_ = nullptr;  // EVP_PKEY*
+  bool has_private_ = false;
 };
 
-// Describes what a PEM holds without accepting it ("RSA 2048 private key",
-// "EC key", ...); used for refusal messages.
+// Describes what a PEM holds without accepting it: "RSA 2048-bit private
+// key", "RSA 2048-bit public key", "EC key", "ED25519 key", "encrypted
+// private key", "certificate (a public key only)", "not a PEM key", ...
+// Used for refusal messages; never prompts for a passphrase.
 std::string DescribePem(std::string_view pem);
 
 }  // namespace cmkfs::crypto
