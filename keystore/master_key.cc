@@ -19,7 +19,8 @@ std::string OctalMode(mode_t mode) {
   return buf;
 }
 
-Status CheckPrivateMode(const struct stat& st, const std::filesystem::path& path,
+Status CheckPrivateMode(const struct stat& st,
+                        const std::filesystem::path& path,
                         std::string_view what) {
   if (!S_ISREG(st.st_mode)) {
     return InvalidArgumentError(std::string(what) + " " + path.string() +
@@ -81,12 +82,14 @@ class Fd {
 
 Result<crypto::SecretBytes> CreateKeyFile(const std::filesystem::path& path) {
   int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (raw < 0) return ErrnoError("create master key file " + path.string(), errno);
+  if (raw < 0)
+    return ErrnoError("create master key file " + path.string(), errno);
   Fd fd(raw);
   CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes key,
                          crypto::RandomSecret(kMasterKeySize));
   Status s = WriteAll(fd.get(), key.data(), key.size(), path);
-  if (s.ok() && ::fsync(fd.get()) != 0) s = ErrnoError("fsync " + path.string(), errno);
+  if (s.ok() && ::fsync(fd.get()) != 0)
+    s = ErrnoError("fsync " + path.string(), errno);
   if (!s.ok()) {
     ::unlink(path.c_str());
     return s;
@@ -107,7 +110,8 @@ Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
     // Lost a creation race with another process: read what it wrote.
     raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   }
-  if (raw < 0) return ErrnoError("open master key file " + path.string(), errno);
+  if (raw < 0)
+    return ErrnoError("open master key file " + path.string(), errno);
   Fd fd(raw);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {
@@ -133,7 +137,8 @@ Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
 Result<crypto::SecretBytes> ReadPassphraseFile(
     const std::filesystem::path& path) {
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) return ErrnoError("open passphrase file " + path.string(), errno);
+  if (raw < 0)
+    return ErrnoError("open passphrase file " + path.string(), errno);
   Fd fd(raw);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {
@@ -143,7 +148,8 @@ Result<crypto::SecretBytes> ReadPassphraseFile(
   crypto::SecretBytes buf(kMaxPassphraseSize);
   size_t got = 0;
   CMKFS_RETURN_IF_ERROR(ReadAll(fd.get(), buf.data(), buf.size(), &got, path));
-  while (got > 0 && (buf.data()[got - 1] == '\n' || buf.data()[got - 1] == '\r')) {
+  while (got > 0 &&
+         (buf.data()[got - 1] == '\n' || buf.data()[got - 1] == '\r')) {
     --got;
   }
   if (got == 0) {

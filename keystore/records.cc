@@ -81,7 +81,8 @@ std::string EncodeVault(const VaultRecord& rec) {
       .Str(v.admin_identity)
       .I64(ToSeconds(v.created))
       .U32(static_cast<uint32_t>(v.policies.size()));
-  for (const AccessPolicy& p : v.policies) w.Str(p.object_id).U32(p.permissions);
+  for (const AccessPolicy& p : v.policies)
+    w.Str(p.object_id).U32(p.permissions);
   return w.Take();
 }
 
@@ -105,7 +106,8 @@ Result<VaultRecord> DecodeVault(std::string_view data) {
   CMKFS_RETURN_IF_ERROR(r.Str(&v.admin_identity));
   CMKFS_RETURN_IF_ERROR(GetTime(r, &v.created));
   CMKFS_RETURN_IF_ERROR(r.U32(&n));
-  if (n > r.remaining()) return CorruptionError("vault record: bad policy count");
+  if (n > r.remaining())
+    return CorruptionError("vault record: bad policy count");
   for (uint32_t i = 0; i < n; ++i) {
     AccessPolicy p;
     CMKFS_RETURN_IF_ERROR(r.Str(&p.object_id));
@@ -148,7 +150,8 @@ Result<KeyRecord> DecodeKey(std::string_view data) {
   CMKFS_RETURN_IF_ERROR(GetOptMs(r, &k.rotation_policy.expires_in));
   CMKFS_RETURN_IF_ERROR(GetOptTime(r, &k.last_rotation));
   CMKFS_RETURN_IF_ERROR(r.U32(&n));
-  if (n > r.remaining()) return CorruptionError("key record: bad version count");
+  if (n > r.remaining())
+    return CorruptionError("key record: bad version count");
   for (uint32_t i = 0; i < n; ++i) {
     std::string v;
     CMKFS_RETURN_IF_ERROR(r.Str(&v));
@@ -185,7 +188,8 @@ Result<VersionRecord> DecodeVersion(std::string_view data) {
   CMKFS_RETURN_IF_ERROR(GetTime(r, &v.created));
   CMKFS_RETURN_IF_ERROR(GetTime(r, &v.updated));
   CMKFS_RETURN_IF_ERROR(r.U8(&backend));
-  if (backend > 1) return CorruptionError("key version record: unknown backend");
+  if (backend > 1)
+    return CorruptionError("key version record: unknown backend");
   v.backend = static_cast<BackendKind>(backend);
   CMKFS_RETURN_IF_ERROR(r.Bytes(&v.stored.public_der));
   CMKFS_RETURN_IF_ERROR(r.Bytes(&v.stored.material));
@@ -230,7 +234,7 @@ std::string VersionDbKey(std::string_view vault, std::string_view name,
   return KeyDbKey(vault, name) + "/" + std::string(version);
 }
 
-std::string AuditPrefix(std::string_view vault) {
+std::string VaultPrefix(std::string_view vault) {
   return std::string(vault) + "/";
 }
 

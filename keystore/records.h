@@ -68,7 +68,7 @@ Result<AuditRecord> DecodeAudit(std::string_view data);
 std::string KeyDbKey(std::string_view vault, std::string_view name);
 std::string VersionDbKey(std::string_view vault, std::string_view name,
                          std::string_view version);
-// Prefix of every audit key of a vault.
-std::string AuditPrefix(std::string_view vault);
+// Prefix of every keys/versions/audit db key of a vault: "VAULT/".
+std::string VaultPrefix(std::string_view vault);
 
 }  // namespace cmkfs::keystore

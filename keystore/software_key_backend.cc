@@ -32,9 +32,9 @@ class SoftwareKeyBackend final : public KeyBackend {
     stored.bits = key.bits();
     CMKFS_ASSIGN_OR_RETURN(stored.public_der, key.PublicDer());
     CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes der, key.PrivateDer());
-    CMKFS_ASSIGN_OR_RETURN(stored.material,
-                           crypto::AeadSeal(master_key_, der.span(),
-                                            AsBytes(key_id)));
+    CMKFS_ASSIGN_OR_RETURN(
+        stored.material,
+        crypto::AeadSeal(master_key_, der.span(), AsBytes(key_id)));
     return stored;
   }
 

@@ -152,6 +152,8 @@ struct UsabilityQuery {
   KeyId key_id;  // with version
 };
 
+// All methods are thread-safe. Errors name what was wrong and what is
+// accepted; the exact texts are listed in docs/keystore.md.
 class KeyStore {
  public:
   virtual ~KeyStore() = default;
@@ -174,7 +176,7 @@ class KeyStore {
   virtual Result<std::vector<AuditEntry>> ReadAudit(std::string_view vault,
                                                     const AuditFilter& f) = 0;
   // Records an event of a dependent service (e.g. "disk.seal") in the
-  // vault's audit trail.
+  // vault's audit trail. A zero `time` means now. NotFound for no vault.
   virtual Status AppendAudit(std::string_view vault, const AuditEntry& e) = 0;
 
   // --- keys ---------------------------------------------------------------
@@ -225,9 +227,10 @@ class KeyStore {
   virtual Result<std::vector<KeyId>> ApplyRotationPolicies() = 0;
 
   // --- cryptographic operations -------------------------------------------
-  // `id` must carry a version. Needs wrapKey / unwrapKey. KeyUnavailable
-  // when the version is disabled, expired, not yet valid or the key deleted.
-  // Unwrap of a tampered blob, wrong label or wrong key is Corruption.
+  // `id` must carry a version (InvalidArgument otherwise). Needs wrapKey /
+  // unwrapKey. KeyUnavailable when the version is disabled, expired, not yet
+  // valid or the key deleted. kRsa15 is InvalidArgument. Unwrap of a tampered
+  // blob, wrong label or wrong key is Corruption.
   virtual Result<std::vector<uint8_t>> WrapKey(
       std::string_view caller, const KeyId& id,
       std::span<const uint8_t> plaintext, std::span<const uint8_t> label,

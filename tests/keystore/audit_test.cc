@@ -1,0 +1,141 @@
+// The audit trail: every operation, allowed or refused, with time, identity,
+// operation, key id with version and result; filters by key and time.
+#include <gtest/gtest.h>
+
+#include "cmkfs/keystore.h"
+#include "keystore_test_util.h"
+
+namespace cmkfs::keystore {
+namespace {
+
+using testing::TestKeyStore;
+
+TEST(AuditTest, RecordsEveryOperationWithVersionedKeyIds) {
+  TestKeyStore ks;
+  VaultInfo vault = ks.MakeVault("vault1");
+  const TimePoint t0 = ks.now();
+  auto v1 = ks.ImportKey("vault1", "k");
+  ks.Advance(std::chrono::seconds(1));
+  std::vector<uint8_t> dek(32, 9);
+  auto blob = ks->WrapKey("", v1.id, dek, {});
+  ASSERT_TRUE(blob.ok());
+  ks.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(ks->SetAccessPolicy("", "vault1", "des-1",
+                                  static_cast<uint32_t>(Permission::kGet))
+                  .ok());
+  EXPECT_FALSE(ks->UnwrapKey("des-1", v1.id, *blob, {}).ok());
+  std::vector<uint8_t> garbage(256, 3);
+  EXPECT_EQ(ks->UnwrapKey("", v1.id, garbage, {}).status().kind(),
+            ErrorKind::kCorruption);
+
+  auto audit = ks->ReadAudit("vault1", {});
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 6u);
+  const auto& e = *audit;
+  EXPECT_EQ(e[0].operation, "vault.create");
+  EXPECT_EQ(e[0].identity, vault.admin_identity);
+  EXPECT_EQ(e[0].time, t0);
+  EXPECT_EQ(e[1].operation, "key.import");
+  EXPECT_EQ(e[1].key_id, v1.id.ToString());
+  EXPECT_EQ(e[1].result, "ok");
+  EXPECT_EQ(e[2].operation, "wrapKey");
+  EXPECT_EQ(e[2].key_id, v1.id.ToString());
+  EXPECT_EQ(e[2].time, t0 + std::chrono::seconds(1));
+  EXPECT_EQ(e[2].identity, vault.admin_identity);
+  EXPECT_EQ(e[3].operation, "vault.set-policy");
+  EXPECT_EQ(e[4].operation, "unwrapKey");
+  EXPECT_EQ(e[4].identity, "des-1");
+  EXPECT_EQ(e[4].key_id, v1.id.ToString());
+  EXPECT_EQ(e[4].result.rfind("denied: identity des-1 lacks 'unwrapKey'", 0),
+            0u)
+      << e[4].result;
+  EXPECT_EQ(e[5].operation, "unwrapKey");
+  EXPECT_EQ(e[5].result.rfind("error: ", 0), 0u) << e[5].result;
+}
+
+TEST(AuditTest, FilterByKeyAndSince) {
+  TestKeyStore ks;
+  ks.MakeVault("vault1");
+  ks.MakeVault("vault2");
+  ks.ImportKey("vault1", "a");
+  ks.Advance(std::chrono::seconds(10));
+  const TimePoint mid = ks.now();
+  ks.ImportKey("vault1", "b");
+  ks.ImportKey("vault2", "a");
+  ks.Advance(std::chrono::seconds(10));
+  ASSERT_TRUE(ks->GetKey("", "vault1", "a").ok());
+
+  auto only_a = ks->ReadAudit("vault1", AuditFilter{"a", std::nullopt});
+  ASSERT_TRUE(only_a.ok());
+  ASSERT_EQ(only_a->size(), 2u);
+  EXPECT_EQ((*only_a)[0].operation, "key.import");
+  EXPECT_EQ((*only_a)[1].operation, "key.get");
+
+  auto since = ks->ReadAudit("vault1", AuditFilter{std::nullopt, mid});
+  ASSERT_TRUE(since.ok());
+  ASSERT_EQ(since->size(), 2u);
+  EXPECT_EQ((*since)[0].key_id.find("cmk://vault1/keys/b/"), 0u);
+  for (const auto& e : *since) EXPECT_GE(e.time, mid);
+
+  auto both = ks->ReadAudit("vault1", AuditFilter{"b", mid});
+  ASSERT_EQ(both->size(), 1u);
+  auto none = ks->ReadAudit(
+      "vault1", AuditFilter{std::nullopt, ks.now() + std::chrono::seconds(1)});
+  EXPECT_TRUE(none->empty());
+  // Vaults do not see each other's entries.
+  auto v2 = ks->ReadAudit("vault2", {});
+  ASSERT_EQ(v2->size(), 2u);
+  EXPECT_EQ(ks->ReadAudit("nope-vault", {}).status().kind(),
+            ErrorKind::kNotFound);
+}
+
+TEST(AuditTest, AppendAuditFromDependentServices) {
+  TestKeyStore ks;
+  ks.MakeVault("vault1");
+  auto v1 = ks.ImportKey("vault1", "k");
+  AuditEntry e;
+  e.identity = "cmkfs-engine";
+  e.operation = "disk.seal";
+  e.key_id = v1.id.ToString();
+  e.result = "ok: disk d1 sealed (key version disabled)";
+  ASSERT_TRUE(ks->AppendAudit("vault1", e).ok());
+  auto audit = ks->ReadAudit("vault1", AuditFilter{"k", std::nullopt});
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ(audit->back().operation, "disk.seal");
+  EXPECT_EQ(audit->back().time, ks.now());
+  EXPECT_EQ(audit->back().result, e.result);
+  EXPECT_EQ(ks->AppendAudit("nope-vault", e).kind(), ErrorKind::kNotFound);
+}
+
+TEST(AuditTest, RefusedCallsOfAllKindsAreAudited) {
+  TestKeyStore ks;
+  ks.MakeVault("vault1");
+  EXPECT_FALSE(ks->CreateKey("", "vault1", "k", KeyType::kRsa, 1024).ok());
+  EXPECT_FALSE(ks->ImportKey("", "vault1", "k", "junk", KeyType::kRsa).ok());
+  EXPECT_FALSE(ks->CreateKey("", "vault1", "h", KeyType::kRsaHsm, 2048).ok());
+  auto audit = ks->ReadAudit("vault1", {});
+  ASSERT_EQ(audit->size(), 4u);
+  EXPECT_EQ((*audit)[1].operation, "key.create");
+  EXPECT_NE((*audit)[1].result.find("error: unsupported RSA key size 1024"),
+            std::string::npos);
+  EXPECT_EQ((*audit)[2].operation, "key.import");
+  EXPECT_NE((*audit)[2].result.find("error: unsupported key"),
+            std::string::npos);
+  EXPECT_NE((*audit)[3].result.find("premium vault"), std::string::npos);
+}
+
+TEST(AuditTest, SurvivesReopenIncludingQueuedReadEntries) {
+  TestKeyStore ks;
+  ks.MakeVault("vault1");
+  auto v = ks.ImportKey("vault1", "k");
+  std::vector<uint8_t> dek(32, 2);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(ks->WrapKey("", v.id, dek, {}).ok());
+  ks.Reopen();  // closing drains the audit queue
+  auto audit = ks->ReadAudit("vault1", {});
+  ASSERT_TRUE(audit.ok());
+  EXPECT_EQ(audit->size(), 22u);
+  EXPECT_EQ(audit->back().operation, "wrapKey");
+}
+
+}  // namespace
+}  // namespace cmkfs::keystore
