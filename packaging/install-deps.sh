@@ -11,7 +11,10 @@ PACKAGES=(
   # runtime
   fuse3 openssl lmdb-utils
   # tests: real QEMU tools, fio, loop devices and ext4, a real PKCS#11 token
-  qemu-utils fio e2fsprogs util-linux kmod procps psmisc xxd
+  qemu-utils fio e2fsprogs util-linux kmod procps psmisc xxd jq
+  # a real guest for the QEMU example: Debian's kernel and a busybox initramfs
+  qemu-system-x86 linux-image-amd64 busybox-static cpio
+  libvirt-clients libxml2-utils systemd man-db
   softhsm2 opensc
   # packaging checks
   dpkg-dev rpm file

@@ -1,0 +1,124 @@
+# shellcheck shell=bash
+# Shared helpers for the cmkfs example walkthroughs. Sourced, not run.
+#
+# Environment:
+#   CMKFS_BIN_DIR   directory holding both cmkfs and cmkctl (e.g. /usr/bin)
+#   CMKFS, CMKCTL   paths of each binary (override CMKFS_BIN_DIR)
+#   CMKFS_WORK_DIR  where state, config and mountpoint go (default: a fresh
+#                   directory under /var/tmp, removed on exit)
+#   CMKFS_KEEP=1    keep the work directory on exit (for a look afterwards)
+# Without any of these, the binaries come from the build tree build/ next to
+# examples/ when it has them, else from /usr/bin (the installed package).
+
+examples_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(dirname "$examples_dir")
+
+if [ -n "${CMKFS_BIN_DIR:-}" ]; then
+  CMKFS=${CMKFS:-$CMKFS_BIN_DIR/cmkfs}
+  CMKCTL=${CMKCTL:-$CMKFS_BIN_DIR/cmkctl}
+elif [ -x "$repo_dir/build/fs/daemon/cmkfs" ] && [ -x "$repo_dir/build/cli/cmkctl" ]; then
+  CMKFS=${CMKFS:-$repo_dir/build/fs/daemon/cmkfs}
+  CMKCTL=${CMKCTL:-$repo_dir/build/cli/cmkctl}
+else
+  CMKFS=${CMKFS:-/usr/bin/cmkfs}
+  CMKCTL=${CMKCTL:-/usr/bin/cmkctl}
+fi
+for b in "$CMKFS" "$CMKCTL"; do
+  if [ ! -x "$b" ]; then
+    echo "$(basename "$0"): $b is not an executable; build cmkfs, install the package, or set CMKFS_BIN_DIR" >&2
+    exit 2
+  fi
+done
+
+work_owned=0
+if [ -n "${CMKFS_WORK_DIR:-}" ]; then
+  work=$CMKFS_WORK_DIR
+  mkdir -p "$work"
+else
+  work=$(mktemp -d /var/tmp/cmkfs-example.XXXXXX)
+  work_owned=1
+fi
+state=$work/state
+mnt=$work/mnt
+config=$work/cmkfs.toml
+mkdir -p "$state" "$mnt"
+
+# A config of its own, so the walkthrough never touches /etc/cmkfs or
+# /var/lib/cmkfs, and the key watcher reacts within a second.
+cat >"$config" <<TOML
+state_dir = "$state"
+[watcher]
+poll_interval = "1s"
+auto_rotation_window = "5s"
+on_seal = ""
+TOML
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+# Runs cmkctl on the example's state, echoing the command as a user would type it.
+ctl() {
+  echo "+ cmkctl $*" >&2
+  "$CMKCTL" --config "$config" "$@"
+}
+# Same, without echo: for values captured into variables inside checks.
+ctl_quiet() { "$CMKCTL" --config "$config" "$@"; }
+
+# Mounts cmkfs on $mnt in the background and waits until the mount is up.
+mount_cmkfs() {
+  echo "+ cmkfs --config $config $mnt" >&2
+  "$CMKFS" --config "$config" "$mnt"
+  for _ in $(seq 100); do
+    mountpoint -q "$mnt" && return 0
+    sleep 0.1
+  done
+  fail "cmkfs did not mount $mnt within 10 s"
+}
+
+unmount_cmkfs() {
+  mountpoint -q "$mnt" 2>/dev/null || return 0
+  echo "+ fusermount3 -u $mnt" >&2
+  fusermount3 -u "$mnt" 2>/dev/null || true
+  for _ in $(seq 100); do
+    mountpoint -q "$mnt" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  fusermount3 -u -z "$mnt" 2>/dev/null || true
+  fail "$mnt was still mounted 10 s after fusermount3 -u"
+}
+
+cleanup_example() {
+  local rc=$?
+  set +e
+  if mountpoint -q "$mnt" 2>/dev/null; then
+    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null
+    for _ in $(seq 50); do mountpoint -q "$mnt" 2>/dev/null || break; sleep 0.1; done
+  fi
+  if [ "$work_owned" = 1 ] && [ "${CMKFS_KEEP:-0}" != 1 ]; then
+    rm -rf "$work"
+  elif [ "${CMKFS_KEEP:-0}" = 1 ]; then
+    echo "kept $work" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup_example EXIT
+trap 'exit 130' INT TERM
+
+# Prints one field of `cmkctl disk show DISK -o json`.
+disk_field() { ctl_quiet disk show "$1" -o json | jq -er ".$2"; }
+
+# Waits until `disk show` reports STATE for DISK; fails after TIMEOUT s.
+wait_for_state() {
+  local disk=$1 want=$2 timeout=${3:-15} now
+  for _ in $(seq $((timeout * 10))); do
+    now=$(disk_field "$disk" state 2>/dev/null || true)
+    [ "$now" = "$want" ] && return 0
+    sleep 0.1
+  done
+  fail "disk $disk is '$now' after $timeout s, expected '$want'"
+}
+
+# Writes a 1 MiB pattern that names its purpose and a random tag.
+pattern() { head -c 1048576 < <(yes "cmkfs example $1"); }
