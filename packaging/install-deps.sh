@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  build-essential cmake pkg-config ccache git
+  build-essential cmake pkg-config ccache git python3
   libfuse3-dev libssl-dev liblmdb-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   libgtest-dev clang-format clang libclang-rt-14-dev
   # runtime

@@ -1,0 +1,301 @@
+#!/usr/bin/python3
+"""Turns the raw results of tests/bench/run.sh into the Markdown report.
+
+Reads RESULTS/{fio-*.json,cpu-*.txt,qemu-*.txt,rss-*.txt,machine.txt}, prints
+the tables, the ratios and the issue 9 target checks (PASS/FAIL lines) on
+stdout. Exit status 0; with --require-all, 3 when a system that was run lacks a
+figure (the missing ones are listed on stderr).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+JOBS = [
+    ("seqwrite", "write", "seq write 1M QD4", "MB/s"),
+    ("seqread", "read", "seq read 1M QD4", "MB/s"),
+    ("randread", "read", "rand read 4K QD32", "IOPS"),
+    ("randwrite", "write", "rand write 4K QD32", "IOPS"),
+]
+FIO_SYSTEMS = [
+    ("raw", "raw file, no FUSE"),
+    ("bindfs", "bindfs (FUSE, no crypto)"),
+    ("gocryptfs", "gocryptfs"),
+    ("cmkfs", "cmkfs disk"),
+]
+QEMU_SYSTEMS = [
+    ("raw", "raw file, no FUSE"),
+    ("luks", "QEMU's own LUKS driver on a raw file"),
+    ("cmkfs", "cmkfs disk"),
+]
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def load_fio(results, tag, job, side):
+    """(bytes per second, IOPS) of one fio job, or None."""
+    text = read_text(os.path.join(results, f"fio-{tag}-{job}.json"))
+    if not text or "{" not in text:
+        return None
+    try:
+        doc = json.loads(text[text.index("{"):])
+        stats = doc["jobs"][0][side]
+    except (ValueError, KeyError, IndexError):
+        return None
+    if doc["jobs"][0].get("error", 0) or stats.get("io_bytes", 0) <= 0:
+        return None
+    return float(stats["bw_bytes"]), float(stats["iops"])
+
+
+def fio_figure(results, tag, job, side, unit):
+    got = load_fio(results, tag, job, side)
+    if got is None:
+        return None
+    bw, iops = got
+    return bw / 1e6 if unit == "MB/s" else iops
+
+
+def cpu_window(results, name):
+    """(cpu seconds, wall seconds) sampled by run.sh, or None."""
+    text = read_text(os.path.join(results, f"cpu-{name}.txt"))
+    if not text:
+        return None
+    try:
+        t0, c0, t1, c1, tck = (float(x) for x in text.split())
+    except ValueError:
+        return None
+    if t1 <= t0:
+        return None
+    return (c1 - c0) / tck, t1 - t0
+
+
+def cpu_per_gib_fio(results, tag, job, side):
+    window = cpu_window(results, f"{tag}-{job}")
+    got = load_fio(results, tag, job, side)
+    if window is None or got is None or got[0] <= 0:
+        return None
+    cpu, wall = window
+    return cpu / (got[0] * wall / GIB)
+
+
+def qemu_mib_s(results, system, op):
+    text = read_text(os.path.join(results, f"qemu-{system}-{op}.txt"))
+    if not text:
+        return None
+    m = re.search(r"\(([\d.]+) (bytes|KiB|MiB|GiB|TiB)/sec", text)
+    if not m:
+        return None
+    scale = {"bytes": 1 / MIB, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024,
+             "TiB": 1024 * 1024}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def rss_mib(results, name):
+    text = read_text(os.path.join(results, f"rss-{name}.txt"))
+    try:
+        return int(text.split()[0]) / 1024
+    except (AttributeError, ValueError, IndexError):
+        return None
+
+
+def fmt(value, unit):
+    if value is None:
+        return "—"
+    if unit == "IOPS":
+        return f"{value / 1000:.1f}K"
+    if unit == "ratio":
+        return f"{value:.2f}x"
+    if unit == "cpu":
+        return f"{value:.2f}"
+    return f"{value:.0f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |",
+           "| --- |" + " ---: |" * (len(header) - 1)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--require-all", action="store_true")
+    args = parser.parse_args()
+    res = args.results
+
+    machine = {}
+    for line in (read_text(os.path.join(res, "machine.txt")) or "").splitlines():
+        key, _, value = line.partition("=")
+        machine[key] = value
+    ran = set(machine.get("systems", "raw,bindfs,gocryptfs,cmkfs,luks").split(","))
+    file_mib = int(machine.get("file_mib", "1024"))
+    qemu_mib = int(machine.get("qemu_mib", "1000"))
+    cache_mib = float(machine.get("cache_mib", "32"))
+    missing = []
+    out = []
+
+    out.append(f"### Run {machine.get('date', '?')} ({machine.get('mode', '?')})")
+    out.append("")
+    out.append(f"- machine: {machine.get('nproc', '?')} CPUs, {machine.get('cpu', '?')} "
+               f"({machine.get('aes', '?')}), {machine.get('mem', '?')} RAM, "
+               f"kernel {machine.get('kernel', '?')}, backing fs {machine.get('fs', '?')}")
+    out.append(f"- load average (1, 5, 15 min): {machine.get('load', '?')}")
+    out.append(f"- tools: {machine.get('fio', '?')}; {machine.get('qemu', '?')}; "
+               f"{machine.get('gocryptfs', '?')}; {machine.get('bindfs', '?')}; "
+               f"{machine.get('cmkfs', '?') or 'cmkfs ?'}")
+    out.append(f"- fio: one {file_mib} MiB file, direct=1, libaio, "
+               f"{machine.get('runtime', '?')} s per job after a {machine.get('ramp', '?')} s ramp; "
+               f"qemu-io: {qemu_mib} MiB in one request, -t none; "
+               f"cmkfs [engine] cache = {cache_mib:.0f}M")
+    out.append("")
+
+    # fio figures and ratios.
+    fio = {}
+    for tag, _ in FIO_SYSTEMS:
+        for job, side, _, unit in JOBS:
+            fio[(tag, job)] = fio_figure(res, tag, job, side, unit)
+            if tag in ran and fio[(tag, job)] is None:
+                missing.append(f"fio {job} on {tag}")
+    header = ["fio"] + [f"{label} {unit}" for _, _, label, unit in JOBS]
+    rows = []
+    for tag, label in FIO_SYSTEMS:
+        rows.append([label] + [fmt(fio[(tag, j)], u) for j, _, _, u in JOBS])
+    for peer in ("gocryptfs", "bindfs", "raw"):
+        rows.append([f"cmkfs/{peer}"] + [fmt(ratio(fio[("cmkfs", j)], fio[(peer, j)]), "ratio")
+                                         for j, _, _, _ in JOBS])
+    out.append(table(header, rows))
+    out.append("")
+
+    # qemu-io.
+    qemu = {}
+    for system, _ in QEMU_SYSTEMS:
+        for op in ("write", "read"):
+            qemu[(system, op)] = qemu_mib_s(res, system, op)
+            if system in ran and qemu[(system, op)] is None:
+                missing.append(f"qemu-io {op} on {system}")
+    rows = [[label, fmt(qemu[(s, "write")], "MiB/s"), fmt(qemu[(s, "read")], "MiB/s")]
+            for s, label in QEMU_SYSTEMS]
+    for peer, label in (("luks", "QEMU LUKS"), ("raw", "raw")):
+        rows.append([f"cmkfs/{label}"] + [fmt(ratio(qemu[("cmkfs", op)], qemu[(peer, op)]), "ratio")
+                                          for op in ("write", "read")])
+    out.append(table([f"qemu-io {qemu_mib} MiB", "seq write MiB/s", "seq read MiB/s"], rows))
+    out.append("")
+
+    # CPU seconds per GiB moved, in the FUSE daemon.
+    rows = []
+    for tag, label in (("cmkfs", "cmkfs"), ("gocryptfs", "gocryptfs"), ("bindfs", "bindfs")):
+        if tag not in ran:
+            continue
+        cells = []
+        for job, side, _, _ in JOBS:
+            value = cpu_per_gib_fio(res, tag, job, side)
+            if value is None and tag in ("cmkfs", "gocryptfs"):
+                missing.append(f"CPU per GiB for fio {job} on {tag}")
+            cells.append(fmt(value, "cpu"))
+        for op in ("write", "read"):
+            value = None
+            if tag == "cmkfs":
+                window = cpu_window(res, f"cmkfs-qemu-{op}")
+                if window is not None:
+                    value = window[0] / (qemu_mib / 1024)
+                else:
+                    missing.append(f"CPU per GiB for qemu-io {op} on cmkfs")
+            cells.append(fmt(value, "cpu"))
+        rows.append([label] + cells)
+    out.append(table(["daemon CPU s/GiB"] + [label for _, _, label, _ in JOBS]
+                     + ["qemu-io write", "qemu-io read"], rows))
+    out.append("")
+
+    # Daemon memory.
+    rss_fio = rss_mib(res, "cmkfs-fio")
+    rss_all = rss_mib(res, "cmkfs-all")
+    rss_big = rss_mib(res, "cmkfs16-fio")
+    rss_go = rss_mib(res, "gocryptfs")
+    if "cmkfs" in ran:
+        for name, value in (("peak RSS after fio", rss_fio), ("peak RSS after the run", rss_all),
+                            ("peak RSS with the 16x disk", rss_big)):
+            if value is None:
+                missing.append(f"cmkfs {name}")
+        for job, side, _, unit in JOBS:
+            if fio_figure(res, "cmkfs16", job, side, unit) is None:
+                missing.append(f"fio {job} on the 16x cmkfs disk")
+
+    def mib(v):
+        return "—" if v is None else f"{v:.1f}"
+    rows = [
+        [f"cmkfs, {file_mib} MiB disk, after the fio jobs", mib(rss_fio)],
+        [f"cmkfs, {file_mib} MiB disk, after fio and qemu-io", mib(rss_all)],
+        [f"cmkfs, {16 * file_mib} MiB disk (16x), same fio jobs on its first {file_mib} MiB",
+         mib(rss_big)],
+        ["gocryptfs, after the fio jobs (reference)", mib(rss_go)],
+    ]
+    out.append(table(["daemon peak RSS (VmHWM)", "MiB"], rows))
+    big_row = [fmt(fio_figure(res, "cmkfs16", j, s, u), u) for j, s, _, u in JOBS]
+    out.append("")
+    out.append(table([f"fio on the 16x cmkfs disk"] + [f"{label} {unit}" for _, _, label, unit in JOBS],
+                     [["cmkfs, 16x disk"] + big_row]))
+    out.append("")
+
+    # Targets (issue 9), informational.
+    checks = []
+
+    def check(name, value, limit, cmp=">=", needs=("cmkfs",)):
+        if not set(needs) <= ran:
+            checks.append(f"- SKIP {name}: not run ({', '.join(sorted(set(needs) - ran))})")
+            return
+        if value is None:
+            checks.append(f"- FAIL {name}: no figure")
+            return
+        ok = value >= limit if cmp == ">=" else value <= limit
+        shown = f"{value:.2f}x" if cmp == ">=" else f"{value:.1f} MiB"
+        bound = f"{limit:.2f}x" if cmp == ">=" else f"{limit:.1f} MiB"
+        checks.append(f"- {'PASS' if ok else 'FAIL'} {name}: {shown} (target {cmp} {bound})")
+
+    for job, _, label, _ in JOBS:
+        check(f"fio {label} cmkfs/gocryptfs", ratio(fio[("cmkfs", job)], fio[("gocryptfs", job)]), 1.5,
+              needs=("cmkfs", "gocryptfs"))
+    for job, _, label, _ in JOBS:
+        check(f"fio {label} cmkfs/bindfs", ratio(fio[("cmkfs", job)], fio[("bindfs", job)]), 0.9,
+              needs=("cmkfs", "bindfs"))
+    for op in ("write", "read"):
+        check(f"qemu-io seq {op} cmkfs/QEMU LUKS", ratio(qemu[("cmkfs", op)], qemu[("luks", op)]), 2.0,
+              needs=("cmkfs", "luks"))
+    check("daemon peak RSS after the whole run", rss_all, 64 + cache_mib, "<=")
+    flat_limit = None if rss_fio is None else rss_fio + max(4.0, 0.1 * rss_fio)
+    if "cmkfs" not in ran:
+        checks.append("- SKIP daemon RSS flat with a 16x disk: not run (cmkfs)")
+    elif flat_limit is None:
+        checks.append("- FAIL daemon RSS flat with a 16x disk: no figure")
+    else:
+        check("daemon peak RSS flat with a 16x disk (1x peak + max(4 MiB, 10%))", rss_big,
+              flat_limit, "<=")
+    out.append("Targets (issue 9, from this run):")
+    out.append("")
+    out.extend(checks)
+
+    print("\n".join(out))
+    if missing:
+        print("missing figures: " + "; ".join(missing), file=sys.stderr)
+        if args.require_all:
+            return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
