@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -160,6 +161,11 @@ struct EngineOptions {
   uint32_t des_quota_per_region = 1000;
   Scope defaults;
   std::string system_vault = "cmkfs-system";  // platform-managed keys
+  // Size of the "platform" key created in the system vault on first open.
+  int system_key_bits = keystore::kDefaultKeyBits;
+  // Longest time new extent mappings stay in memory before a batch commit
+  // (Sync/Flush commit at once).
+  std::chrono::milliseconds commit_interval{1000};
 };
 
 class IoLayer;  // fs/engine/io_layer.h: backing-file I/O, replaceable for

@@ -1,0 +1,234 @@
+// Internal: the Engine implementation, shared by engine.cc (control plane)
+// and engine_io.cc (data path, batch commit, allocation).
+//
+// Lock order (outer first):
+//   control_mu_ -> OpenResource::barrier -> commit_mu_ -> alloc_gate_ ->
+//   pending_mu_ -> ExtentCache shard; open_mu_ is a leaf (never held while
+//   taking another). The I/O path takes barrier (shared) -> one extent stripe
+//   -> alloc_gate_ (shared, for a new slot) -> pending_mu_ (only when a mapping
+//   changes) -> cache shard. It never takes control_mu_ or commit_mu_.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "cmkfs/crypto.h"
+#include "cmkfs/engine.h"
+#include "cmkfs/lmdb.h"
+#include "extent_cache.h"
+#include "io_layer.h"
+#include "records.h"
+
+namespace cmkfs::fs {
+
+// A reader-writer lock that lets a waiting writer in ahead of new readers
+// (glibc's default prefers readers, which starves a snapshot behind a
+// stream of I/O). Readers must not nest.
+class WriterPreferringRwLock {
+ public:
+  WriterPreferringRwLock() {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&lock_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+  }
+  ~WriterPreferringRwLock() { pthread_rwlock_destroy(&lock_); }
+  WriterPreferringRwLock(const WriterPreferringRwLock&) = delete;
+  WriterPreferringRwLock& operator=(const WriterPreferringRwLock&) = delete;
+  void lock() { pthread_rwlock_wrlock(&lock_); }
+  void unlock() { pthread_rwlock_unlock(&lock_); }
+  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
+  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+
+ private:
+  pthread_rwlock_t lock_;
+};
+
+// Per open resource; shared by its handles. Removed (DEK wiped) when the
+// last handle closes.
+struct OpenResource {
+  uint64_t rid = 0;
+  ResourceKind kind = ResourceKind::kDisk;
+  std::string name;
+  DiskSku sku = DiskSku::kPremiumLrs;
+  // Write barrier: I/O holds it shared; snapshot, resize, seal exclusive.
+  WriterPreferringRwLock barrier;
+  // Guarded by barrier.
+  std::unique_ptr<crypto::XtsCipher> cipher;  // null when sealed
+  std::string seal_reason;
+  std::atomic<uint64_t> size{0};
+  // Guarded by Engine::open_mu_.
+  uint32_t handles = 0;
+};
+
+// Metadata changes made in memory since the last commit.
+struct Batch {
+  std::unordered_map<ExtKey, uint64_t, ExtKeyHash> map;  // slot or kNoSlot
+  std::unordered_map<uint64_t, int64_t> ref;    // slot -> refcount delta
+  std::unordered_set<uint64_t> taken;           // slots taken off "free"
+  std::unordered_map<uint64_t, int64_t> count;  // rid -> mapped extents
+  bool empty() const {
+    return map.empty() && ref.empty() && taken.empty() && count.empty();
+  }
+};
+
+class EngineImpl : public Engine {
+ public:
+  EngineImpl(const EngineOptions& options, keystore::KeyStore* ks,
+             std::shared_ptr<IoLayer> io);
+  ~EngineImpl() override;
+  Status Init();
+
+  Result<DesInfo> CreateDes(const DesSpec& spec) override;
+  Result<DesInfo> UpdateDes(std::string_view name,
+                            std::optional<keystore::KeyId> key_id,
+                            std::optional<bool> auto_rotate) override;
+  Result<DesInfo> GetDes(std::string_view name) override;
+  Result<std::vector<DesInfo>> ListDes() override;
+  Status DeleteDes(std::string_view name) override;
+  Result<ResourceInfo> CreateDisk(const DiskSpec& spec) override;
+  Result<ResourceInfo> ImportDisk(const DiskSpec& spec,
+                                  const std::filesystem::path& file,
+                                  const Progress& progress) override;
+  Status Export(ResourceKind kind, std::string_view name,
+                const std::filesystem::path& file,
+                const Progress& progress) override;
+  Result<ResourceInfo> CreateSnapshot(std::string_view name,
+                                      std::string_view source_disk) override;
+  Result<ResourceInfo> CreateImage(std::string_view name,
+                                   std::string_view source) override;
+  Result<ResourceInfo> Get(ResourceKind kind, std::string_view name) override;
+  Result<std::vector<ResourceInfo>> List(ResourceKind kind) override;
+  Status Delete(ResourceKind kind, std::string_view name) override;
+  Result<ResourceInfo> Resize(std::string_view disk,
+                              uint64_t new_size) override;
+  Result<ResourceInfo> Move(std::string_view disk,
+                            std::string_view resource_group,
+                            std::optional<std::string> subscription) override;
+  Result<ResourceInfo> SetDiskDes(std::string_view disk,
+                                  std::string_view des) override;
+  Result<FsckReport> Fsck() override;
+  Result<PoolStats> Stats() override;
+  Result<std::shared_ptr<DiskHandle>> Open(ResourceKind kind,
+                                           std::string_view name,
+                                           bool writable) override;
+  Result<std::vector<KeyUse>> KeyUses() override;
+  Status Seal(ResourceKind kind, std::string_view name,
+              std::string_view reason) override;
+  Status Unseal(ResourceKind kind, std::string_view name) override;
+  void SetChangeListener(
+      std::function<void(ResourceKind, std::string_view)> listener) override;
+  Status Flush() override;
+
+  // --- data path (engine_io.cc), used by handles ---
+  Result<size_t> ReadAt(OpenResource& r, uint64_t offset,
+                        std::span<uint8_t> buf);
+  Result<size_t> WriteAt(OpenResource& r, uint64_t offset,
+                         std::span<const uint8_t> data);
+  Status ZeroAt(OpenResource& r, uint64_t offset, uint64_t length);
+  Result<uint64_t> SeekData(OpenResource& r, uint64_t offset);
+  Result<uint64_t> SeekHole(OpenResource& r, uint64_t offset);
+  Status SyncData();
+  void CloseHandle(const std::shared_ptr<OpenResource>& r);
+
+ private:
+  // --- engine_io.cc ---
+  std::shared_mutex& Stripe(const ExtKey& k);
+  Result<ExtEntry> Lookup(const ExtKey& k);
+  Result<uint64_t> AllocateSlot();
+  void RecordMapping(const ExtKey& k, uint64_t old_slot, uint64_t new_slot);
+  // Data first (fdatasync), then one LMDB transaction, then Env::Sync.
+  Status CommitPending();
+  Status ApplyBatch(lmdb::Txn& txn, const Batch& b, uint64_t hwm,
+                    std::vector<uint64_t>* released);
+  void ReleaseSlots(const std::vector<uint64_t>& released);
+  Status RefillFreeCache();
+  Status WriteExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
+                     uint64_t ext_off, const uint8_t* data, uint64_t n);
+  Status ReadExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
+                    uint64_t ext_off, uint8_t* out, uint64_t n);
+  Status UnmapExtent(OpenResource& r, uint64_t idx);
+  Result<uint64_t> NextMappedCandidate(uint64_t rid, uint64_t idx);
+  int64_t PendingCount(uint64_t rid);
+  void CommitLoop();
+
+  // --- engine.cc ---
+  Result<ResourceRecord> LoadResource(ResourceKind kind, std::string_view name);
+  Result<DesRecord> LoadDes(std::string_view name);
+  Status PutResource(const ResourceRecord& r);
+  Status PutDes(const DesRecord& d);
+  Result<ResourceInfo> ToInfo(const ResourceRecord& r);
+  DesInfo ToDesInfo(const DesRecord& d);
+  Result<std::pair<ResourceKind, std::string>> ResolveSource(
+      std::string_view source, bool allow_disk);
+  Scope FillScope(Scope s) const;
+  Status CheckDesAccess(const DesRecord& d, const keystore::KeyId& key);
+  Result<keystore::KeyId> ResolveKeyVersion(const keystore::KeyId& id);
+  Result<std::vector<uint8_t>> WrapDek(const crypto::SecretBytes& dek,
+                                       const std::string& identity,
+                                       const keystore::KeyId& key,
+                                       const std::string& uuid);
+  Result<crypto::SecretBytes> UnwrapDek(const ResourceRecord& r);
+  Result<crypto::SecretBytes> NewDek();
+  Result<ResourceRecord> CloneLocked(ResourceKind kind, std::string_view name,
+                                     const ResourceRecord& src,
+                                     const DiskSpec* spec);
+  Result<ResourceRecord> CreateDiskLocked(const DiskSpec& spec);
+  Status DeleteLocked(const ResourceRecord& r);
+  Status RewrapDesLocked(DesRecord& d);
+  Status EnsureSystemKey();
+  std::shared_ptr<OpenResource> FindOpen(uint64_t rid);
+  void Notify(ResourceKind kind, std::string_view name);
+
+  EngineOptions options_;
+  keystore::KeyStore* ks_;
+  std::shared_ptr<IoLayer> io_;
+  int lock_fd_ = -1;
+  std::unique_ptr<lmdb::Env> env_;
+  lmdb::Dbi db_meta_ = 0, db_res_ = 0, db_des_ = 0, db_map_ = 0, db_ref_ = 0,
+            db_free_ = 0, db_count_ = 0;
+  std::shared_ptr<IoFile> pool_;
+  ExtentCache cache_;
+  std::vector<std::shared_mutex> stripes_;
+
+  std::mutex control_mu_;  // serializes control-plane operations
+  std::mutex open_mu_;
+  std::map<uint64_t, std::shared_ptr<OpenResource>> open_;
+
+  std::mutex commit_mu_;
+  // Held shared from a slot's allocation to its mapping, exclusive by the
+  // commit while it takes the batch: a batch never holds an allocated slot
+  // without its mapping (which would free it at commit while in use).
+  WriterPreferringRwLock alloc_gate_;
+  std::mutex pending_mu_;
+  Batch open_batch_;                   // pending_mu_
+  const Batch* committing_ = nullptr;  // pending_mu_
+  uint64_t gen_ = 1;                   // pending_mu_: generation of open_batch_
+  uint64_t hwm_ = 0;                   // pending_mu_: next never-used slot
+  std::vector<uint64_t> free_cache_;   // pending_mu_
+  bool free_db_has_more_ = true;       // pending_mu_
+  std::atomic<uint64_t> commit_gen_{0};
+
+  std::mutex listener_mu_;
+  std::function<void(ResourceKind, std::string_view)> listener_;
+
+  std::mutex loop_mu_;
+  std::condition_variable loop_cv_;
+  bool stop_ = false;
+  bool commit_requested_ = false;
+  std::thread committer_;
+};
+
+}  // namespace cmkfs::fs

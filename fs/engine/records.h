@@ -1,0 +1,73 @@
+// Metadata records of the disk engine (docs/format.md describes the
+// layout). Encoding is total; decoding never trusts its input.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cmkfs/engine.h"
+#include "cmkfs/status.h"
+
+namespace cmkfs::fs {
+
+constexpr uint64_t kExtentSize = 64 * 1024;
+constexpr uint64_t kSectorBytes = 4096;
+constexpr uint64_t kSectorsPerExtent = kExtentSize / kSectorBytes;
+constexpr uint8_t kFormatVersion = 1;
+
+struct ResourceRecord {
+  uint64_t rid = 0;
+  ResourceKind kind = ResourceKind::kDisk;
+  std::string name;
+  uint64_t size = 0;
+  DiskSku sku = DiskSku::kPremiumLrs;
+  EncryptionType encryption = EncryptionType::kPlatform;
+  std::string des;
+  std::string key_id;    // with version: the one that wraps `wrapped_dek`
+  std::string identity;  // keystore caller that unwraps ("" = vault admin)
+  std::vector<uint8_t> wrapped_dek;
+  std::string uuid;     // wrap label is "cmkfs-dek:" + uuid
+  std::string lineage;  // shared by every clone of one DEK
+  std::string source;   // "disks/NAME", ... or empty
+  Scope scope;
+  bool guest_encrypted = false;
+  int64_t created = 0;  // unix seconds
+  ResourceState state = ResourceState::kActive;
+  std::string seal_reason;
+};
+
+struct DesRecord {
+  std::string name;
+  std::string key_id;  // with version
+  bool auto_rotate = false;
+  std::string identity;
+  Scope scope;
+  int64_t created = 0;
+  std::optional<int64_t> last_rotation;
+  std::string rotation_error;
+  std::string previous_key_id;  // empty: none
+  std::string rotation_target;  // non-empty: a re-wrap is in progress
+};
+
+std::string EncodeResource(const ResourceRecord& r);
+Result<ResourceRecord> DecodeResource(std::string_view data);
+std::string EncodeDes(const DesRecord& d);
+Result<DesRecord> DecodeDes(std::string_view data);
+
+// Key in the "resources" database: one kind byte ('d', 's', 'i') + name.
+std::string ResourceKey(ResourceKind kind, std::string_view name);
+// Key in "extmap": resource id and extent index, both big-endian.
+std::string MapKey(uint64_t rid, uint64_t idx);
+std::string EncodeSlot(uint64_t slot);
+Result<uint64_t> DecodeSlot(std::string_view v);
+std::string EncodeCount(uint64_t n);
+Result<uint64_t> DecodeCount(std::string_view v, std::string_view what);
+
+// InvalidArgument unless `name` matches [A-Za-z0-9][A-Za-z0-9._-]{0,79}.
+Status ValidateName(std::string_view what, std::string_view name);
+std::string_view ResourceDirName(ResourceKind kind);  // "disks", ...
+
+}  // namespace cmkfs::fs

@@ -1,0 +1,174 @@
+// Key changes: DES rotation re-wraps every resource (no data rewritten),
+// crash-safe resume, switching a disk to a customer key.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "cmkfs/lmdb.h"
+#include "engine_test_support.h"
+#include "records.h"
+#include "test_keys.h"
+
+namespace cmkfs::fs::testing {
+namespace {
+
+class EngineKeysTest : public EngineTest {
+ protected:
+  std::vector<char> PoolFile() {
+    auto p = options_.dir / "extents" / "pool.0";
+    std::vector<char> v(std::filesystem::file_size(p));
+    std::ifstream f(p, std::ios::binary);
+    f.read(v.data(), v.size());
+    return v;
+  }
+  keystore::KeyId NewVersion(const std::string& vault, const std::string& key,
+                             int pem) {
+    auto k = ks_->ImportKey("", V(vault), key, kTestPems[pem],
+                            keystore::KeyType::kRsa);
+    EXPECT_TRUE(k.ok()) << k.status().ToString();
+    return k.ok() ? k->id : keystore::KeyId{};
+  }
+};
+
+TEST_F(EngineKeysTest, UpdateDesRewrapsEveryResourceWithoutRewritingData) {
+  auto v1 = MakeKey("v1", "k1");
+  MakeDes("des1", "v1", "k1");
+  MakeDisk("d", 1 << 20, "des1");
+  auto h = OpenDisk("d");
+  auto data = Pattern(1 << 20, 5);
+  WriteAll(*h, 0, data);
+  ASSERT_TRUE(engine_->CreateSnapshot("s", "d").ok());
+  ASSERT_TRUE(engine_->CreateImage("i", "snapshots/s").ok());
+  ASSERT_OK(engine_->Flush());
+  auto pool_before = PoolFile();
+
+  auto v2 = NewVersion("v1", "k1", 1);
+  ASSERT_NE(v1, v2);
+  ASSERT_OK_AND_ASSIGN(
+      auto des, engine_->UpdateDes("des1", keystore::KeyId{V("v1"), "k1", ""},
+                                   std::nullopt));
+  EXPECT_EQ(des.key_id, v2);
+  EXPECT_TRUE(des.last_rotation.has_value());
+  EXPECT_TRUE(des.rotation_error.empty());
+  EXPECT_FALSE(des.previous_key_id.has_value());
+  for (auto [kind, name] : {std::pair{ResourceKind::kDisk, "d"},
+                            std::pair{ResourceKind::kSnapshot, "s"},
+                            std::pair{ResourceKind::kImage, "i"}}) {
+    ASSERT_OK_AND_ASSIGN(auto info, engine_->Get(kind, name));
+    EXPECT_EQ(info.key_id, v2) << name;
+  }
+  // The open disk saw no interruption, and no data was rewritten.
+  EXPECT_EQ(ReadAll(*h, 0, 1 << 20), data);
+  ASSERT_OK(engine_->Flush());
+  EXPECT_TRUE(PoolFile() == pool_before);
+  // The old version is left enabled: it still unwraps what it wrapped.
+  ASSERT_OK_AND_ASSIGN(auto old, ks_->GetKeyVersion("", v1));
+  EXPECT_TRUE(old.enabled);
+  // Disabling the old version does not matter any more.
+  keystore::AttributeUpdate off;
+  off.enabled = false;
+  ASSERT_TRUE(ks_->UpdateKeyAttributes("", v1, off).ok());
+  h.reset();
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(auto sh,
+                       engine_->Open(ResourceKind::kSnapshot, "s", false));
+  EXPECT_EQ(ReadAll(*sh, 0, 1 << 20), data);
+}
+
+TEST_F(EngineKeysTest, UpdateDesToKeyIdentityCannotUseIsRefusedWithCommand) {
+  MakeKey("v1", "k1");
+  DesInfo d = MakeDes("des1", "v1", "k1");
+  MakeDisk("d", 1 << 20, "des1");
+  MakeKey("v2", "k2");  // identity not granted on v2
+  auto r = engine_->UpdateDes("des1", keystore::KeyId{V("v2"), "k2", ""},
+                              std::nullopt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_HAS_SUBSTR(r.status().message(),
+                    "cmkctl vault set-policy " + V("v2") + " --object-id " +
+                        d.identity +
+                        " --key-permissions get wrapKey unwrapKey");
+  ASSERT_OK_AND_ASSIGN(auto same, engine_->GetDes("des1"));
+  EXPECT_EQ(same.key_id, d.key_id);
+  Grant("v2", d.identity);
+  ASSERT_OK_AND_ASSIGN(
+      auto moved,
+      engine_->UpdateDes("des1", keystore::KeyId{V("v2"), "k2", ""}, false));
+  EXPECT_EQ(moved.key_id.vault, V("v2"));
+  ASSERT_OK_AND_ASSIGN(auto disk, engine_->Get(ResourceKind::kDisk, "d"));
+  EXPECT_EQ(disk.key_id, moved.key_id);
+}
+
+TEST_F(EngineKeysTest, InterruptedRewrapResumesOnOpen) {
+  auto v1 = MakeKey("v1", "k1");
+  MakeDes("des1", "v1", "k1");
+  MakeDisk("a", 1 << 20, "des1");
+  MakeDisk("b", 1 << 20, "des1");
+  {
+    auto h = OpenDisk("a");
+    WriteAll(*h, 0, Pattern(4096, 9));
+  }
+  auto v2 = NewVersion("v1", "k1", 2);
+  CloseEngine();
+  // The state UpdateDes leaves after writing its marker, before any
+  // resource was re-wrapped (a crash right there).
+  {
+    lmdb::EnvOptions eo;
+    ASSERT_OK_AND_ASSIGN(auto env, lmdb::Env::Open(options_.dir / "meta", eo));
+    ASSERT_OK_AND_ASSIGN(auto db, env->OpenDb("des"));
+    ASSERT_OK(env->Update([&](lmdb::Txn& txn) -> Status {
+      CMKFS_ASSIGN_OR_RETURN(auto v, txn.Get(db, "des1"));
+      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(v));
+      d.previous_key_id = d.key_id;
+      d.key_id = v2.ToString();
+      d.rotation_target = v2.ToString();
+      return txn.Put(db, "des1", EncodeDes(d));
+    }));
+  }
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(auto des, engine_->GetDes("des1"));
+  EXPECT_EQ(des.key_id, v2);
+  EXPECT_FALSE(des.previous_key_id.has_value());
+  for (const char* n : {"a", "b"}) {
+    ASSERT_OK_AND_ASSIGN(auto info, engine_->Get(ResourceKind::kDisk, n));
+    EXPECT_EQ(info.key_id, v2) << n;
+  }
+  auto h = OpenDisk("a");
+  EXPECT_EQ(ReadAll(*h, 0, 4096), Pattern(4096, 9));
+  EXPECT_NE(v1, v2);
+}
+
+TEST_F(EngineKeysTest, SetDiskDesSwitchesPlatformDiskToCustomerKey) {
+  MakeKey("v1", "k1");
+  DesInfo d = MakeDes("des1", "v1", "k1");
+  MakeDisk("d", 1 << 20);
+  {
+    auto h = OpenDisk("d");
+    WriteAll(*h, 4096, Pattern(10000, 4));
+  }
+  ASSERT_OK_AND_ASSIGN(auto info, engine_->SetDiskDes("d", "des1"));
+  EXPECT_EQ(info.encryption, EncryptionType::kCustomer);
+  EXPECT_EQ(info.des, "des1");
+  EXPECT_EQ(info.key_id, d.key_id);
+  Reopen();
+  auto h = OpenDisk("d");
+  EXPECT_EQ(ReadAll(*h, 4096, 10000), Pattern(10000, 4));
+  ASSERT_OK_AND_ASSIGN(auto uses, engine_->KeyUses());
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0].identity, d.identity);
+}
+
+TEST_F(EngineKeysTest, OpenFailsWhileKeyVersionDisabled) {
+  auto v1 = MakeKey("v1", "k1");
+  MakeDes("des1", "v1", "k1");
+  MakeDisk("d", 1 << 20, "des1");
+  keystore::AttributeUpdate off;
+  off.enabled = false;
+  ASSERT_TRUE(ks_->UpdateKeyAttributes("", v1, off).ok());
+  auto h = engine_->Open(ResourceKind::kDisk, "d", true);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().kind(), ErrorKind::kKeyUnavailable);
+  EXPECT_HAS_SUBSTR(h.status().message(), "disk d");
+}
+
+}  // namespace
+}  // namespace cmkfs::fs::testing
