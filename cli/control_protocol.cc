@@ -10,7 +10,8 @@ namespace cmkfs::cli {
 namespace {
 
 void PutU32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  for (int i = 0; i < 4; ++i)
+    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
 uint32_t GetU32(std::string_view b) {
@@ -88,9 +89,9 @@ Result<std::vector<std::string>> ParseControlRequest(std::string_view payload) {
   }
   // Each argument needs at least its 4-byte length.
   if (static_cast<uint64_t>(argc) * 4 > r.remaining()) {
-    return InvalidArgumentError("control request truncated: " +
-                                std::to_string(argc) +
-                                " arguments announced, too few bytes");
+    return InvalidArgumentError(
+        "control request truncated: " + std::to_string(argc) +
+        " arguments announced, too few bytes");
   }
   std::vector<std::string> args;
   args.reserve(argc);

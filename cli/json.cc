@@ -253,7 +253,8 @@ class Parser {
       std::string key;
       CMKFS_RETURN_IF_ERROR(ParseString(key));
       SkipSpace();
-      if (pos_ >= text_.size() || text_[pos_] != ':') return Error("expected ':'");
+      if (pos_ >= text_.size() || text_[pos_] != ':')
+        return Error("expected ':'");
       ++pos_;
       SkipSpace();
       Json value;

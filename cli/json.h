@@ -18,17 +18,17 @@ class Json {
   enum class Type { kNull, kBool, kInt, kDouble, kString, kArray, kObject };
 
   Json() = default;
-  Json(std::nullptr_t) {}                                          // NOLINT
-  Json(bool b) : type_(Type::kBool), bool_(b) {}                   // NOLINT
-  Json(int v) : type_(Type::kInt), int_(v) {}                      // NOLINT
-  Json(int64_t v) : type_(Type::kInt), int_(v) {}                  // NOLINT
-  Json(uint64_t v)                                                 // NOLINT
+  Json(std::nullptr_t) {}                          // NOLINT
+  Json(bool b) : type_(Type::kBool), bool_(b) {}   // NOLINT
+  Json(int v) : type_(Type::kInt), int_(v) {}      // NOLINT
+  Json(int64_t v) : type_(Type::kInt), int_(v) {}  // NOLINT
+  Json(uint64_t v)                                 // NOLINT
       : type_(Type::kInt), int_(static_cast<int64_t>(v)) {}
-  Json(uint32_t v) : type_(Type::kInt), int_(v) {}                 // NOLINT
-  Json(double v) : type_(Type::kDouble), double_(v) {}             // NOLINT
+  Json(uint32_t v) : type_(Type::kInt), int_(v) {}                   // NOLINT
+  Json(double v) : type_(Type::kDouble), double_(v) {}               // NOLINT
   Json(std::string s) : type_(Type::kString), str_(std::move(s)) {}  // NOLINT
-  Json(std::string_view s) : type_(Type::kString), str_(s) {}      // NOLINT
-  Json(const char* s) : type_(Type::kString), str_(s) {}           // NOLINT
+  Json(std::string_view s) : type_(Type::kString), str_(s) {}        // NOLINT
+  Json(const char* s) : type_(Type::kString), str_(s) {}             // NOLINT
 
   static Json Array() {
     Json j;

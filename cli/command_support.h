@@ -1,0 +1,104 @@
+// Internal to cmkfs_cli: the command table, argument parsing for one
+// command, and output (table or JSON) shared by the command files.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cmkfs/cli.h"
+#include "json.h"
+
+namespace cmkfs::cli {
+
+enum class FlagKind {
+  kValue,   // --flag VALUE
+  kSwitch,  // --flag, or --flag true|false
+  kList,    // --flag A B C (until the next --flag), or --flag A,B,C
+};
+
+struct FlagSpec {
+  std::string_view name;  // "--size"
+  FlagKind kind = FlagKind::kValue;
+  std::string_view value_name = "";  // "SIZE" for usage text
+};
+
+struct Invocation;
+using CommandFn = Status (*)(Invocation&);
+
+struct CommandSpec {
+  std::string_view group;  // "disk"
+  std::string_view verb;   // "create"; "" for a single-word command
+  std::vector<std::string_view> positionals;  // "DISK", "FILE"
+  std::vector<FlagSpec> flags;
+  std::string_view summary;
+  CommandFn run = nullptr;
+  std::vector<std::string_view> aliases = {};  // other verbs
+};
+
+// One parsed command line.
+struct Invocation {
+  const CommandSpec* spec = nullptr;
+  CommandContext* ctx = nullptr;
+  GlobalFlags globals;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string, std::less<>> values;  // kValue, kSwitch
+  std::map<std::string, std::vector<std::string>, std::less<>> lists;
+  CommandOutput output;
+  bool usage_error = false;  // set by Usage(): exit 2 instead of 1
+
+  bool json() const { return globals.output == "json"; }
+  const std::string& caller() const { return globals.as_identity; }
+  bool Has(std::string_view flag) const {
+    return values.count(flag) || lists.count(flag);
+  }
+  std::optional<std::string> Value(std::string_view flag) const {
+    auto it = values.find(flag);
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  }
+  // A usage error: exit status 2 and "cmkctl: <message>".
+  Status Usage(std::string message);
+  // The command's name as typed in the help ("disk create").
+  std::string Name() const;
+  // Scope of a new resource: global flags, else the config's defaults.
+  fs::Scope NewScope() const;
+};
+
+// Flag values parsed with core/units (usage error on failure).
+Result<uint64_t> SizeFlag(Invocation& inv, std::string_view flag);
+Result<bool> BoolFlag(Invocation& inv, std::string_view flag);
+
+// Output helpers: write to inv.output.out.
+void PrintJson(Invocation& inv, const Json& doc);
+void PrintLine(Invocation& inv, std::string_view line);
+// "field  value" rows; arrays of objects follow as sub-tables.
+void PrintShow(Invocation& inv, const Json& record);
+struct Column {
+  std::string_view header;
+  std::string_view field;
+};
+// A header row and one aligned row per record.
+void PrintList(Invocation& inv, const Json& records,
+               const std::vector<Column>& columns);
+// Show as a table or as the JSON document.
+void Emit(Invocation& inv, const Json& record);
+void EmitList(Invocation& inv, const Json& records,
+              const std::vector<Column>& columns);
+
+Json TimeJson(TimePoint t);
+Json TimeJson(const std::optional<TimePoint>& t);
+
+// The command tables (keystore_commands.cc, disk_commands.cc).
+const std::vector<CommandSpec>& KeystoreCommands();
+const std::vector<CommandSpec>& DiskCommands();
+
+// The usage text of `cmkctl help`.
+std::string UsageText();
+// True for the commands that need no keystore or engine (help, version, and
+// command lines that are usage errors anyway).
+bool NeedsServices(const std::vector<std::string>& args);
+
+}  // namespace cmkfs::cli

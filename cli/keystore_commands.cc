@@ -1,0 +1,578 @@
+// cmkctl vault ... and cmkctl key ...
+#include <fstream>
+#include <sstream>
+
+#include "cmkfs/keystore.h"
+#include "cmkfs/units.h"
+#include "command_support.h"
+
+namespace cmkfs::cli {
+namespace {
+
+using keystore::KeyId;
+
+Json PermissionsJson(keystore::PermissionSet set) {
+  Json arr = Json::Array();
+  for (const auto& name : keystore::PermissionNames(set)) arr.Push(name);
+  return arr;
+}
+
+Json VaultJson(const keystore::VaultInfo& v) {
+  Json j = Json::Object();
+  j.Set("name", v.spec.name);
+  j.Set("sku", keystore::VaultSkuName(v.spec.sku));
+  j.Set("purge_protection", v.spec.purge_protection);
+  j.Set("retention_days", v.spec.retention_days);
+  j.Set("subscription", v.spec.subscription);
+  j.Set("resource_group", v.spec.resource_group);
+  j.Set("region", v.spec.region);
+  j.Set("admin_identity", v.admin_identity);
+  j.Set("created", TimeJson(v.created));
+  Json policies = Json::Array();
+  for (const auto& p : v.policies) {
+    Json pj = Json::Object();
+    pj.Set("object_id", p.object_id);
+    pj.Set("permissions", PermissionsJson(p.permissions));
+    policies.Push(std::move(pj));
+  }
+  j.Set("policies", std::move(policies));
+  return j;
+}
+
+void SetVersionFields(Json& j, const keystore::KeyVersionInfo& v) {
+  j.Set("key_id", v.id.ToString());
+  j.Set("version", v.id.version);
+  j.Set("kty", keystore::KeyTypeName(v.kty));
+  j.Set("bits", v.bits);
+  j.Set("enabled", v.enabled);
+  j.Set("not_before", TimeJson(v.not_before));
+  j.Set("expires", TimeJson(v.expires));
+  j.Set("created", TimeJson(v.created));
+  j.Set("updated", TimeJson(v.updated));
+}
+
+Json KeyVersionJson(const keystore::KeyVersionInfo& v) {
+  Json j = Json::Object();
+  j.Set("vault", v.id.vault);
+  j.Set("name", v.id.name);
+  SetVersionFields(j, v);
+  return j;
+}
+
+Json DurationJson(const std::optional<std::chrono::milliseconds>& d) {
+  return d ? Json(FormatDuration(*d)) : Json();
+}
+
+Json RotationPolicyJson(const keystore::RotationPolicy& p) {
+  Json j = Json::Object();
+  j.Set("rotate_after", DurationJson(p.rotate_after));
+  j.Set("notify_before", DurationJson(p.notify_before));
+  j.Set("expires_in", DurationJson(p.expires_in));
+  return j;
+}
+
+// The key with its latest version's fields at the top level.
+Json KeyJson(const keystore::KeyInfo& k) {
+  Json j = Json::Object();
+  j.Set("vault", k.vault);
+  j.Set("name", k.name);
+  if (!k.versions.empty()) {
+    SetVersionFields(j, k.versions.back());
+  } else {
+    j.Set("key_id", Json());
+    j.Set("kty", keystore::KeyTypeName(k.kty));
+  }
+  j.Set("deleted", k.deleted);
+  j.Set("deleted_at", TimeJson(k.deleted_at));
+  j.Set("scheduled_purge", TimeJson(k.scheduled_purge));
+  j.Set("rotation_policy", RotationPolicyJson(k.rotation_policy));
+  Json versions = Json::Array();
+  for (const auto& v : k.versions) {
+    Json vj = Json::Object();
+    vj.Set("version", v.id.version);
+    vj.Set("enabled", v.enabled);
+    vj.Set("bits", v.bits);
+    vj.Set("not_before", TimeJson(v.not_before));
+    vj.Set("expires", TimeJson(v.expires));
+    vj.Set("created", TimeJson(v.created));
+    versions.Push(std::move(vj));
+  }
+  j.Set("versions", std::move(versions));
+  return j;
+}
+
+// --- vault
+// --------------------------------------------------------------------
+
+Status VaultCreate(Invocation& inv) {
+  keystore::VaultSpec spec;
+  spec.name = inv.positional[0];
+  if (auto sku = inv.Value("--sku")) {
+    auto parsed = keystore::ParseVaultSku(*sku);
+    if (!parsed.ok()) return inv.Usage("--sku: " + parsed.status().message());
+    spec.sku = *parsed;
+  }
+  if (inv.Has("--purge-protection")) {
+    CMKFS_ASSIGN_OR_RETURN(spec.purge_protection,
+                           BoolFlag(inv, "--purge-protection"));
+  }
+  if (auto days = inv.Value("--retention-days")) {
+    char* end = nullptr;
+    unsigned long n = std::strtoul(days->c_str(), &end, 10);
+    if (days->empty() || *end != '\0' || n > 100000) {
+      return inv.Usage(
+          "--retention-days: expected a number of days from 7 "
+          "to 90, got '" +
+          *days + "'");
+    }
+    spec.retention_days = static_cast<uint32_t>(n);
+  }
+  fs::Scope scope = inv.NewScope();
+  spec.subscription = scope.subscription;
+  spec.resource_group = scope.resource_group;
+  spec.region = scope.region;
+  CMKFS_ASSIGN_OR_RETURN(auto info, inv.ctx->keystore->CreateVault(spec));
+  Emit(inv, VaultJson(info));
+  return Status::Ok();
+}
+
+Status VaultShow(Invocation& inv) {
+  CMKFS_ASSIGN_OR_RETURN(auto info,
+                         inv.ctx->keystore->GetVault(inv.positional[0]));
+  Emit(inv, VaultJson(info));
+  return Status::Ok();
+}
+
+Status VaultList(Invocation& inv) {
+  CMKFS_ASSIGN_OR_RETURN(auto vaults, inv.ctx->keystore->ListVaults());
+  Json arr = Json::Array();
+  for (const auto& v : vaults) arr.Push(VaultJson(v));
+  EmitList(inv, arr,
+           {{"NAME", "name"},
+            {"SKU", "sku"},
+            {"PURGE_PROTECTION", "purge_protection"},
+            {"RETENTION_DAYS", "retention_days"},
+            {"SUBSCRIPTION", "subscription"},
+            {"REGION", "region"}});
+  return Status::Ok();
+}
+
+Status VaultSetPolicy(Invocation& inv) {
+  auto object_id = inv.Value("--object-id");
+  if (!object_id) return inv.Usage("'vault set-policy' needs --object-id ID");
+  auto it = inv.lists.find("--key-permissions");
+  if (it == inv.lists.end()) {
+    return inv.Usage(
+        "'vault set-policy' needs --key-permissions PERM... (accepted: get "
+        "list create import update delete recover purge wrapKey unwrapKey "
+        "rotate)");
+  }
+  auto perms = keystore::ParsePermissions(it->second);
+  if (!perms.ok()) return inv.Usage(perms.status().message());
+  const std::string& vault = inv.positional[0];
+  CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->SetAccessPolicy(inv.caller(), vault,
+                                                           *object_id, *perms));
+  if (inv.json()) {
+    Json j = Json::Object();
+    j.Set("vault", vault);
+    j.Set("object_id", *object_id);
+    j.Set("permissions", PermissionsJson(*perms));
+    PrintJson(inv, j);
+  } else {
+    std::string names;
+    for (const auto& n : keystore::PermissionNames(*perms)) {
+      names += (names.empty() ? "" : " ") + n;
+    }
+    PrintLine(inv, "vault " + vault + ": " + *object_id + " may " + names);
+  }
+  return Status::Ok();
+}
+
+Status VaultDeletePolicy(Invocation& inv) {
+  auto object_id = inv.Value("--object-id");
+  if (!object_id) {
+    return inv.Usage("'vault delete-policy' needs --object-id ID");
+  }
+  CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->DeleteAccessPolicy(
+      inv.caller(), inv.positional[0], *object_id));
+  if (inv.json()) {
+    Json j = Json::Object();
+    j.Set("vault", inv.positional[0]);
+    j.Set("object_id", *object_id);
+    j.Set("deleted", true);
+    PrintJson(inv, j);
+  } else {
+    PrintLine(inv, "vault " + inv.positional[0] + ": policy of " + *object_id +
+                       " deleted");
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<TimePoint>> TimeFlag(Invocation& inv,
+                                          std::string_view flag) {
+  auto text = inv.Value(flag);
+  if (!text) return std::optional<TimePoint>();
+  auto t = ParseTime(*text);
+  if (!t.ok())
+    return inv.Usage(std::string(flag) + ": " + t.status().message());
+  return std::optional<TimePoint>(*t);
+}
+
+Status VaultAudit(Invocation& inv) {
+  keystore::AuditFilter filter;
+  if (auto key = inv.Value("--key")) filter.key_name = *key;
+  CMKFS_ASSIGN_OR_RETURN(filter.since, TimeFlag(inv, "--since"));
+  CMKFS_ASSIGN_OR_RETURN(
+      auto entries, inv.ctx->keystore->ReadAudit(inv.positional[0], filter));
+  Json arr = Json::Array();
+  for (const auto& e : entries) {
+    Json j = Json::Object();
+    j.Set("time", TimeJson(e.time));
+    j.Set("identity", e.identity);
+    j.Set("operation", e.operation);
+    j.Set("key_id", Json::StringOrNull(e.key_id));
+    j.Set("result", e.result);
+    arr.Push(std::move(j));
+  }
+  EmitList(inv, arr,
+           {{"TIME", "time"},
+            {"IDENTITY", "identity"},
+            {"OPERATION", "operation"},
+            {"KEY_ID", "key_id"},
+            {"RESULT", "result"}});
+  return Status::Ok();
+}
+
+// --- key
+// ----------------------------------------------------------------------
+
+Result<keystore::KeyType> KtyFlag(Invocation& inv) {
+  auto text = inv.Value("--kty");
+  if (!text) return keystore::KeyType::kRsa;
+  auto kty = keystore::ParseKeyType(*text);
+  if (!kty.ok()) return inv.Usage("--kty: " + kty.status().message());
+  return *kty;
+}
+
+// Table mode: the new key id alone; JSON: the version's record.
+void EmitNewVersion(Invocation& inv, const keystore::KeyVersionInfo& v) {
+  if (inv.json()) {
+    PrintJson(inv, KeyVersionJson(v));
+  } else {
+    PrintLine(inv, v.id.ToString());
+  }
+}
+
+Status KeyCreate(Invocation& inv) {
+  CMKFS_ASSIGN_OR_RETURN(auto kty, KtyFlag(inv));
+  int bits = keystore::kDefaultKeyBits;
+  if (auto size = inv.Value("--size")) {
+    if (*size == "2048") {
+      bits = 2048;
+    } else if (*size == "3072") {
+      bits = 3072;
+    } else if (*size == "4096") {
+      bits = 4096;
+    } else {
+      return inv.Usage("--size: RSA key size '" + *size +
+                       "' is not supported; accepted: 2048, 3072, 4096");
+    }
+  }
+  CMKFS_ASSIGN_OR_RETURN(
+      auto v, inv.ctx->keystore->CreateKey(inv.caller(), inv.positional[0],
+                                           inv.positional[1], kty, bits));
+  EmitNewVersion(inv, v);
+  return Status::Ok();
+}
+
+Status KeyImport(Invocation& inv) {
+  auto file = inv.Value("--pem");
+  if (!file) return inv.Usage("'key import' needs --pem FILE");
+  CMKFS_ASSIGN_OR_RETURN(auto kty, KtyFlag(inv));
+  std::ifstream in(*file, std::ios::binary);
+  if (!in) return NotFoundError("cannot read PEM file " + *file);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  CMKFS_ASSIGN_OR_RETURN(
+      auto v, inv.ctx->keystore->ImportKey(inv.caller(), inv.positional[0],
+                                           inv.positional[1], pem.str(), kty));
+  EmitNewVersion(inv, v);
+  return Status::Ok();
+}
+
+Status KeyShow(Invocation& inv) {
+  if (auto version = inv.Value("--version")) {
+    KeyId id{inv.positional[0], inv.positional[1], *version};
+    CMKFS_ASSIGN_OR_RETURN(auto v,
+                           inv.ctx->keystore->GetKeyVersion(inv.caller(), id));
+    Emit(inv, KeyVersionJson(v));
+    return Status::Ok();
+  }
+  CMKFS_ASSIGN_OR_RETURN(
+      auto k, inv.ctx->keystore->GetKey(inv.caller(), inv.positional[0],
+                                        inv.positional[1]));
+  Emit(inv, KeyJson(k));
+  return Status::Ok();
+}
+
+Status KeyList(Invocation& inv) {
+  CMKFS_ASSIGN_OR_RETURN(
+      auto keys, inv.ctx->keystore->ListKeys(inv.caller(), inv.positional[0]));
+  Json arr = Json::Array();
+  for (const auto& k : keys) {
+    Json j = KeyJson(k);
+    j.Set("version_count", static_cast<uint64_t>(k.versions.size()));
+    arr.Push(std::move(j));
+  }
+  EmitList(inv, arr,
+           {{"NAME", "name"},
+            {"KTY", "kty"},
+            {"BITS", "bits"},
+            {"VERSIONS", "version_count"},
+            {"LATEST", "version"},
+            {"ENABLED", "enabled"},
+            {"DELETED", "deleted"}});
+  return Status::Ok();
+}
+
+Status KeyRotate(Invocation& inv) {
+  CMKFS_ASSIGN_OR_RETURN(
+      auto v, inv.ctx->keystore->RotateKey(inv.caller(), inv.positional[0],
+                                           inv.positional[1]));
+  EmitNewVersion(inv, v);
+  return Status::Ok();
+}
+
+// "none" (or "") clears an optional time.
+Result<std::optional<std::optional<TimePoint>>> ClearableTimeFlag(
+    Invocation& inv, std::string_view flag) {
+  auto text = inv.Value(flag);
+  if (!text) return std::optional<std::optional<TimePoint>>();
+  if (text->empty() || *text == "none") {
+    return std::optional<std::optional<TimePoint>>(std::optional<TimePoint>());
+  }
+  auto t = ParseTime(*text);
+  if (!t.ok()) {
+    return inv.Usage(std::string(flag) + ": " + t.status().message() +
+                     " (or 'none' to clear)");
+  }
+  return std::optional<std::optional<TimePoint>>(std::optional<TimePoint>(*t));
+}
+
+Status KeySetAttributes(Invocation& inv) {
+  keystore::AttributeUpdate update;
+  if (inv.Has("--enabled")) {
+    CMKFS_ASSIGN_OR_RETURN(bool enabled, BoolFlag(inv, "--enabled"));
+    update.enabled = enabled;
+  }
+  CMKFS_ASSIGN_OR_RETURN(update.expires, ClearableTimeFlag(inv, "--expires"));
+  CMKFS_ASSIGN_OR_RETURN(update.not_before,
+                         ClearableTimeFlag(inv, "--not-before"));
+  if (!update.enabled && !update.expires && !update.not_before) {
+    return inv.Usage(
+        "'key set-attributes' needs at least one of --enabled, --expires, "
+        "--not-before");
+  }
+  KeyId id{inv.positional[0], inv.positional[1],
+           inv.Value("--version").value_or("")};
+  CMKFS_ASSIGN_OR_RETURN(
+      auto v, inv.ctx->keystore->UpdateKeyAttributes(inv.caller(), id, update));
+  Emit(inv, KeyVersionJson(v));
+  return Status::Ok();
+}
+
+void EmitKeyAction(Invocation& inv, std::string_view action,
+                   std::string_view done) {
+  if (inv.json()) {
+    Json j = Json::Object();
+    j.Set("vault", inv.positional[0]);
+    j.Set("name", inv.positional[1]);
+    j.Set(action, true);
+    PrintJson(inv, j);
+  } else {
+    PrintLine(inv, "key " + inv.positional[1] + " in vault " +
+                       inv.positional[0] + " " + std::string(done));
+  }
+}
+
+Status KeyDelete(Invocation& inv) {
+  CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->DeleteKey(
+      inv.caller(), inv.positional[0], inv.positional[1]));
+  EmitKeyAction(inv, "deleted",
+                "deleted (soft delete: 'cmkctl key recover' restores it)");
+  return Status::Ok();
+}
+
+Status KeyRecover(Invocation& inv) {
+  CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->RecoverKey(
+      inv.caller(), inv.positional[0], inv.positional[1]));
+  EmitKeyAction(inv, "recovered", "recovered");
+  return Status::Ok();
+}
+
+Status KeyPurge(Invocation& inv) {
+  CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->PurgeKey(
+      inv.caller(), inv.positional[0], inv.positional[1]));
+  EmitKeyAction(inv, "purged", "purged");
+  return Status::Ok();
+}
+
+// "none" clears.
+Status DurationFlag(Invocation& inv, std::string_view flag,
+                    std::optional<std::chrono::milliseconds>* out) {
+  auto text = inv.Value(flag);
+  if (!text) return Status::Ok();
+  if (text->empty() || *text == "none") {
+    out->reset();
+    return Status::Ok();
+  }
+  auto d = ParseDuration(*text);
+  if (!d.ok()) {
+    return inv.Usage(std::string(flag) + ": " + d.status().message() +
+                     " (or 'none' to clear)");
+  }
+  *out = *d;
+  return Status::Ok();
+}
+
+Status KeyRotationPolicy(Invocation& inv) {
+  const std::string& vault = inv.positional[0];
+  const std::string& name = inv.positional[1];
+  CMKFS_ASSIGN_OR_RETURN(auto key,
+                         inv.ctx->keystore->GetKey(inv.caller(), vault, name));
+  keystore::RotationPolicy policy = key.rotation_policy;
+  bool change = inv.Has("--rotate-after") || inv.Has("--notify-before") ||
+                inv.Has("--expires-in");
+  if (change) {
+    CMKFS_RETURN_IF_ERROR(
+        DurationFlag(inv, "--rotate-after", &policy.rotate_after));
+    CMKFS_RETURN_IF_ERROR(
+        DurationFlag(inv, "--notify-before", &policy.notify_before));
+    CMKFS_RETURN_IF_ERROR(
+        DurationFlag(inv, "--expires-in", &policy.expires_in));
+    CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->SetRotationPolicy(
+        inv.caller(), vault, name, policy));
+  }
+  Json j = RotationPolicyJson(policy);
+  j.Set("vault", vault);
+  j.Set("name", name);
+  Emit(inv, j);
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<CommandSpec>& KeystoreCommands() {
+  static const std::vector<CommandSpec> kCommands = {
+      {"vault",
+       "create",
+       {"VAULT"},
+       {{"--sku", FlagKind::kValue, "standard|premium"},
+        {"--purge-protection", FlagKind::kSwitch, ""},
+        {"--retention-days", FlagKind::kValue, "N"}},
+       "Creates a key vault (soft-delete retention 7-90 days, default 90).",
+       VaultCreate},
+      {"vault",
+       "show",
+       {"VAULT"},
+       {},
+       "Shows a vault and its access policies.",
+       VaultShow},
+      {"vault", "list", {}, {}, "Lists the vaults.", VaultList, {"ls"}},
+      {"vault",
+       "set-policy",
+       {"VAULT"},
+       {{"--object-id", FlagKind::kValue, "ID"},
+        {"--key-permissions", FlagKind::kList, "PERM..."}},
+       "Grants key permissions to an identity (replacing its previous set). "
+       "Permissions: get list create import update delete recover purge "
+       "wrapKey unwrapKey rotate.",
+       VaultSetPolicy},
+      {"vault",
+       "delete-policy",
+       {"VAULT"},
+       {{"--object-id", FlagKind::kValue, "ID"}},
+       "Removes an identity's access policy.",
+       VaultDeletePolicy},
+      {"vault",
+       "audit",
+       {"VAULT"},
+       {{"--key", FlagKind::kValue, "NAME"},
+        {"--since", FlagKind::kValue, "TIME"}},
+       "Prints the vault's audit log (every operation, allowed or denied).",
+       VaultAudit},
+      {"key",
+       "create",
+       {"VAULT", "NAME"},
+       {{"--kty", FlagKind::kValue, "RSA|RSA-HSM"},
+        {"--size", FlagKind::kValue, "2048|3072|4096"}},
+       "Creates an RSA key (default 3072 bits); prints the new key id.",
+       KeyCreate},
+      {"key",
+       "import",
+       {"VAULT", "NAME"},
+       {{"--pem", FlagKind::kValue, "FILE"},
+        {"--kty", FlagKind::kValue, "RSA|RSA-HSM"}},
+       "Imports a PEM RSA private key as a key or a new version; prints the "
+       "new key id.",
+       KeyImport},
+      {"key",
+       "show",
+       {"VAULT", "NAME"},
+       {{"--version", FlagKind::kValue, "V"}},
+       "Shows a key (its latest version and every version) or one version.",
+       KeyShow},
+      {"key",
+       "list",
+       {"VAULT"},
+       {},
+       "Lists the keys of a vault.",
+       KeyList,
+       {"ls"}},
+      {"key",
+       "rotate",
+       {"VAULT", "NAME"},
+       {},
+       "Creates a new version of a key; prints the new key id.",
+       KeyRotate},
+      {"key",
+       "set-attributes",
+       {"VAULT", "NAME"},
+       {{"--version", FlagKind::kValue, "V"},
+        {"--enabled", FlagKind::kSwitch, "true|false"},
+        {"--expires", FlagKind::kValue, "TIME|none"},
+        {"--not-before", FlagKind::kValue, "TIME|none"}},
+       "Changes a key version's attributes (default: the latest version).",
+       KeySetAttributes,
+       {"update"}},
+      {"key",
+       "delete",
+       {"VAULT", "NAME"},
+       {},
+       "Soft-deletes a key (recoverable during the vault's retention).",
+       KeyDelete},
+      {"key",
+       "recover",
+       {"VAULT", "NAME"},
+       {},
+       "Recovers a soft-deleted key.",
+       KeyRecover},
+      {"key",
+       "purge",
+       {"VAULT", "NAME"},
+       {},
+       "Purges a soft-deleted key for good (refused under purge protection).",
+       KeyPurge},
+      {"key",
+       "rotation-policy",
+       {"VAULT", "NAME"},
+       {{"--rotate-after", FlagKind::kValue, "DURATION|none"},
+        {"--notify-before", FlagKind::kValue, "DURATION|none"},
+        {"--expires-in", FlagKind::kValue, "DURATION|none"}},
+       "Shows or sets a key's rotation policy.",
+       KeyRotationPolicy},
+  };
+  return kCommands;
+}
+
+}  // namespace cmkfs::cli

@@ -1,0 +1,509 @@
+// RunCommand: dispatch on the command words, per-command flag parsing, and
+// the table / JSON output shared by every command.
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "cmkfs/cli.h"
+#include "cmkfs/units.h"
+#include "command_support.h"
+
+#ifndef CMKFS_VERSION
+#define CMKFS_VERSION "0.0.0"
+#endif
+
+namespace cmkfs::cli {
+
+Status Invocation::Usage(std::string message) {
+  usage_error = true;
+  return InvalidArgumentError(std::move(message));
+}
+
+std::string Invocation::Name() const {
+  std::string name(spec->group);
+  if (!spec->verb.empty()) name += " " + std::string(spec->verb);
+  return name;
+}
+
+fs::Scope Invocation::NewScope() const {
+  fs::Scope scope;
+  scope.subscription =
+      globals.subscription.value_or(ctx->config.defaults.subscription);
+  scope.resource_group =
+      globals.resource_group.value_or(ctx->config.defaults.resource_group);
+  scope.region = globals.region.value_or(ctx->config.defaults.region);
+  return scope;
+}
+
+Result<uint64_t> SizeFlag(Invocation& inv, std::string_view flag) {
+  auto text = inv.Value(flag);
+  if (!text)
+    return inv.Usage("'" + inv.Name() + "' needs " + std::string(flag));
+  auto size = ParseSize(*text);
+  if (!size.ok())
+    return inv.Usage(std::string(flag) + ": " + size.status().message());
+  return *size;
+}
+
+Result<bool> BoolFlag(Invocation& inv, std::string_view flag) {
+  std::string v = inv.Value(flag).value_or("true");
+  std::transform(v.begin(), v.end(), v.begin(), ::tolower);
+  if (v == "true" || v == "yes" || v == "1" || v == "on") return true;
+  if (v == "false" || v == "no" || v == "0" || v == "off") return false;
+  return inv.Usage(std::string(flag) + ": expected true or false, got '" +
+                   *inv.Value(flag) + "'");
+}
+
+Json TimeJson(TimePoint t) { return Json(FormatTime(t)); }
+Json TimeJson(const std::optional<TimePoint>& t) {
+  return t ? Json(FormatTime(*t)) : Json();
+}
+
+void PrintJson(Invocation& inv, const Json& doc) {
+  inv.output.out += doc.Dump(2);
+  inv.output.out += "\n";
+}
+
+void PrintLine(Invocation& inv, std::string_view line) {
+  inv.output.out.append(line);
+  inv.output.out += "\n";
+}
+
+namespace {
+
+std::string Cell(std::string_view field, const Json& v) {
+  if (v.is_int() && (field == "size" || field.ends_with("_bytes"))) {
+    return std::to_string(v.as_int()) + " (" +
+           FormatSize(static_cast<uint64_t>(v.as_int())) + ")";
+  }
+  return v.ToCell();
+}
+
+bool IsObjectArray(const Json& v) {
+  return v.is_array() && !v.items().empty() && v.items()[0].is_object();
+}
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = static_cast<char>(::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+void AppendRows(std::string& out,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+}
+
+}  // namespace
+
+void PrintShow(Invocation& inv, const Json& record) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::pair<std::string, const Json*>> tables;
+  for (const auto& [key, value] : record.fields()) {
+    if (IsObjectArray(value)) {
+      tables.emplace_back(key, &value);
+      continue;
+    }
+    rows.push_back({key, Cell(key, value)});
+  }
+  AppendRows(inv.output.out, rows);
+  for (const auto& [key, value] : tables) {
+    inv.output.out += "\n" + key + ":\n";
+    std::vector<std::vector<std::string>> sub;
+    std::vector<std::string> header;
+    for (const auto& [k, v] : value->items()[0].fields())
+      header.push_back(Upper(k));
+    sub.push_back(header);
+    for (const auto& item : value->items()) {
+      std::vector<std::string> row;
+      for (const auto& [k, v] : item.fields()) row.push_back(v.ToCell());
+      sub.push_back(row);
+    }
+    AppendRows(inv.output.out, sub);
+  }
+}
+
+void PrintList(Invocation& inv, const Json& records,
+               const std::vector<Column>& columns) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> header;
+  for (const auto& c : columns) header.emplace_back(c.header);
+  rows.push_back(header);
+  for (const auto& r : records.items()) {
+    std::vector<std::string> row;
+    for (const auto& c : columns) {
+      const Json& v = r[c.field];
+      if (v.is_int() && (c.field == "size" || c.field.ends_with("_bytes"))) {
+        row.push_back(FormatSize(static_cast<uint64_t>(v.as_int())));
+      } else {
+        row.push_back(v.ToCell());
+      }
+    }
+    rows.push_back(row);
+  }
+  AppendRows(inv.output.out, rows);
+}
+
+void Emit(Invocation& inv, const Json& record) {
+  if (inv.json()) {
+    PrintJson(inv, record);
+  } else {
+    PrintShow(inv, record);
+  }
+}
+
+void EmitList(Invocation& inv, const Json& records,
+              const std::vector<Column>& columns) {
+  if (inv.json()) {
+    PrintJson(inv, records);
+  } else {
+    PrintList(inv, records, columns);
+  }
+}
+
+namespace {
+
+std::vector<const CommandSpec*> AllCommands() {
+  std::vector<const CommandSpec*> all;
+  for (const auto& c : KeystoreCommands()) all.push_back(&c);
+  for (const auto& c : DiskCommands()) all.push_back(&c);
+  return all;
+}
+
+std::string UsageLine(const CommandSpec& spec) {
+  std::string line = "cmkctl " + std::string(spec.group);
+  if (!spec.verb.empty()) line += " " + std::string(spec.verb);
+  for (auto p : spec.positionals) line += " " + std::string(p);
+  for (const auto& f : spec.flags) {
+    line += " [" + std::string(f.name);
+    if (!f.value_name.empty()) line += " " + std::string(f.value_name);
+    line += "]";
+  }
+  return line;
+}
+
+bool IsGroup(std::string_view word) {
+  for (const CommandSpec* c : AllCommands()) {
+    if (c->group == word) return true;
+  }
+  return false;
+}
+
+const CommandSpec* FindCommand(std::string_view group, std::string_view verb) {
+  for (const CommandSpec* c : AllCommands()) {
+    if (c->group != group) continue;
+    if (c->verb.empty()) return c;
+    if (c->verb == verb) return c;
+    for (auto a : c->aliases) {
+      if (a == verb) return c;
+    }
+  }
+  return nullptr;
+}
+
+std::string VerbsOf(std::string_view group) {
+  std::string out;
+  for (const CommandSpec* c : AllCommands()) {
+    if (c->group != group) continue;
+    if (!out.empty()) out += ", ";
+    out += std::string(c->verb);
+  }
+  return out;
+}
+
+bool IsHelpWord(std::string_view w) {
+  return w == "help" || w == "--help" || w == "-h";
+}
+
+bool IsVersionWord(std::string_view w) {
+  return w == "version" || w == "--version" || w == "-V";
+}
+
+bool LooksLikeFlag(std::string_view arg) {
+  return arg.size() > 1 && arg[0] == '-' && !(arg[1] >= '0' && arg[1] <= '9');
+}
+
+// Parses the words after the command words against the spec.
+Status ParseCommandArgs(const std::vector<std::string>& args, size_t start,
+                        Invocation& inv) {
+  const CommandSpec& spec = *inv.spec;
+  bool only_positionals = false;
+  for (size_t i = start; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (only_positionals || !LooksLikeFlag(arg)) {
+      inv.positional.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      only_positionals = true;
+      continue;
+    }
+    std::string_view name = arg;
+    std::optional<std::string> inline_value;
+    if (size_t eq = arg.find('='); eq != std::string::npos) {
+      name = std::string_view(arg).substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const FlagSpec* flag = nullptr;
+    for (const auto& f : spec.flags) {
+      if (f.name == name) flag = &f;
+    }
+    if (flag == nullptr) {
+      std::string accepted;
+      for (const auto& f : spec.flags) {
+        if (!accepted.empty()) accepted += ", ";
+        accepted += std::string(f.name);
+      }
+      return inv.Usage("unknown flag '" + std::string(name) + "' for '" +
+                       inv.Name() + "'; accepted: " +
+                       (accepted.empty() ? std::string("no flags") : accepted) +
+                       " (and the global flags, see 'cmkctl help')");
+    }
+    std::string key(flag->name);
+    switch (flag->kind) {
+      case FlagKind::kValue:
+        if (inline_value) {
+          inv.values[key] = *inline_value;
+        } else if (i + 1 < args.size()) {
+          inv.values[key] = args[++i];
+        } else {
+          return inv.Usage("flag '" + key + "' for '" + inv.Name() +
+                           "' needs a value (" + std::string(flag->value_name) +
+                           ")");
+        }
+        break;
+      case FlagKind::kSwitch:
+        if (inline_value) {
+          inv.values[key] = *inline_value;
+        } else if (i + 1 < args.size() &&
+                   (args[i + 1] == "true" || args[i + 1] == "false")) {
+          inv.values[key] = args[++i];
+        } else {
+          inv.values[key] = "true";
+        }
+        break;
+      case FlagKind::kList: {
+        std::vector<std::string>& list = inv.lists[key];
+        auto add = [&](std::string_view word) {
+          size_t pos = 0;
+          while (pos <= word.size()) {
+            size_t comma = word.find(',', pos);
+            if (comma == std::string_view::npos) comma = word.size();
+            std::string_view part = word.substr(pos, comma - pos);
+            while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+            while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+            if (!part.empty()) list.emplace_back(part);
+            pos = comma + 1;
+          }
+        };
+        if (inline_value) add(*inline_value);
+        while (i + 1 < args.size() && !LooksLikeFlag(args[i + 1])) {
+          add(args[++i]);
+        }
+        if (list.empty()) {
+          return inv.Usage("flag '" + key + "' for '" + inv.Name() +
+                           "' needs one or more values (" +
+                           std::string(flag->value_name) + ")");
+        }
+        break;
+      }
+    }
+  }
+  if (inv.positional.size() != spec.positionals.size()) {
+    std::string what;
+    if (inv.positional.size() < spec.positionals.size()) {
+      what = "'" + inv.Name() + "' needs " +
+             std::string(spec.positionals[inv.positional.size()]);
+    } else {
+      what = "'" + inv.Name() + "' got an unexpected argument '" +
+             inv.positional[spec.positionals.size()] + "'";
+    }
+    return inv.Usage(what + "; usage: " + UsageLine(spec));
+  }
+  return Status::Ok();
+}
+
+CommandOutput UsageError(std::string message) {
+  CommandOutput out;
+  out.exit_code = 2;
+  out.err = "cmkctl: " + message + "\n";
+  return out;
+}
+
+std::string CommandHelp(const CommandSpec& spec) {
+  std::string text = "usage: " + UsageLine(spec) + "\n";
+  if (!spec.summary.empty()) text += "\n" + std::string(spec.summary) + "\n";
+  return text;
+}
+
+}  // namespace
+
+std::string UsageText() {
+  std::string text =
+      "usage: cmkctl [GLOBAL FLAGS] COMMAND [ARGS] [FLAGS]\n"
+      "\n"
+      "Administers cmkfs: key vaults and keys, disk encryption sets, and\n"
+      "disks, snapshots and images. While a cmkfs daemon runs on the state\n"
+      "directory, commands are sent to it over its control socket.\n"
+      "\n"
+      "Global flags (before or after the command words):\n"
+      "  --config FILE          config file (default $CMKFS_CONFIG, else "
+      "/etc/cmkfs/cmkfs.toml)\n"
+      "  --state-dir DIR        state directory (default $CMKFS_STATE_DIR, "
+      "else the config's)\n"
+      "  -o, --output FORMAT    table (default) or json\n"
+      "  --as OBJECT_ID         identity calling the keystore (default: vault "
+      "admin)\n"
+      "  --subscription SUB     scope of new resources (default from config)\n"
+      "  --resource-group RG    (for 'disk move': the target resource group)\n"
+      "  --region REGION\n"
+      "  --log-level LEVEL      trace|debug|info|warn|error|off (default "
+      "warn)\n"
+      "\n"
+      "Commands:\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const CommandSpec* c : AllCommands()) {
+    rows.push_back({"  " + UsageLine(*c), std::string(c->summary)});
+  }
+  for (const auto& row : rows) text += row[0] + "\n      " + row[1] + "\n";
+  text +=
+      "  cmkctl version\n"
+      "  cmkctl help [COMMAND]\n"
+      "\n"
+      "Sizes: 4096, 64M, 10G, 1T. Times: RFC 3339. Durations: P90D, PT1H, "
+      "30s, 5m, 1h.\n"
+      "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.\n";
+  return text;
+}
+
+bool NeedsServices(const std::vector<std::string>& original) {
+  std::vector<std::string> args = original;
+  GlobalFlags flags;
+  if (!ExtractGlobalFlags(args, &flags).ok() || args.empty()) return false;
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") return false;
+  }
+  if (IsHelpWord(args[0]) || IsVersionWord(args[0])) return false;
+  if (!IsGroup(args[0])) return false;
+  const CommandSpec* spec =
+      FindCommand(args[0], args.size() > 1 ? std::string_view(args[1]) : "");
+  return spec != nullptr;
+}
+
+CommandOutput RunCommand(const std::vector<std::string>& original,
+                         CommandContext& ctx) {
+  try {
+    std::vector<std::string> args = original;
+    Invocation inv;
+    inv.ctx = &ctx;
+    if (Status s = ExtractGlobalFlags(args, &inv.globals); !s.ok()) {
+      return UsageError(s.message());
+    }
+    if (args.empty()) {
+      CommandOutput out = UsageError("no command given; run 'cmkctl help'");
+      return out;
+    }
+    const std::string& first = args[0];
+    if (IsVersionWord(first)) {
+      CommandOutput out;
+      out.out = inv.json() ? "{\n  \"version\": \"" CMKFS_VERSION "\"\n}\n"
+                           : "cmkctl " CMKFS_VERSION "\n";
+      return out;
+    }
+    if (IsHelpWord(first)) {
+      CommandOutput out;
+      if (args.size() >= 2) {
+        const CommandSpec* spec = FindCommand(
+            args[1], args.size() > 2 ? std::string_view(args[2]) : "");
+        if (spec) {
+          out.out = CommandHelp(*spec);
+          return out;
+        }
+      }
+      out.out = UsageText();
+      return out;
+    }
+    if (!IsGroup(first)) {
+      if (LooksLikeFlag(first)) {
+        return UsageError("unknown flag '" + first + "'; run 'cmkctl help'");
+      }
+      return UsageError("unknown command '" + first + "'; run 'cmkctl help'");
+    }
+    bool has_verb = args.size() > 1 && !LooksLikeFlag(args[1]);
+    const CommandSpec* spec = FindCommand(first, has_verb ? args[1] : "");
+    if (spec == nullptr) {
+      if (!has_verb) {
+        if (args.size() > 1 && IsHelpWord(args[1])) {
+          CommandOutput out;
+          out.out = UsageText();
+          return out;
+        }
+        return UsageError("'" + first + "' needs a subcommand; accepted: " +
+                          VerbsOf(first) + "; run 'cmkctl help'");
+      }
+      return UsageError("unknown command '" + first + " " + args[1] +
+                        "'; run 'cmkctl help'");
+    }
+    inv.spec = spec;
+    size_t start = spec->verb.empty() ? 1 : 2;
+    for (size_t i = start; i < args.size(); ++i) {
+      if (args[i] == "--help" || args[i] == "-h") {
+        CommandOutput out;
+        out.out = CommandHelp(*spec);
+        return out;
+      }
+      if (args[i] == "--") break;
+    }
+    if (Status s = ParseCommandArgs(args, start, inv); !s.ok()) {
+      return UsageError(s.message());
+    }
+    if (ctx.keystore == nullptr || ctx.engine == nullptr) {
+      CommandOutput out;
+      out.exit_code = 1;
+      out.err = "cmkctl: internal: '" + inv.Name() +
+                "' needs the keystore and the engine, which are not open\n";
+      return out;
+    }
+    Status s = spec->run(inv);
+    if (!s.ok()) {
+      inv.output.exit_code = inv.usage_error                     ? 2
+                             : s.kind() == ErrorKind::kCancelled ? 130
+                                                                 : 1;
+      std::string message = s.message();
+      for (char& c : message) {
+        if (c == '\n' || c == '\r') c = ' ';
+      }
+      inv.output.err += "cmkctl: " + message + "\n";
+    }
+    return std::move(inv.output);
+  } catch (const std::exception& e) {
+    CommandOutput out;
+    out.exit_code = 1;
+    out.err = std::string("cmkctl: internal error: ") + e.what() + "\n";
+    return out;
+  } catch (...) {
+    CommandOutput out;
+    out.exit_code = 1;
+    out.err = "cmkctl: internal error\n";
+    return out;
+  }
+}
+
+}  // namespace cmkfs::cli

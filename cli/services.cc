@@ -1,0 +1,224 @@
+// Global flags, the effective configuration, and opening the keystore and
+// the engine of one state directory.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <system_error>
+
+#include "cmkfs/cli.h"
+
+namespace cmkfs::cli {
+namespace {
+
+enum class GlobalFlag {
+  kConfig,
+  kStateDir,
+  kOutput,
+  kAs,
+  kSubscription,
+  kResourceGroup,
+  kRegion,
+  kLogLevel,
+};
+
+struct GlobalFlagName {
+  std::string_view name;
+  GlobalFlag flag;
+};
+
+constexpr GlobalFlagName kGlobalFlagNames[] = {
+    {"--config", GlobalFlag::kConfig},
+    {"--state-dir", GlobalFlag::kStateDir},
+    {"-o", GlobalFlag::kOutput},
+    {"--output", GlobalFlag::kOutput},
+    {"--as", GlobalFlag::kAs},
+    {"--subscription", GlobalFlag::kSubscription},
+    {"--resource-group", GlobalFlag::kResourceGroup},
+    {"-g", GlobalFlag::kResourceGroup},
+    {"--region", GlobalFlag::kRegion},
+    {"--location", GlobalFlag::kRegion},
+    {"-l", GlobalFlag::kRegion},
+    {"--log-level", GlobalFlag::kLogLevel},
+};
+
+const GlobalFlagName* FindGlobalFlag(std::string_view name) {
+  for (const auto& f : kGlobalFlagNames) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
+             GlobalFlags* flags) {
+  switch (flag) {
+    case GlobalFlag::kConfig:
+      if (value.empty()) {
+        return InvalidArgumentError("flag '--config' needs a file name");
+      }
+      flags->config_file = value;
+      break;
+    case GlobalFlag::kStateDir:
+      if (value.empty()) {
+        return InvalidArgumentError("flag '--state-dir' needs a directory");
+      }
+      flags->state_dir = value;
+      break;
+    case GlobalFlag::kOutput:
+      if (value != "table" && value != "json") {
+        return InvalidArgumentError("unknown output format '" + value +
+                                    "' for '" + std::string(flag_name) +
+                                    "'; accepted: table, json");
+      }
+      flags->output = value;
+      break;
+    case GlobalFlag::kAs:
+      flags->as_identity = value;
+      break;
+    case GlobalFlag::kSubscription:
+      flags->subscription = value;
+      break;
+    case GlobalFlag::kResourceGroup:
+      flags->resource_group = value;
+      break;
+    case GlobalFlag::kRegion:
+      flags->region = value;
+      break;
+    case GlobalFlag::kLogLevel:
+      flags->log_level = value;
+      break;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ExtractGlobalFlags(std::vector<std::string>& args, GlobalFlags* flags) {
+  std::vector<std::string> rest;
+  rest.reserve(args.size());
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {  // everything after it is left alone
+      rest.insert(rest.end(), args.begin() + static_cast<ptrdiff_t>(i),
+                  args.end());
+      break;
+    }
+    std::string_view name = arg;
+    std::optional<std::string> inline_value;
+    if (size_t eq = arg.find('=');
+        arg.starts_with("-") && eq != std::string::npos) {
+      name = std::string_view(arg).substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const GlobalFlagName* flag = FindGlobalFlag(name);
+    if (flag == nullptr) {
+      rest.push_back(arg);
+      continue;
+    }
+    std::string value;
+    if (inline_value) {
+      value = *inline_value;
+    } else {
+      if (i + 1 >= args.size()) {
+        return InvalidArgumentError("flag '" + std::string(name) +
+                                    "' needs a value");
+      }
+      value = args[++i];
+    }
+    CMKFS_RETURN_IF_ERROR(Apply(flag->flag, name, std::move(value), flags));
+  }
+  args = std::move(rest);
+  return Status::Ok();
+}
+
+Result<Config> LoadEffectiveConfig(const GlobalFlags& flags) {
+  Config config;
+  std::optional<std::filesystem::path> file = flags.config_file;
+  if (!file) {
+    if (const char* env = std::getenv("CMKFS_CONFIG"); env && *env) {
+      file = env;
+    }
+  }
+  if (file) {
+    CMKFS_ASSIGN_OR_RETURN(config, LoadConfigFile(*file));
+  } else {
+    std::error_code ec;
+    const std::filesystem::path system_file = "/etc/cmkfs/cmkfs.toml";
+    if (std::filesystem::exists(system_file, ec)) {
+      CMKFS_ASSIGN_OR_RETURN(config, LoadConfigFile(system_file));
+    }
+  }
+  if (flags.state_dir) {
+    config.state_dir = *flags.state_dir;
+  } else if (const char* env = std::getenv("CMKFS_STATE_DIR"); env && *env) {
+    config.state_dir = env;
+  }
+  if (config.state_dir.is_relative()) {
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(config.state_dir, ec);
+    if (!ec) config.state_dir = absolute;
+  }
+  if (flags.log_level) config.log_level = *flags.log_level;
+  if (flags.subscription) config.defaults.subscription = *flags.subscription;
+  if (flags.resource_group) {
+    config.defaults.resource_group = *flags.resource_group;
+  }
+  if (flags.region) config.defaults.region = *flags.region;
+  config.ResolveDefaults();
+  return config;
+}
+
+Result<Services> OpenServices(const Config& config) {
+  std::error_code ec;
+  if (!std::filesystem::exists(config.state_dir, ec)) {
+    std::filesystem::create_directories(config.state_dir, ec);
+    if (ec) {
+      return IOError("cannot create state directory " +
+                     config.state_dir.string() + ": " + ec.message());
+    }
+    if (::chmod(config.state_dir.c_str(), 0700) != 0) {
+      return ErrnoError("chmod 0700 " + config.state_dir.string(), errno);
+    }
+  } else if (!std::filesystem::is_directory(config.state_dir, ec)) {
+    return InvalidArgumentError("state directory " + config.state_dir.string() +
+                                " exists and is not a directory");
+  }
+
+  keystore::KeyStoreOptions ks;
+  ks.dir = config.keystore.dir;
+  ks.master_key_file = config.keystore.master_key_file;
+  ks.passphrase_file = config.keystore.passphrase_file;
+  ks.pkcs11 = config.pkcs11;
+  ks.hsm_enabled = !config.pkcs11.module.empty() &&
+                   std::filesystem::exists(config.pkcs11.module, ec) &&
+                   std::filesystem::exists(config.pkcs11.pin_file, ec);
+  Services services;
+  auto keystore = keystore::OpenKeyStore(ks);
+  if (!keystore.ok()) {
+    return keystore.status().WithContext("open keystore " + ks.dir.string());
+  }
+  services.keystore = std::move(*keystore);
+
+  fs::EngineOptions eo;
+  eo.dir = config.state_dir;
+  eo.cache_bytes = config.engine.cache_bytes;
+  eo.des_quota_per_region = config.limits.disk_encryption_sets_per_region;
+  eo.defaults.subscription = config.defaults.subscription;
+  eo.defaults.resource_group = config.defaults.resource_group;
+  eo.defaults.region = config.defaults.region;
+  auto engine = fs::OpenEngine(eo, services.keystore.get());
+  if (!engine.ok()) {
+    if (engine.status().kind() == ErrorKind::kBusy) {
+      return BusyError("state directory " + config.state_dir.string() +
+                       " is in use by another process (a cmkfs daemon not "
+                       "answering on " +
+                       ControlSocketPath(config).string() +
+                       ", or another cmkctl): " + engine.status().message());
+    }
+    return engine.status().WithContext("open disk engine in " +
+                                       config.state_dir.string());
+  }
+  services.engine = std::move(*engine);
+  return services;
+}
+
+}  // namespace cmkfs::cli

@@ -1,0 +1,124 @@
+#include "cli_support.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+
+namespace cmkfs::cli::testing {
+
+namespace {
+
+std::string CmkctlPath() {
+  return std::string(CMKFS_BINARY_DIR) + "/cli/cmkctl";
+}
+
+}  // namespace
+
+RunResult RunCmkctl(const std::vector<std::string>& args,
+                    const std::vector<std::string>& env,
+                    int interrupt_after_ms) {
+  RunResult result;
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    return result;
+  }
+  std::string path = CmkctlPath();
+  std::vector<char*> argv;
+  argv.push_back(path.data());
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_copy = env;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    for (auto& e : env_copy) ::putenv(e.data());
+    ::execv(path.c_str(), argv.data());
+    std::_Exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_fds = 2;
+  const auto start = std::chrono::steady_clock::now();
+  while (open_fds > 0) {
+    int timeout = -1;
+    if (interrupt_after_ms >= 0) {
+      auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - start)
+                         .count();
+      if (elapsed >= interrupt_after_ms) {
+        ::kill(pid, SIGINT);
+        interrupt_after_ms = -1;
+      } else {
+        timeout = static_cast<int>(interrupt_after_ms - elapsed);
+      }
+    }
+    if (::poll(fds, 2, timeout) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !fds[i].revents) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.exit_code =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+TempDir::TempDir() {
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "cmkctl-test-XXXXXX").string();
+  char* made = ::mkdtemp(tmpl.data());
+  if (made == nullptr) {
+    ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+  }
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+Json ParseJsonOrFail(const RunResult& r) {
+  auto parsed = Json::Parse(r.out);
+  EXPECT_TRUE(parsed.ok()) << parsed.status().message() << "\nstdout:\n"
+                           << r.out << "\nstderr:\n"
+                           << r.err;
+  return parsed.ok() ? *parsed : Json();
+}
+
+std::string CmkctlTest::CtlOk(std::vector<std::string> args) {
+  std::string joined;
+  for (const auto& a : args) joined += a + " ";
+  RunResult r = Ctl(args);
+  EXPECT_EQ(r.exit_code, 0) << "cmkctl " << joined << "\nstderr: " << r.err;
+  EXPECT_EQ(r.err, "") << "cmkctl " << joined;
+  return r.out;
+}
+
+}  // namespace cmkfs::cli::testing

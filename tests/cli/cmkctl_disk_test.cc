@@ -1,0 +1,230 @@
+// The disk commands, run through the real cmkctl binary.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "cli_support.h"
+
+namespace cmkfs::cli::testing {
+namespace {
+
+class DiskCommandsTest : public CmkctlTest {
+ protected:
+  // A vault with purge protection, a key, and a DES on it; returns the DES
+  // identity (not yet granted).
+  std::string MakeDes() {
+    CtlOk({"vault", "create", "vault1", "--purge-protection"});
+    CtlOk({"key", "create", "vault1", "key1", "--size", "2048"});
+    std::string identity =
+        CtlOk({"des", "create", "des1", "--key-id", "cmk://vault1/keys/key1"});
+    EXPECT_EQ(identity.find('\n'), identity.size() - 1) << identity;
+    identity.pop_back();
+    EXPECT_FALSE(identity.empty());
+    return identity;
+  }
+  void Grant(const std::string& identity) {
+    CtlOk({"vault", "set-policy", "vault1", "--object-id", identity,
+           "--key-permissions", "get", "wrapKey", "unwrapKey"});
+  }
+  Json Show(const std::string& kind, const std::string& name) {
+    return ParseJsonOrFail(Ctl({kind, "show", name, "-o", "json"}));
+  }
+};
+
+TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
+  std::string identity = MakeDes();
+  Json des = Show("des", "des1");
+  for (const char* field :
+       {"name", "key_id", "identity", "auto_rotate", "last_rotation",
+        "rotation_error", "scope", "previous_key_id"}) {
+    EXPECT_TRUE(des.Has(field)) << field << " in " << des.Dump();
+  }
+  EXPECT_EQ(des["identity"].as_string(), identity);
+  EXPECT_TRUE(des["key_id"].as_string().starts_with("cmk://vault1/keys/key1/"));
+  EXPECT_FALSE(des["auto_rotate"].as_bool());
+
+  RunResult refused =
+      Ctl({"disk", "create", "d1", "--size", "64M", "--des", "des1"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_EQ(refused.out, "");
+  std::string grant = "cmkctl vault set-policy vault1 --object-id " + identity +
+                      " --key-permissions get wrapKey unwrapKey";
+  EXPECT_NE(refused.err.find(grant), std::string::npos) << refused.err;
+  EXPECT_TRUE(refused.err.starts_with("cmkctl: "));
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1);
+
+  Grant(identity);
+  CtlOk({"disk", "create", "d1", "--size", "64M", "--des", "des1", "--sku",
+         "StandardSSD_LRS"});
+  Json disk = Show("disk", "d1");
+  for (const char* field :
+       {"name", "size", "sku", "encryption", "des", "key_id", "state", "source",
+        "seal_reason", "subscription", "resource_group", "region",
+        "allocated_bytes", "guest_encrypted", "created"}) {
+    EXPECT_TRUE(disk.Has(field)) << field << " in " << disk.Dump();
+  }
+  EXPECT_EQ(disk["name"].as_string(), "d1");
+  EXPECT_EQ(disk["size"].as_int(), 64 << 20);
+  EXPECT_EQ(disk["sku"].as_string(), "StandardSSD_LRS");
+  EXPECT_EQ(disk["encryption"].as_string(), "customer");
+  EXPECT_EQ(disk["des"].as_string(), "des1");
+  EXPECT_EQ(disk["key_id"].as_string(), des["key_id"].as_string());
+  EXPECT_EQ(disk["state"].as_string(), "active");
+  EXPECT_TRUE(disk["source"].is_null());
+
+  // Customer-key disks cannot move to another resource group.
+  RunResult move = Ctl({"disk", "move", "d1", "--resource-group", "rg2"});
+  EXPECT_EQ(move.exit_code, 1);
+  EXPECT_TRUE(move.err.starts_with("cmkctl: ")) << move.err;
+  EXPECT_EQ(Show("disk", "d1")["resource_group"].as_string(), "default");
+
+  // Rotation through the DES re-wraps the disk under the new version.
+  std::string v2 = CtlOk({"key", "rotate", "vault1", "key1"});
+  v2.pop_back();
+  Json updated = ParseJsonOrFail(Ctl({"des", "update", "des1", "--key-id", v2,
+                                      "--auto-rotate", "true", "-o", "json"}));
+  EXPECT_EQ(updated["key_id"].as_string(), v2);
+  EXPECT_TRUE(updated["auto_rotate"].as_bool());
+  EXPECT_EQ(Show("disk", "d1")["key_id"].as_string(), v2);
+
+  RunResult in_use = Ctl({"des", "delete", "des1"});
+  EXPECT_EQ(in_use.exit_code, 1);
+}
+
+TEST_F(DiskCommandsTest, PlatformDiskSnapshotImageAndClones) {
+  std::string table = CtlOk({"disk", "create", "d1", "--size", "10G"});
+  EXPECT_NE(table.find("encryption"), std::string::npos);
+  Json disk = Show("disk", "d1");
+  EXPECT_EQ(disk["encryption"].as_string(), "platform");
+  EXPECT_TRUE(disk["des"].is_null());
+  EXPECT_EQ(disk["size"].as_int(), int64_t{10} << 30);
+  EXPECT_EQ(disk["sku"].as_string(), "Premium_LRS");
+
+  CtlOk({"disk", "move", "d1", "--resource-group", "rg2", "--subscription",
+         "sub2"});
+  disk = Show("disk", "d1");
+  EXPECT_EQ(disk["resource_group"].as_string(), "rg2");
+  EXPECT_EQ(disk["subscription"].as_string(), "sub2");
+
+  CtlOk({"disk", "resize", "d1", "--size", "11G"});
+  EXPECT_EQ(Show("disk", "d1")["size"].as_int(), int64_t{11} << 30);
+  RunResult shrink = Ctl({"disk", "resize", "d1", "--size", "1G"});
+  EXPECT_EQ(shrink.exit_code, 1);
+
+  CtlOk({"snapshot", "create", "s1", "--source", "d1"});
+  Json snap = Show("snapshot", "s1");
+  EXPECT_EQ(snap["source"].as_string(), "disks/d1");
+  CtlOk({"image", "create", "i1", "--source", "s1"});
+  EXPECT_EQ(Show("image", "i1")["source"].as_string(), "snapshots/s1");
+  CtlOk({"disk", "create", "d2", "--source", "i1"});
+  Json d2 = Show("disk", "d2");
+  EXPECT_EQ(d2["source"].as_string(), "images/i1");
+  EXPECT_EQ(d2["size"].as_int(), int64_t{11} << 30);
+  CtlOk({"disk", "create", "d3", "--source", "s1", "--size", "12G"});
+  EXPECT_EQ(Show("disk", "d3")["size"].as_int(), int64_t{12} << 30);
+
+  Json disks = ParseJsonOrFail(Ctl({"disk", "list", "-o", "json"}));
+  ASSERT_EQ(disks.size(), 3u);
+  std::string list = CtlOk({"snapshot", "list"});
+  EXPECT_TRUE(list.starts_with("NAME ")) << list;
+  EXPECT_NE(list.find("\ns1 "), std::string::npos) << list;
+  EXPECT_EQ(ParseJsonOrFail(Ctl({"image", "list", "-o", "json"})).size(), 1u);
+
+  CtlOk({"image", "delete", "i1"});
+  CtlOk({"snapshot", "delete", "s1"});
+  CtlOk({"disk", "delete", "d3"});
+  EXPECT_EQ(ParseJsonOrFail(Ctl({"image", "list", "-o", "json"})).size(), 0u);
+  EXPECT_EQ(ParseJsonOrFail(Ctl({"disk", "list", "-o", "json"})).size(), 2u);
+  RunResult gone = Ctl({"disk", "show", "d3"});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_NE(gone.err.find("d3"), std::string::npos);
+
+  std::string fsck = CtlOk({"fsck"});
+  EXPECT_NE(fsck.find("clean"), std::string::npos) << fsck;
+  Json report = ParseJsonOrFail(Ctl({"fsck", "-o", "json"}));
+  EXPECT_TRUE(report["clean"].as_bool());
+  EXPECT_EQ(report["problems"].size(), 0u);
+}
+
+TEST_F(DiskCommandsTest, ImportExportRoundTrip) {
+  std::string in = (tmp() / "in.raw").string();
+  {
+    std::ofstream f(in, std::ios::binary);
+    std::mt19937 rng(7);
+    std::string block(64 << 10, '\0');
+    for (auto& c : block) c = static_cast<char>(rng());
+    f.write(block.data(), static_cast<std::streamsize>(block.size()));
+    f.seekp(3 << 20);
+    f.write(block.data(), 4096);
+  }
+  std::filesystem::resize_file(in, 4 << 20);
+  RunResult imported = Ctl({"disk", "create", "imp", "--import", in});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  // Not a TTY: one final progress line.
+  EXPECT_NE(imported.err.find("imported"), std::string::npos) << imported.err;
+  EXPECT_EQ(std::count(imported.err.begin(), imported.err.end(), '\n'), 1);
+  EXPECT_EQ(Show("disk", "imp")["size"].as_int(), 4 << 20);
+
+  std::string out = (tmp() / "out.raw").string();
+  RunResult exported = Ctl({"disk", "export", "imp", out});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  std::ifstream a(in, std::ios::binary), b(out, std::ios::binary);
+  std::string da((std::istreambuf_iterator<char>(a)), {});
+  std::string db((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_EQ(da.size(), db.size());
+  EXPECT_TRUE(da == db) << "exported image differs from the imported file";
+
+  RunResult again = Ctl({"disk", "export", "imp", out});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_TRUE(again.err.starts_with("cmkctl: ")) << again.err;
+
+  RunResult missing =
+      Ctl({"disk", "create", "imp2", "--import", in + ".absent"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(Ctl({"disk", "show", "imp2"}).exit_code, 1)
+      << "half-made disk left";
+}
+
+TEST_F(DiskCommandsTest, DiskRefusals) {
+  RunResult sku = Ctl({"disk", "create", "d", "--size", "1G", "--sku", "Gold"});
+  EXPECT_EQ(sku.exit_code, 2);
+  EXPECT_NE(sku.err.find("Premium_LRS"), std::string::npos) << sku.err;
+  RunResult size = Ctl({"disk", "create", "d", "--size", "lots"});
+  EXPECT_EQ(size.exit_code, 2);
+  EXPECT_TRUE(size.err.starts_with("cmkctl: --size: ")) << size.err;
+  RunResult no_size = Ctl({"disk", "create", "d"});
+  EXPECT_EQ(no_size.exit_code, 2);
+  EXPECT_NE(no_size.err.find("--size"), std::string::npos);
+  RunResult no_des =
+      Ctl({"disk", "create", "d", "--size", "1G", "--des", "nope"});
+  EXPECT_EQ(no_des.exit_code, 1);
+  EXPECT_NE(no_des.err.find("nope"), std::string::npos);
+  RunResult no_key = Ctl({"des", "create", "x"});
+  EXPECT_EQ(no_key.exit_code, 2);
+  RunResult bad_key = Ctl({"des", "create", "x", "--key-id", "http://nope"});
+  EXPECT_EQ(bad_key.exit_code, 2);
+  RunResult no_rg = Ctl({"disk", "move", "d"});
+  EXPECT_EQ(no_rg.exit_code, 2);
+  EXPECT_NE(no_rg.err.find("--resource-group"), std::string::npos);
+
+  // A DES on a vault without purge protection is refused.
+  CtlOk({"vault", "create", "soft"});
+  CtlOk({"key", "create", "soft", "k", "--size", "2048"});
+  RunResult soft = Ctl({"des", "create", "x", "--key-id", "cmk://soft/keys/k"});
+  EXPECT_EQ(soft.exit_code, 1);
+  EXPECT_NE(soft.err.find("purge protection"), std::string::npos) << soft.err;
+}
+
+TEST_F(DiskCommandsTest, StateDirectoryIsCreatedPrivate) {
+  CtlOk({"disk", "list"});
+  struct stat st;
+  ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+}  // namespace
+}  // namespace cmkfs::cli::testing
