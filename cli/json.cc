@@ -370,11 +370,11 @@ class Parser {
           s.push_back('\t');
           break;
         case 'u': {
-          uint32_t cp;
+          uint32_t cp = 0;
           CMKFS_RETURN_IF_ERROR(ParseHex4(cp));
           if (cp >= 0xd800 && cp < 0xdc00) {
             if (!Consume("\\u")) return Error("lone surrogate");
-            uint32_t low;
+            uint32_t low = 0;
             CMKFS_RETURN_IF_ERROR(ParseHex4(low));
             if (low < 0xdc00 || low >= 0xe000) return Error("bad surrogate");
             cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
