@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config ccache git python3
   libfuse3-dev libssl-dev liblmdb-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-  libgtest-dev clang-format clang libclang-rt-14-dev
+  libgtest-dev libp11-kit-dev clang-format clang libclang-rt-14-dev
   # runtime
   fuse3 openssl lmdb-utils
   # tests: real QEMU tools, fio, loop devices and ext4, a real PKCS#11 token

@@ -23,6 +23,8 @@ esac
 
 packaging/install-deps.sh
 scripts/check-format.sh
+# Let ccache reuse objects across checkouts in different directories.
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S . -B "$build_dir" "${cmake_flags[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"
 cd "$build_dir"
