@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Bad input through the CLI and the mount: each row must end in a clear
+# one-line error (non-zero exit, no crash, no sanitizer report) and lose no
+# data that was there before.
+# Usage: bad_input.sh CMKFS CMKCTL FSX CRASH_WRITER [ROW...]
+# Rows: corrupt_lmdb extent_file wrong_master_key unsupported_key
+#       malformed_config backing_full racing_commands socket_not_allowed
+#       bad_names (default: all)
+# shellcheck source=tests/reliability/lib.sh
+source "$(dirname "$0")/lib.sh"
+command -v jq >/dev/null || fail "jq is not installed"
+ROWS=("${@:5}")
+[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(corrupt_lmdb extent_file wrong_master_key unsupported_key
+  malformed_config backing_full racing_commands socket_not_allowed bad_names)
+TESTDATA=$(cd "$(dirname "$0")/../core/testdata" && pwd)
+
+# expect_error REGEX CMD...: CMD fails (exit 1..127), prints an error that
+# matches REGEX (case-insensitive), and shows no sign of a crash.
+expect_error() {
+  local re=$1
+  shift
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  [[ $rc -ne 0 ]] || fail "'$*' succeeded; expected an error matching /$re/ (output: $out)"
+  [[ $rc -lt 128 ]] || fail "'$*' crashed (exit $rc): $out"
+  grep -Eq 'Sanitizer|Segmentation|terminate called|Aborted|core dumped|Assertion' <<<"$out" &&
+    fail "'$*' crashed: $out"
+  grep -Eiq -- "$re" <<<"$out" || fail "'$*' failed without a clear error (wanted /$re/): $out"
+  echo "  ok: ${*: -4} -> $(tail -1 <<<"$out")"
+}
+# ctl_in DIR ARGS...: cmkctl on another state directory.
+ctl_in() {
+  local dir=$1
+  shift
+  timeout 120 "$CMKCTL_BIN" --state-dir "$dir" "$@"
+}
+# Two disks with known data; daemon stopped afterwards.
+make_state_with_data() {
+  start_daemon
+  cmkctl disk create victim1 --size 8M >/dev/null
+  cmkctl disk create keeper1 --size 8M >/dev/null
+  head -c 4M /dev/urandom >"$WORK/victim1.bin"
+  head -c 4M /dev/urandom >"$WORK/keeper1.bin"
+  dd if="$WORK/victim1.bin" of="$MNT/disks/victim1" bs=1M conv=notrunc,fsync status=none
+  dd if="$WORK/keeper1.bin" of="$MNT/disks/keeper1" bs=1M conv=notrunc,fsync status=none
+  stop_daemon
+}
+# Mounts STATE_COPY at a second mountpoint; echoes nothing; sets M2.
+M2=$REL_ROOT/mnt2
+mkdir -p "$M2"
+mount_copy() {
+  timeout 60 "$CMKFS_BIN" --state-dir "$1" "$M2"
+}
+umount_copy() {
+  local pid
+  pid=$(cat "$1/cmkfs.pid" 2>/dev/null || true)
+  if is_mounted "$M2"; then fusermount3 -u "$M2" || umount -l "$M2"; fi
+  if [[ -n "$pid" ]]; then
+    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.05; done
+  fi
+}
+REL_EXTRA_MOUNTS+=("$M2")
+
+row_corrupt_lmdb() {
+  make_state_with_data
+  log "corrupt one resource record (its name length) in meta/data.mdb"
+  local copy=$WORK/st-record
+  cp -a "$STATE" "$copy"
+  python3 - "$copy/meta/data.mdb" <<'PY'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+needle = b"\x07\x00\x00\x00victim1"
+n = 0
+i = data.find(needle)
+while i >= 0:
+    data[i:i + 4] = b"\xff\xff\xff\x7f"
+    n += 1
+    i = data.find(needle, i + 1)
+assert n > 0, "record not found"
+open(path, "wb").write(data)
+print(f"corrupted {n} copies of the record")
+PY
+  expect_error 'corrupt|resource record' ctl_in "$copy" disk show victim1
+  expect_error 'corrupt|resource record' ctl_in "$copy" fsck
+  ctl_in "$copy" disk show keeper1 >/dev/null || fail "an intact disk is unreadable next to a corrupt record"
+  local out rc=0
+  out=$(ctl_in "$copy" disk list 2>&1) || rc=$?
+  [[ $rc -lt 128 ]] || fail "disk list crashed on a corrupt record: $out"
+  [[ $rc -eq 0 ]] || grep -Eqi 'corrupt|resource record' <<<"$out" || fail "disk list failed without saying why: $out"
+  echo "  ok: disk list -> exit $rc: $(tail -1 <<<"$out")"
+
+  log "corrupt both LMDB meta pages"
+  copy=$WORK/st-page
+  cp -a "$STATE" "$copy"
+  python3 - "$copy/meta/data.mdb" <<'PY'
+import sys
+path = sys.argv[1]
+with open(path, "r+b") as f:
+    for page in (0, 4096):
+        f.seek(page + 16)
+        f.write(b"\xa5" * 64)
+PY
+  expect_error 'corrupt|damaged|invalid|not an lmdb' ctl_in "$copy" disk list
+  expect_error 'corrupt|damaged|invalid|not an lmdb' ctl_in "$copy" fsck
+  expect_error 'corrupt|damaged|invalid|not an lmdb' mount_copy "$copy"
+  is_mounted "$M2" && fail "cmkfs mounted a state directory with corrupt metadata"
+
+  log "the original state is untouched"
+  start_daemon
+  cmp -s "$WORK/victim1.bin" <(head -c 4M "$MNT/disks/victim1") || fail "victim1 data lost"
+  cmp -s "$WORK/keeper1.bin" <(head -c 4M "$MNT/disks/keeper1") || fail "keeper1 data lost"
+  stop_daemon
+}
+
+row_extent_file() {
+  make_state_with_data
+  local pool
+  pool=$(find "$STATE/extents" -type f | head -1)
+  [[ -n "$pool" ]] || fail "no extent file under $STATE/extents"
+  log "truncate the extent file $(basename "$pool") to half"
+  local copy=$WORK/st-trunc
+  cp -a "$STATE" "$copy"
+  local cpool=$copy/extents/${pool#"$STATE"/extents/}
+  truncate -s $(($(stat -c %s "$cpool") / 2)) "$cpool"
+  expect_error 'extent|truncat|short|missing|beyond|size' ctl_in "$copy" fsck
+  mount_copy "$copy" || fail "cmkfs did not mount a state with a truncated extent file"
+  local r1=0 r2=0
+  cmp -s "$WORK/victim1.bin" <(head -c 4M "$M2/disks/victim1" 2>/dev/null) || r1=$?
+  cmp -s "$WORK/keeper1.bin" <(head -c 4M "$M2/disks/keeper1" 2>/dev/null) || r2=$?
+  if [[ $r1 -ne 0 || $r2 -ne 0 ]]; then
+    # Lost data must fail loudly (EIO), never read back as other bytes.
+    local out rc=0
+    out=$(dd if="$M2/disks/keeper1" bs=1M count=4 iflag=direct status=none of=/dev/null 2>&1) || rc=$?
+    local out2 rc2=0
+    out2=$(dd if="$M2/disks/victim1" bs=1M count=4 iflag=direct status=none of=/dev/null 2>&1) || rc2=$?
+    [[ $rc -ne 0 || $rc2 -ne 0 ]] || fail "data of the truncated extent file reads back as wrong bytes without an error"
+    grep -qi 'input/output error' <<<"$out$out2" || fail "reading lost extents failed without EIO: $out $out2"
+    echo "  ok: reads of lost extents fail with EIO"
+  else
+    fail "both disks read back intact although the extent file lost half its bytes"
+  fi
+  umount_copy "$copy"
+
+  log "remove the extent file"
+  copy=$WORK/st-missing
+  cp -a "$STATE" "$copy"
+  rm -f "$copy/extents/${pool#"$STATE"/extents/}"
+  expect_error 'extent|missing|not found|no such' ctl_in "$copy" fsck
+  if mount_copy "$copy" 2>"$WORK/m.err"; then
+    local rc=0
+    dd if="$M2/disks/keeper1" bs=1M count=4 iflag=direct status=none of=/dev/null 2>"$WORK/dd.err" || rc=$?
+    [[ $rc -ne 0 ]] || { cmp -s "$WORK/keeper1.bin" <(head -c 4M "$M2/disks/keeper1") &&
+      fail "keeper1 reads back although its extent file is gone"; fail "a disk whose extent file is gone reads without an error"; }
+    echo "  ok: mount works, reads fail: $(head -1 "$WORK/dd.err")"
+    umount_copy "$copy"
+  else
+    grep -Eiq 'extent|missing|no such' "$WORK/m.err" || fail "cmkfs refused the state without a clear reason: $(cat "$WORK/m.err")"
+    echo "  ok: cmkfs refuses: $(tail -1 "$WORK/m.err")"
+  fi
+  start_daemon
+  cmp -s "$WORK/keeper1.bin" <(head -c 4M "$MNT/disks/keeper1") || fail "original keeper1 data lost"
+  stop_daemon
+}
+
+row_wrong_master_key() {
+  make_state_with_data
+  log "replace the vault master key"
+  cp -a "$STATE/vault.key" "$WORK/vault.key.good"
+  head -c 32 /dev/urandom >"$STATE/vault.key"
+  chmod 600 "$STATE/vault.key"
+  expect_error 'master key' cmkctl vault list
+  expect_error 'master key' cmkctl disk list
+  expect_error 'master key' timeout 60 "$CMKFS_BIN" --state-dir "$STATE" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted with a wrong vault master key"
+  log "a master key file readable by others, or of the wrong length"
+  cp -a "$WORK/vault.key.good" "$STATE/vault.key"
+  chmod 644 "$STATE/vault.key"
+  expect_error '0600|permission|mode|group|other' cmkctl vault list
+  chmod 600 "$STATE/vault.key"
+  head -c 31 "$WORK/vault.key.good" >"$STATE/vault.key"
+  expect_error '32|length|size|bytes' cmkctl vault list
+  log "the right key restores everything"
+  cp -a "$WORK/vault.key.good" "$STATE/vault.key"
+  start_daemon
+  cmp -s "$WORK/victim1.bin" <(head -c 4M "$MNT/disks/victim1") || fail "data lost after a wrong master key"
+  stop_daemon
+}
+
+row_unsupported_key() {
+  cmkctl vault create badkeys --purge-protection >/dev/null
+  for size in 1024 2047 8192 0x800 abc; do
+    expect_error '2048.*3072.*4096' cmkctl key create badkeys "k$RANDOM" --size "$size"
+  done
+  expect_error 'RSA' cmkctl key create badkeys kx --kty EC
+  expect_error 'premium|HSM' cmkctl key create badkeys kh --kty RSA-HSM --size 2048
+  expect_error 'EC|not.*RSA|RSA.*only' cmkctl key import badkeys kec --pem "$TESTDATA/ec_p256_pkcs8.pem"
+  expect_error 'ED25519|not.*RSA|RSA.*only' cmkctl key import badkeys ked --pem "$TESTDATA/ed25519.pem"
+  expect_error '1024|2048' cmkctl key import badkeys k1024 --pem "$TESTDATA/rsa1024_pkcs8.pem"
+  expect_error 'encrypted' cmkctl key import badkeys kenc --pem "$TESTDATA/rsa2048_encrypted_pkcs8.pem"
+  expect_error 'public' cmkctl key import badkeys kpub --pem "$TESTDATA/rsa2048_public.pem"
+  printf 'not a key\n' >"$WORK/garbage.pem"
+  expect_error 'PEM|key' cmkctl key import badkeys kgarb --pem "$WORK/garbage.pem"
+  expect_error 'no such|not found|cannot read|does not exist' cmkctl key import badkeys kmiss --pem "$WORK/missing.pem"
+  local n
+  n=$(cmkctl key list badkeys -o json | jq 'length')
+  [[ "$n" == 0 ]] || fail "refused keys left $n keys behind"
+  cmkctl key import badkeys kok --pem "$TESTDATA/rsa2048_pkcs8.pem" >/dev/null ||
+    fail "a valid 2048-bit PEM is refused after the bad ones"
+}
+
+row_malformed_config() {
+  local c=$WORK/bad.toml
+  local -a cases=(
+    'state_dir = "/tmp/x|:1'
+    '[watcher]\npoll_interval = 42|:2.*poll_interval'
+    '[watcher]\npoll_interval = "5 parsecs"|poll_interval'
+    '[mount]\nmode = "0999"|mode'
+    'no_such_key = 1|no_such_key'
+    '[keystore]\ndir = 7|keystore.dir|dir'
+    '[limits]\ndisk_encryption_sets_per_region = -1|disk_encryption_sets_per_region'
+  )
+  for entry in "${cases[@]}"; do
+    printf '%b\n' "${entry%%|*}" >"$c"
+    expect_error "bad.toml.*(${entry#*|})|(${entry#*|}).*bad.toml" timeout 60 "$CMKCTL_BIN" --config "$c" --state-dir "$STATE" vault list
+  done
+  printf '[watcher]\npoll_interval = 42\n' >"$c"
+  expect_error 'bad.toml' timeout 60 "$CMKFS_BIN" --config "$c" --state-dir "$STATE" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted with a malformed config"
+  expect_error 'no such|not found|does not exist' timeout 60 "$CMKCTL_BIN" --config "$WORK/none.toml" vault list
+  return 0
+}
+
+row_backing_full() {
+  log "state directory on a 64 MiB ext4 (loop)"
+  local img=$WORK/small.img small=$REL_ROOT/small
+  truncate -s 64M "$img"
+  mkfs.ext4 -q -F -m 0 "$img"
+  mkdir -p "$small"
+  mount -o loop "$img" "$small"
+  REL_EXTRA_MOUNTS+=("$small")
+  STATE=$small/state
+  mkdir -p "$STATE"
+  start_daemon
+  cmkctl disk create full --size 128M >/dev/null
+  head -c 4M /dev/urandom >"$WORK/early.bin"
+  dd if="$WORK/early.bin" of="$MNT/disks/full" bs=1M conv=notrunc,fsync status=none
+  local out rc=0
+  out=$(dd if=/dev/urandom of="$MNT/disks/full" bs=1M seek=4 count=120 conv=notrunc,fsync status=none 2>&1) || rc=$?
+  [[ $rc -ne 0 ]] || fail "120 MiB of writes succeeded on a 64 MiB backing filesystem"
+  grep -qi 'no space left' <<<"$out" || fail "writes on a full backing filesystem failed without ENOSPC: $out"
+  echo "  ok: writes fail with: $(tail -1 <<<"$out")"
+  cmp -s "$WORK/early.bin" <(head -c 4M "$MNT/disks/full") || fail "data written before the disk filled up is lost"
+  cmkctl disk list >/dev/null || fail "disk list fails while the backing filesystem is full"
+  expect_fsck_clean
+  stop_daemon
+  start_daemon
+  cmp -s "$WORK/early.bin" <(head -c 4M "$MNT/disks/full") || fail "early data lost after a remount"
+  expect_fsck_clean
+  log "after freeing space, writes work again"
+  cmkctl disk delete full >/dev/null 2>&1 || true
+  cmkctl disk create again --size 8M >/dev/null || fail "cannot create a disk after freeing space"
+  dd if="$WORK/early.bin" of="$MNT/disks/again" bs=1M conv=notrunc,fsync status=none ||
+    fail "writes fail after space was freed"
+  stop_daemon
+}
+
+# race N CMD...: runs CMD N times at once; prints the exit codes, sorted.
+race() {
+  local n=$1
+  shift
+  local pids=() i
+  for ((i = 0; i < n; i++)); do
+    ( "$@" >"$WORK/race.$i.out" 2>&1; echo $? >"$WORK/race.$i.rc" ) &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  for ((i = 0; i < n; i++)); do cat "$WORK/race.$i.rc"; done | sort -n | tr '\n' ' '
+}
+race_expect_one_winner() {
+  local what=$1 re=$2
+  shift 2
+  local codes ok=0 i
+  codes=$(race 4 "$@")
+  for ((i = 0; i < 4; i++)); do
+    local rc
+    rc=$(cat "$WORK/race.$i.rc")
+    if [[ $rc -eq 0 ]]; then
+      ok=$((ok + 1))
+    else
+      [[ $rc -lt 128 ]] || fail "$what: a racer crashed: $(cat "$WORK/race.$i.out")"
+      grep -Eiq "$re" "$WORK/race.$i.out" || fail "$what: a loser failed without a clear error: $(cat "$WORK/race.$i.out")"
+    fi
+  done
+  [[ $ok -eq 1 ]] || fail "$what: $ok of 4 racers succeeded (exit codes $codes)"
+  echo "  ok: $what: one winner, losers: $(grep -hv '^$' "$WORK"/race.*.out | sort -u | head -2 | tr '\n' ' ')"
+}
+row_racing_commands() {
+  start_daemon
+  race_expect_one_winner "disk create (daemon)" 'already exists' cmkctl disk create race --size 16M
+  race_expect_one_winner "snapshot create (daemon)" 'already exists' cmkctl snapshot create rs --source race
+  race_expect_one_winner "snapshot delete (daemon)" 'not found|does not exist|no snapshot' cmkctl snapshot delete rs
+  race_expect_one_winner "disk delete (daemon)" 'not found|does not exist|no disk' cmkctl disk delete race
+  expect_fsck_clean
+  stop_daemon
+  race_expect_one_winner "disk create (no daemon)" 'already exists|in use|busy' cmkctl disk create race2 --size 16M
+  local n
+  n=$(cmkctl disk list -o json | jq '[.[] | select(.name == "race2")] | length')
+  [[ "$n" == 1 ]] || fail "disk race2 listed $n times"
+  expect_fsck_clean
+}
+
+row_socket_not_allowed() {
+  start_daemon
+  chmod 0711 "$REL_ROOT" "$STATE"
+  local nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+  expect_error 'permission|denied|not allowed' "${nobody[@]}" "$CMKCTL_BIN" --state-dir "$STATE" disk create evil --size 1M
+  log "socket opened to everyone: the daemon checks the peer's uid itself"
+  chmod 0666 "$STATE/control.sock"
+  expect_error 'permission denied|only root' "${nobody[@]}" "$CMKCTL_BIN" --state-dir "$STATE" disk create evil --size 1M
+  chmod 0600 "$STATE/control.sock"
+  chmod 0700 "$REL_ROOT" "$STATE"
+  cmkctl disk show evil >/dev/null 2>&1 && fail "a refused client created a disk"
+  [[ -e "$MNT/disks/evil" ]] && fail "a refused client created a disk file"
+  cmkctl disk list >/dev/null || fail "root lost access after the refusals"
+  stop_daemon
+}
+
+row_bad_names() {
+  start_daemon
+  local long
+  long=$(printf 'a%.0s' $(seq 1 300))
+  for name in 'a/b' '../x' '..' '.' '.hidden' "$long" '' 'x y' 'dïsk' '-flag' 'a\b' 'x:y'; do
+    expect_error 'name|invalid|characters|unknown flag' cmkctl disk create "$name" --size 1M
+  done
+  cmkctl disk create ok1 --size 1M >/dev/null
+  for name in 'a/b' '..' "$long"; do
+    expect_error 'name|invalid|characters' cmkctl snapshot create "$name" --source ok1
+    expect_error 'name|invalid|characters' cmkctl image create "$name" --source ok1
+    expect_error 'name|invalid|characters' cmkctl vault create "$name"
+  done
+  local n
+  n=$(cmkctl disk list -o json | jq 'length')
+  [[ "$n" == 1 ]] || fail "refused names left $n disks (expected only ok1)"
+  [[ "$(ls "$MNT/disks")" == ok1 ]] || fail "unexpected entries in $MNT/disks: $(ls "$MNT/disks")"
+  expect_fsck_clean
+  stop_daemon
+}
+
+for row in "${ROWS[@]}"; do
+  log "== $row"
+  "row_$row"
+done
