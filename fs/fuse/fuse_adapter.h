@@ -6,11 +6,10 @@
 // errno choices (docs/daemon.md):
 //   sealed resource (key unavailable)  EIO
 //   write to a snapshot or image       EROFS
-//   write at or past the end           EFBIG (a write crossing the end is short)
-//   unaligned O_DIRECT read/write      EINVAL (512-byte offset and length)
-//   truncate, chmod, chown, create,
-//   unlink, rename, mkdir, setxattr    EPERM
-//   fallocate growing the file         EFBIG; unknown modes EOPNOTSUPP
+//   write at or past the end           EFBIG (a write crossing the end is
+//   short) unaligned O_DIRECT read/write      EINVAL (512-byte offset and
+//   length) truncate, chmod, chown, create, unlink, rename, mkdir, setxattr
+//   EPERM fallocate growing the file         EFBIG; unknown modes EOPNOTSUPP
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,504 @@
+#include "daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "cmkfs/log.h"
+#include "fuse_adapter.h"
+
+namespace cmkfs::daemon {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+std::vector<std::string> SplitCommas(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    if (comma > start) out.emplace_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+stdfs::path Absolute(const stdfs::path& p) {
+  if (p.empty() || p.is_absolute()) return p;
+  std::error_code ec;
+  stdfs::path abs = stdfs::absolute(p, ec);
+  return ec ? p : abs.lexically_normal();
+}
+
+// "\040" style escapes of /proc/self/mountinfo.
+std::string UnescapeMountinfo(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool ok = true;
+      for (size_t j = 1; j <= 3; ++j) {
+        char c = s[i + j];
+        if (c < '0' || c > '7') ok = false;
+        v = v * 8 + (c - '0');
+      }
+      if (ok) {
+        out.push_back(static_cast<char>(v));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+bool IsMountPoint(const stdfs::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mnt;
+    if (fields >> id >> parent >> devno >> root >> mnt) {
+      if (UnescapeMountinfo(mnt) == dir.string()) return true;
+    }
+  }
+  return false;
+}
+
+// One line saying what is wrong with the mountpoint and what to do.
+Status CheckMountpoint(const stdfs::path& mountpoint) {
+  struct stat st;
+  if (::stat(mountpoint.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOTCONN) {
+      return FailedPreconditionError(
+          "mountpoint " + mountpoint.string() +
+          " is a dead FUSE mount (transport endpoint is not connected); run "
+          "'fusermount3 -u " +
+          mountpoint.string() + "' first");
+    }
+    if (err == ENOENT) {
+      return NotFoundError("mountpoint " + mountpoint.string() +
+                           " does not exist; create the directory first");
+    }
+    return ErrnoError("mountpoint " + mountpoint.string(), err);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return InvalidArgumentError("mountpoint " + mountpoint.string() +
+                                " is not a directory");
+  }
+  if (IsMountPoint(mountpoint)) {
+    return BusyError("mountpoint " + mountpoint.string() +
+                     " is already a mount point; unmount it first "
+                     "(fusermount3 -u " +
+                     mountpoint.string() + ")");
+  }
+  return Status::Ok();
+}
+
+stdfs::path PidFilePath(const Config& config) {
+  return config.state_dir / "cmkfs.pid";
+}
+
+std::optional<pid_t> ReadLivePid(const stdfs::path& pid_file) {
+  std::ifstream in(pid_file);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) return std::nullopt;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+    return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+Status ExplainBusy(const Config& config, const Status& engine_status) {
+  if (std::optional<pid_t> pid = ReadLivePid(PidFilePath(config))) {
+    return BusyError("state directory " + config.state_dir.string() +
+                     " is in use by another cmkfs (pid " +
+                     std::to_string(*pid) + ")");
+  }
+  return BusyError("state directory " + config.state_dir.string() +
+                   " is in use by another process (" + engine_status.message() +
+                   ")");
+}
+
+// Startup result channel from the daemonized child to the waiting parent.
+class ReadyPipe {
+ public:
+  ReadyPipe() = default;
+  explicit ReadyPipe(int fd) : fd_(fd) {}
+  ~ReadyPipe() { Close(); }
+  ReadyPipe(const ReadyPipe&) = delete;
+  ReadyPipe& operator=(const ReadyPipe&) = delete;
+
+  void Report(const std::string& line) {
+    if (fd_ < 0) return;
+    std::string msg = line + "\n";
+    const char* p = msg.data();
+    size_t left = msg.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    Close();
+  }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool active() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Parent side: waits for the child's first line. Returns the exit status.
+int WaitForChild(int read_fd, pid_t child) {
+  std::string line;
+  char c;
+  for (;;) {
+    ssize_t n = ::read(read_fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || c == '\n') break;
+    line.push_back(c);
+  }
+  ::close(read_fd);
+  int status = 0;
+  ::waitpid(child, &status, 0);  // the intermediate child exits at once
+  if (line == "OK") return 0;
+  if (line.empty()) {
+    std::cerr << "cmkfs: the daemon exited during startup (see syslog)\n";
+  } else {
+    std::cerr << "cmkfs: " << line << "\n";
+  }
+  return 1;
+}
+
+void RedirectStdioToDevNull() {
+  int fd = ::open("/dev/null", O_RDWR);
+  if (fd < 0) return;
+  ::dup2(fd, STDIN_FILENO);
+  ::dup2(fd, STDOUT_FILENO);
+  ::dup2(fd, STDERR_FILENO);
+  if (fd > STDERR_FILENO) ::close(fd);
+}
+
+class PidFile {
+ public:
+  explicit PidFile(stdfs::path path) : path_(std::move(path)) {}
+  ~PidFile() {
+    if (written_) {
+      std::error_code ec;
+      stdfs::remove(path_, ec);
+    }
+  }
+  Status Write() {
+    std::ofstream out(path_, std::ios::trunc);
+    out << ::getpid() << "\n";
+    out.close();
+    if (!out) return ErrnoError("cannot write " + path_.string(), errno);
+    written_ = true;
+    return Status::Ok();
+  }
+
+ private:
+  stdfs::path path_;
+  bool written_ = false;
+};
+
+// Everything after the (optional) fork: open, mount, serve, tear down.
+int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
+  auto fail = [&](const Status& s) {
+    if (ready.active()) {
+      spdlog::error("{}", s.message());
+      ready.Report(s.message());
+    } else {
+      std::cerr << "cmkfs: " << s.message() << "\n";
+    }
+    return 1;
+  };
+
+  // Signals stay blocked in every thread but the one running the FUSE loop.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  auto services = cli::OpenServices(config);
+  if (!services.ok()) {
+    if (services.status().kind() == ErrorKind::kBusy)
+      return fail(ExplainBusy(config, services.status()));
+    return fail(services.status());
+  }
+  PidFile pid_file(PidFilePath(config));
+  if (Status s = pid_file.Write(); !s.ok()) return fail(s);
+
+  fuse::MountOptions mount_options;
+  mount_options.uid = config.mount.uid;
+  mount_options.gid = config.mount.gid;
+  mount_options.mode = config.mount.mode;
+  mount_options.allow_other = config.mount.allow_other;
+  mount_options.threads = config.engine.fuse_threads;
+  mount_options.debug = args.fuse_debug;
+  for (const std::string& o : args.fuse_options) {
+    if (o == "allow_other") {
+      mount_options.allow_other = true;
+    } else {
+      mount_options.extra_options.push_back(o);
+    }
+  }
+  auto mount = fuse::FuseMount::Mount(services->engine.get(), args.mountpoint,
+                                      mount_options);
+  if (!mount.ok()) return fail(mount.status());
+
+  cli::CommandContext context;
+  context.config = config;
+  context.keystore = services->keystore.get();
+  context.engine = services->engine.get();
+  std::mutex command_mu;
+  const stdfs::path socket_path = cli::ControlSocketPath(config);
+  auto control = cli::ControlServer::Start(
+      socket_path, [&](const std::vector<std::string>& command) {
+        std::lock_guard<std::mutex> lock(command_mu);
+        return cli::RunCommand(command, context);
+      });
+  if (!control.ok()) {
+    (*mount)->Unmount();
+    return fail(
+        control.status().WithContext("control socket " + socket_path.string()));
+  }
+
+  std::vector<std::unique_ptr<DaemonComponent>> components =
+      MakeComponents(config);
+  for (auto& component : components) {
+    if (Status s = component->Start(context); !s.ok()) {
+      control->reset();
+      (*mount)->Unmount();
+      return fail(s.WithContext(std::string(component->name())));
+    }
+  }
+
+  spdlog::info("cmkfs serving {} from state directory {}",
+               args.mountpoint.string(), config.state_dir.string());
+  if (ready.active()) {
+    ready.Report("OK");
+    RedirectStdioToDevNull();
+  }
+
+  int exit_code = 0;
+  Status run = (*mount)->Run();
+  if (!run.ok()) {
+    spdlog::error("{}", run.message());
+    exit_code = 1;
+  }
+  for (auto it = components.rbegin(); it != components.rend(); ++it)
+    (*it)->Stop();
+  control->reset();
+  {
+    std::error_code ec;
+    stdfs::remove(socket_path, ec);
+  }
+  (*mount)->Unmount();
+  mount->reset();
+  if (Status s = services->engine->Flush(); !s.ok()) {
+    spdlog::error("flush at shutdown failed: {}", s.message());
+    exit_code = 1;
+  }
+  services->engine.reset();
+  services->keystore.reset();
+  spdlog::info("cmkfs stopped");
+  return exit_code;
+}
+
+}  // namespace
+
+std::string DaemonUsage() {
+  return "usage: cmkfs MOUNTPOINT [--config FILE] [--state-dir DIR] "
+         "[--foreground|-f] [-o FUSE_OPTIONS] [--log-level LEVEL] [--debug]\n"
+         "       cmkfs --version | --help\n"
+         "Mounts the disks, snapshots and images of the state directory as\n"
+         "MOUNTPOINT/{disks,snapshots,images}/NAME. Unmount with\n"
+         "'fusermount3 -u MOUNTPOINT' or SIGTERM. Without --foreground the\n"
+         "daemon detaches once the mount is up and logs to syslog.\n";
+}
+
+Result<DaemonArgs> ParseDaemonArgs(std::vector<std::string> args) {
+  DaemonArgs out;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      out.action = DaemonArgs::Action::kHelp;
+      return out;
+    }
+    if (a == "--version" || a == "-V") {
+      out.action = DaemonArgs::Action::kVersion;
+      return out;
+    }
+    if (a == "--foreground" || a == "-f") {
+      out.foreground = true;
+    } else if (a == "--debug" || a == "-d") {
+      out.fuse_debug = true;
+      out.foreground = true;
+    } else if (a == "-o") {
+      if (i + 1 >= args.size())
+        return InvalidArgumentError(
+            "flag '-o' needs FUSE mount options, e.g. -o allow_other");
+      for (auto& o : SplitCommas(args[++i])) out.fuse_options.push_back(o);
+    } else if (a.starts_with("-o")) {
+      for (auto& o : SplitCommas(std::string_view(a).substr(2)))
+        out.fuse_options.push_back(o);
+    } else {
+      rest.push_back(a);
+    }
+  }
+  CMKFS_RETURN_IF_ERROR(cli::ExtractGlobalFlags(rest, &out.flags));
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == "--") {
+      positional.insert(positional.end(), rest.begin() + i + 1, rest.end());
+      break;
+    }
+    if (rest[i].starts_with("-") && rest[i] != "-") {
+      return InvalidArgumentError(
+          "unknown flag '" + rest[i] +
+          "'; accepted: --config, --state-dir, --foreground, -o, "
+          "--log-level, --debug, --version, --help");
+    }
+    positional.push_back(rest[i]);
+  }
+  if (positional.size() > 1)
+    return InvalidArgumentError("expected one MOUNTPOINT, got '" +
+                                positional[0] + "' and '" + positional[1] +
+                                "'");
+  if (!positional.empty()) out.mountpoint = positional[0];
+  return out;
+}
+
+std::vector<std::unique_ptr<DaemonComponent>> MakeComponents(
+    const Config& /*config*/) {
+  // The key watcher (seal/unseal, auto-rotation) is added here.
+  return {};
+}
+
+int DaemonMain(int argc, char** argv, std::string_view version) {
+  std::vector<std::string> words(argv + 1, argv + argc);
+  auto parsed = ParseDaemonArgs(std::move(words));
+  if (!parsed.ok()) {
+    std::cerr << "cmkfs: " << parsed.status().message() << "\n";
+    return 2;
+  }
+  DaemonArgs args = std::move(parsed).value();
+  if (args.action == DaemonArgs::Action::kHelp) {
+    std::cout << DaemonUsage();
+    return 0;
+  }
+  if (args.action == DaemonArgs::Action::kVersion) {
+    std::cout << "cmkfs " << version << "\n";
+    return 0;
+  }
+
+  // The daemon changes to / when it detaches: every path becomes absolute.
+  if (args.flags.config_file)
+    args.flags.config_file = Absolute(*args.flags.config_file);
+  if (args.flags.state_dir)
+    args.flags.state_dir = Absolute(*args.flags.state_dir);
+  auto loaded = cli::LoadEffectiveConfig(args.flags);
+  if (!loaded.ok()) {
+    std::cerr << "cmkfs: " << loaded.status().message() << "\n";
+    return 1;
+  }
+  Config config = std::move(loaded).value();
+  if (args.mountpoint.empty()) args.mountpoint = config.mount.mountpoint;
+  if (args.mountpoint.empty()) {
+    std::cerr << "cmkfs: missing MOUNTPOINT (give it on the command line or "
+                 "as [mount] mountpoint in the config; see cmkfs --help)\n";
+    return 2;
+  }
+  config.state_dir = Absolute(config.state_dir);
+  config.keystore.dir = Absolute(config.keystore.dir);
+  config.keystore.master_key_file = Absolute(config.keystore.master_key_file);
+  config.keystore.passphrase_file = Absolute(config.keystore.passphrase_file);
+  args.mountpoint = Absolute(args.mountpoint);
+  while (args.mountpoint.string().size() > 1 &&
+         args.mountpoint.string().ends_with('/')) {
+    std::string trimmed = args.mountpoint.string();
+    trimmed.pop_back();
+    args.mountpoint = trimmed;
+  }
+
+  const std::string level = args.flags.log_level.value_or(config.log_level);
+  if (Status s = InitLogging(level, /*to_stderr=*/true); !s.ok()) {
+    std::cerr << "cmkfs: " << s.message() << "\n";
+    return 2;
+  }
+  if (Status s = CheckMountpoint(args.mountpoint); !s.ok()) {
+    std::cerr << "cmkfs: " << s.message() << "\n";
+    return 1;
+  }
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+    std::cerr << "cmkfs: cannot open /dev/fuse (" << std::strerror(errno)
+              << "); load the fuse module and run as root\n";
+    return 1;
+  }
+
+  if (args.foreground) {
+    ReadyPipe none;
+    return RunMount(args, config, none);
+  }
+
+  // Detach: the parent waits on a pipe for "OK" or the startup error line.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::cerr << "cmkfs: pipe: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::cerr << "cmkfs: fork: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  if (child > 0) {
+    ::close(fds[1]);
+    return WaitForChild(fds[0], child);
+  }
+  ::close(fds[0]);
+  ::setsid();
+  pid_t grandchild = ::fork();
+  if (grandchild < 0) _exit(1);
+  if (grandchild > 0) _exit(0);
+  if (::chdir("/") != 0) _exit(1);
+  ReadyPipe ready(fds[1]);
+  if (Status s = InitLogging(level, /*to_stderr=*/false); !s.ok()) {
+    ready.Report(s.message());
+    return 1;
+  }
+  return RunMount(args, config, ready);
+}
+
+}  // namespace cmkfs::daemon
