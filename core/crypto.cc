@@ -4,12 +4,14 @@
 // after cmkfs_core, so it must not depend on symbols from status.cc.
 #include "cmkfs/crypto.h"
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/param_build.h>
 #include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -955,6 +957,111 @@ Result<SecretBytes> RsaKey::Unwrap(std::span<const uint8_t> blob,
   }
   if (out_len == buffer.size()) return buffer;
   return SecretBytes(buffer.data(), out_len);
+}
+
+Result<RsaKey> RsaKey::FromPublicComponents(
+    std::span<const uint8_t> modulus,
+    std::span<const uint8_t> public_exponent) {
+  if (modulus.empty() || modulus.size() > 2048 || public_exponent.empty() ||
+      public_exponent.size() > 8) {
+    return InvalidArgumentError(
+        "not an RSA public key: modulus of " + std::to_string(modulus.size()) +
+        " bytes, exponent of " + std::to_string(public_exponent.size()) +
+        " bytes");
+  }
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> n(
+      BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr),
+      &BN_free);
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> e(
+      BN_bin2bn(public_exponent.data(),
+                static_cast<int>(public_exponent.size()), nullptr),
+      &BN_free);
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(
+      OSSL_PARAM_BLD_new(), &OSSL_PARAM_BLD_free);
+  if (!n || !e || !bld ||
+      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) ||
+      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get())) {
+    return OpenSslFailure("cannot build RSA public key parameters");
+  }
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(bld.get()), &OSSL_PARAM_free);
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) <= 0 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) <=
+          0) {
+    return OpenSslFailure("cannot build an RSA public key from its numbers");
+  }
+  RsaKey key(raw, false);
+  if (key.bits() < 1024 || BN_is_odd(n.get()) == 0 || BN_is_odd(e.get()) == 0) {
+    return InvalidArgumentError(
+        "not a usable RSA public key: " + std::to_string(key.bits()) +
+        "-bit modulus or even exponent");
+  }
+  return key;
+}
+
+Result<RsaPrivateComponents> RsaKey::PrivateComponents() const {
+  if (!has_private()) {
+    return FailedPreconditionError("RSA key has no private part to export");
+  }
+  auto number = [&](const char* name, std::vector<uint8_t>* out_public,
+                    SecretBytes* out_secret) -> bool {
+    BIGNUM* bn = nullptr;
+    if (EVP_PKEY_get_bn_param(AsPkey(pkey_), name, &bn) != 1 || bn == nullptr) {
+      return false;
+    }
+    const size_t len = static_cast<size_t>(BN_num_bytes(bn));
+    bool ok = len > 0;
+    if (ok && out_public != nullptr) {
+      out_public->assign(len, 0);
+      ok = BN_bn2bin(bn, out_public->data()) == static_cast<int>(len);
+    } else if (ok) {
+      *out_secret = SecretBytes(len);
+      ok = BN_bn2bin(bn, out_secret->data()) == static_cast<int>(len);
+    }
+    BN_clear_free(bn);
+    return ok;
+  };
+  RsaPrivateComponents c;
+  if (!number(OSSL_PKEY_PARAM_RSA_N, &c.modulus, nullptr) ||
+      !number(OSSL_PKEY_PARAM_RSA_E, &c.public_exponent, nullptr) ||
+      !number(OSSL_PKEY_PARAM_RSA_D, nullptr, &c.private_exponent) ||
+      !number(OSSL_PKEY_PARAM_RSA_FACTOR1, nullptr, &c.prime1) ||
+      !number(OSSL_PKEY_PARAM_RSA_FACTOR2, nullptr, &c.prime2) ||
+      !number(OSSL_PKEY_PARAM_RSA_EXPONENT1, nullptr, &c.exponent1) ||
+      !number(OSSL_PKEY_PARAM_RSA_EXPONENT2, nullptr, &c.exponent2) ||
+      !number(OSSL_PKEY_PARAM_RSA_COEFFICIENT1, nullptr, &c.coefficient)) {
+    ERR_clear_error();
+    return FailedPreconditionError(
+        "RSA key lacks its CRT parameters (p, q, dP, dQ, qInv)");
+  }
+  return c;
+}
+
+Result<SecretBytes> OaepDecode(std::span<const uint8_t> encoded,
+                               size_t modulus_bytes,
+                               std::span<const uint8_t> label, OaepHash hash) {
+  const Status failed =
+      CorruptionError("unwrap failed: wrong key, wrong label or damaged blob");
+  if (encoded.empty() || encoded.size() > modulus_bytes ||
+      modulus_bytes > 2048 || label.size() > INT_MAX) {
+    return failed;
+  }
+  SecretBytes out(modulus_bytes);
+  // The OAEP check itself has no EVP replacement; the deprecated function
+  // is OpenSSL's constant-time implementation.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const int n = RSA_padding_check_PKCS1_OAEP_mgf1(
+      out.data(), static_cast<int>(out.size()), encoded.data(),
+      static_cast<int>(encoded.size()), static_cast<int>(modulus_bytes),
+      label.data(), static_cast<int>(label.size()), OaepDigest(hash),
+      OaepDigest(hash));
+#pragma GCC diagnostic pop
+  ERR_clear_error();
+  if (n < 0) return failed;
+  return SecretBytes(out.data(), static_cast<size_t>(n));
 }
 
 }  // namespace cmkfs::crypto

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cmkfs/config.h"
 #include "cmkfs/crypto.h"
 #include "cmkfs/status.h"
 
@@ -54,5 +55,27 @@ class KeyBackend {
 // key (32 bytes, copied into locked memory), aad = key id.
 std::unique_ptr<KeyBackend> NewSoftwareKeyBackend(
     const crypto::SecretBytes& master_key);
+
+// Keys inside a PKCS#11 token (config: module, token_label, pin_file). Each
+// key version is a token object pair labelled with its key id; `material`
+// holds the object id (SHA-256 of the key id). The private key is created
+// sensitive and non-extractable. The module is loaded and the token logged
+// into on first use, and again after a failure, so the errors (module cannot
+// be loaded, no such token, wrong PIN, token unreachable) surface on the
+// operation that needed the token, as FailedPrecondition or IOError.
+std::unique_ptr<KeyBackend> NewPkcs11KeyBackend(const Config::Pkcs11& config);
+
+// What the token says about the private key object of `key_id`, for tests
+// and diagnostics.
+struct TokenKeyFacts {
+  bool found = false;
+  bool sensitive = false;
+  bool extractable = true;
+  bool on_token = false;
+  // Whether the token handed out CKA_PRIVATE_EXPONENT (it must not).
+  bool private_exponent_readable = true;
+};
+Result<TokenKeyFacts> InspectPkcs11Key(KeyBackend& pkcs11_backend,
+                                       std::string_view key_id);
 
 }  // namespace cmkfs::keystore

@@ -211,6 +211,13 @@ struct Dbs {
   lmdb::Dbi audit = 0;
 };
 
+// Backend material of a removed version, destroyed after the commit.
+struct ReleasedMaterial {
+  std::string id;
+  BackendKind kind = BackendKind::kSoftware;
+  StoredKey stored;
+};
+
 // Who is doing what to which key: the audit entry being built for one call.
 struct OpContext {
   std::string vault;
@@ -244,10 +251,12 @@ Status WriteU64(lmdb::Txn& txn, lmdb::Dbi dbi, std::string_view key,
 class KeyStoreImpl final : public KeyStore {
  public:
   KeyStoreImpl(std::unique_ptr<lmdb::Env> env, Dbs dbs,
-               std::unique_ptr<KeyBackend> software, KeyStoreOptions options)
+               std::unique_ptr<KeyBackend> software,
+               std::unique_ptr<KeyBackend> hsm, KeyStoreOptions options)
       : env_(std::move(env)),
         dbs_(dbs),
         software_(std::move(software)),
+        hsm_(std::move(hsm)),
         options_(std::move(options)),
         audit_thread_([this] { AuditWriterLoop(); }) {}
 
@@ -426,18 +435,20 @@ class KeyStoreImpl final : public KeyStore {
                                    Permission::kCreate, precheck));
     CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
     const std::string id = KeyIdString(vault, name, version);
-    auto stored = software_->Generate(bits, id);
-    return Mutate<KeyVersionInfo>(
-        caller, vault, name, "key.create", Permission::kCreate,
-        [&](lmdb::Txn& txn, VaultRecord& rec,
-            OpContext& ctx) -> Result<KeyVersionInfo> {
-          CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
-          CMKFS_RETURN_IF_ERROR(stored.status());
-          ctx.key_id = id;
-          KeyRecord key;
-          key.kty = kty;
-          return AddVersion(txn, vault, name, key, version, *stored);
-        });
+    auto stored = BackendFor(kty).Generate(bits, id);
+    return ReleaseIfFailed(
+        kty, id, stored,
+        Mutate<KeyVersionInfo>(
+            caller, vault, name, "key.create", Permission::kCreate,
+            [&](lmdb::Txn& txn, VaultRecord& rec,
+                OpContext& ctx) -> Result<KeyVersionInfo> {
+              CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
+              CMKFS_RETURN_IF_ERROR(stored.status());
+              ctx.key_id = id;
+              KeyRecord key;
+              key.kty = kty;
+              return AddVersion(txn, vault, name, key, version, *stored);
+            }));
   }
 
   Result<KeyVersionInfo> ImportKey(std::string_view caller,
@@ -476,48 +487,59 @@ class KeyStoreImpl final : public KeyStore {
                                    Permission::kImport, precheck));
     CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
     const std::string id = KeyIdString(vault, name, version);
-    auto stored = software_->Import(*parsed, id);
-    return Mutate<KeyVersionInfo>(
-        caller, vault, name, "key.import", Permission::kImport,
-        [&](lmdb::Txn& txn, VaultRecord& rec,
-            OpContext& ctx) -> Result<KeyVersionInfo> {
-          CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
-          CMKFS_RETURN_IF_ERROR(stored.status());
-          ctx.key_id = id;
-          KeyRecord key;
-          key.kty = kty;
-          auto existing = LoadKey(txn, vault, name);
-          if (existing.ok()) key = std::move(*existing);
-          return AddVersion(txn, vault, name, key, version, *stored);
-        });
+    auto stored = BackendFor(kty).Import(*parsed, id);
+    return ReleaseIfFailed(
+        kty, id, stored,
+        Mutate<KeyVersionInfo>(
+            caller, vault, name, "key.import", Permission::kImport,
+            [&](lmdb::Txn& txn, VaultRecord& rec,
+                OpContext& ctx) -> Result<KeyVersionInfo> {
+              CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
+              CMKFS_RETURN_IF_ERROR(stored.status());
+              ctx.key_id = id;
+              KeyRecord key;
+              key.kty = kty;
+              auto existing = LoadKey(txn, vault, name);
+              if (existing.ok()) key = std::move(*existing);
+              return AddVersion(txn, vault, name, key, version, *stored);
+            }));
   }
 
   Result<KeyVersionInfo> RotateKey(std::string_view caller,
                                    std::string_view vault,
                                    std::string_view name) override {
     int bits = 0;
+    KeyType kty = KeyType::kRsa;
     auto precheck = [&](const lmdb::Txn& txn, const VaultRecord& rec) {
       CMKFS_ASSIGN_OR_RETURN(KeyRecord key, LoadKey(txn, vault, name));
       if (key.deleted) return DeletedKeyError(vault, name, key);
       CMKFS_RETURN_IF_ERROR(CheckKeyType(rec, key.kty));
       bits = key.bits;
+      kty = key.kty;
       return Status::Ok();
     };
     CMKFS_RETURN_IF_ERROR(Precheck(caller, vault, name, "key.rotate",
                                    Permission::kRotate, precheck));
     CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
     const std::string id = KeyIdString(vault, name, version);
-    auto stored = software_->Generate(bits, id);
-    return Mutate<KeyVersionInfo>(
-        caller, vault, name, "key.rotate", Permission::kRotate,
-        [&](lmdb::Txn& txn, VaultRecord& rec,
-            OpContext& ctx) -> Result<KeyVersionInfo> {
-          CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
-          CMKFS_RETURN_IF_ERROR(stored.status());
-          ctx.key_id = id;
-          CMKFS_ASSIGN_OR_RETURN(KeyRecord key, LoadKey(txn, vault, name));
-          return AddVersion(txn, vault, name, key, version, *stored);
-        });
+    auto stored = BackendFor(kty).Generate(bits, id);
+    return ReleaseIfFailed(
+        kty, id, stored,
+        Mutate<KeyVersionInfo>(
+            caller, vault, name, "key.rotate", Permission::kRotate,
+            [&](lmdb::Txn& txn, VaultRecord& rec,
+                OpContext& ctx) -> Result<KeyVersionInfo> {
+              CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
+              CMKFS_RETURN_IF_ERROR(stored.status());
+              ctx.key_id = id;
+              CMKFS_ASSIGN_OR_RETURN(KeyRecord key, LoadKey(txn, vault, name));
+              if (key.kty != kty) {
+                return FailedPreconditionError("key " +
+                                               KeyIdString(vault, name) +
+                                               " changed type during rotation");
+              }
+              return AddVersion(txn, vault, name, key, version, *stored);
+            }));
   }
 
   Result<KeyInfo> GetKey(std::string_view caller, std::string_view vault,
@@ -658,7 +680,7 @@ class KeyStoreImpl final : public KeyStore {
 
   Status PurgeKey(std::string_view caller, std::string_view vault,
                   std::string_view name) override {
-    std::vector<std::pair<std::string, StoredKey>> released;
+    std::vector<ReleasedMaterial> released;
     Status s =
         Mutate<bool>(
             caller, vault, name, "key.purge", Permission::kPurge,
@@ -721,12 +743,15 @@ class KeyStoreImpl final : public KeyStore {
                                        WrapAlgorithm alg) override {
     OpContext ctx;
     bool audit = false;
+    BackendKind kind = BackendKind::kSoftware;
     auto usable = LoadUsable(caller, id, alg, "wrapKey", Permission::kWrapKey,
-                             &ctx, &audit);
+                             &ctx, &audit, &kind);
     Result<std::vector<uint8_t>> out = usable.status();
     if (usable.ok()) {
-      out =
-          software_->Wrap(*usable, ctx.key_id, plaintext, label, *HashFor(alg));
+      Result<KeyBackend*> backend = BackendFor(kind);
+      out = backend.ok() ? (*backend)->Wrap(*usable, ctx.key_id, plaintext,
+                                            label, *HashFor(alg))
+                         : backend.status();
     }
     if (audit) AuditSeparately(ctx, out.status());
     return out;
@@ -739,11 +764,18 @@ class KeyStoreImpl final : public KeyStore {
                                         WrapAlgorithm alg) override {
     OpContext ctx;
     bool audit = false;
+    BackendKind kind = BackendKind::kSoftware;
     auto usable = LoadUsable(caller, id, alg, "unwrapKey",
-                             Permission::kUnwrapKey, &ctx, &audit);
+                             Permission::kUnwrapKey, &ctx, &audit, &kind);
     Result<crypto::SecretBytes> out = usable.status();
     if (usable.ok()) {
-      out = software_->Unwrap(*usable, ctx.key_id, blob, label, *HashFor(alg));
+      Result<KeyBackend*> backend = BackendFor(kind);
+      if (backend.ok()) {
+        out =
+            (*backend)->Unwrap(*usable, ctx.key_id, blob, label, *HashFor(alg));
+      } else {
+        out = backend.status();
+      }
     }
     if (audit) AuditSeparately(ctx, out.status());
     return out;
@@ -868,6 +900,8 @@ class KeyStoreImpl final : public KeyStore {
     v.created = now;
     v.updated = now;
     v.stored = stored;
+    v.backend = key.kty == KeyType::kRsaHsm ? BackendKind::kPkcs11
+                                            : BackendKind::kSoftware;
     if (key.rotation_policy.expires_in) {
       v.expires = now + duration_cast<seconds>(*key.rotation_policy.expires_in);
     }
@@ -886,13 +920,13 @@ class KeyStoreImpl final : public KeyStore {
   // material of every version, for DestroyMaterial after commit.
   Status EraseKey(lmdb::Txn& txn, std::string_view vault, std::string_view name,
                   const KeyRecord& key,
-                  std::vector<std::pair<std::string, StoredKey>>* released) {
+                  std::vector<ReleasedMaterial>* released) {
     released->clear();
     for (const std::string& version : key.versions) {
       auto v = LoadVersion(txn, vault, name, version);
       if (v.ok()) {
-        released->emplace_back(KeyIdString(vault, name, version),
-                               std::move(v->stored));
+        released->push_back({KeyIdString(vault, name, version), v->backend,
+                             std::move(v->stored)});
       }
       Status s = txn.Delete(dbs_.versions, VersionDbKey(vault, name, version));
       if (!s.ok() && s.kind() != ErrorKind::kNotFound) return s;
@@ -900,10 +934,12 @@ class KeyStoreImpl final : public KeyStore {
     return txn.Delete(dbs_.keys, KeyDbKey(vault, name));
   }
 
-  void DestroyMaterial(
-      const std::vector<std::pair<std::string, StoredKey>>& released) {
-    for (const auto& [id, stored] : released) {
-      Status s = software_->Destroy(stored, id);
+  void DestroyMaterial(const std::vector<ReleasedMaterial>& released) {
+    for (const ReleasedMaterial& r : released) {
+      const std::string& id = r.id;
+      Result<KeyBackend*> backend = BackendFor(r.kind);
+      Status s =
+          backend.ok() ? (*backend)->Destroy(r.stored, id) : backend.status();
       if (!s.ok()) {
         spdlog::warn("keystore: releasing key material of {}: {}", id,
                      s.ToString());
@@ -918,8 +954,44 @@ class KeyStoreImpl final : public KeyStore {
           "RSA-HSM keys need a premium vault; this vault's SKU is " +
           std::string(VaultSkuName(rec.info.spec.sku)));
     }
-    return NotSupportedError(
-        "RSA-HSM keys need a PKCS#11 module: not available in this build yet");
+    if (hsm_ == nullptr) {
+      return NotSupportedError(
+          "RSA-HSM keys need a PKCS#11 module: set [pkcs11] module, "
+          "token_label and pin_file in the config (module " +
+          options_.pkcs11.module.string() + " and pin_file " +
+          options_.pkcs11.pin_file.string() + " must exist)");
+    }
+    return Status::Ok();
+  }
+
+  KeyBackend& BackendFor(KeyType kty) {
+    return kty == KeyType::kRsaHsm && hsm_ ? *hsm_ : *software_;
+  }
+
+  Result<KeyBackend*> BackendFor(BackendKind kind) {
+    if (kind == BackendKind::kSoftware) return software_.get();
+    if (hsm_ == nullptr) {
+      return NotSupportedError(
+          "this key lives in a PKCS#11 token, but no PKCS#11 module is "
+          "enabled; set [pkcs11] module, token_label and pin_file in the "
+          "config");
+    }
+    return hsm_.get();
+  }
+
+  // Destroys freshly created token objects whose version record was not
+  // written (the commit failed or the key changed meanwhile).
+  Result<KeyVersionInfo> ReleaseIfFailed(KeyType kty, const std::string& id,
+                                         const Result<StoredKey>& stored,
+                                         Result<KeyVersionInfo> result) {
+    if (!result.ok() && stored.ok() && kty == KeyType::kRsaHsm) {
+      Status s = BackendFor(kty).Destroy(*stored, id);
+      if (!s.ok()) {
+        spdlog::warn("keystore: releasing unused key material of {}: {}", id,
+                     s.ToString());
+      }
+    }
+    return result;
   }
 
   Status CheckKeyAbsent(const lmdb::Txn& txn, std::string_view vault,
@@ -1181,7 +1253,8 @@ class KeyStoreImpl final : public KeyStore {
   // the stored key; `*audit` tells whether the call must be audited.
   Result<StoredKey> LoadUsable(std::string_view caller, const KeyId& id,
                                WrapAlgorithm alg, std::string_view operation,
-                               Permission needed, OpContext* ctx, bool* audit) {
+                               Permission needed, OpContext* ctx, bool* audit,
+                               BackendKind* kind) {
     *ctx = MakeContext(id.vault, id.name, operation);
     ctx->key_id = id.ToString();
     StoredKey stored;
@@ -1202,6 +1275,7 @@ class KeyStoreImpl final : public KeyStore {
                              LoadVersion(txn, id.vault, id.name, id.version));
       CMKFS_RETURN_IF_ERROR(Usability(key, v, ctx->key_id, now));
       stored = std::move(v.stored);
+      *kind = v.backend;
       return Status::Ok();
     });
     if (!s.ok()) return s;
@@ -1242,6 +1316,7 @@ class KeyStoreImpl final : public KeyStore {
   std::unique_ptr<lmdb::Env> env_;
   Dbs dbs_;
   std::unique_ptr<KeyBackend> software_;
+  std::unique_ptr<KeyBackend> hsm_;  // null unless options.hsm_enabled
   KeyStoreOptions options_;
 
   // Audit queue (see AuditSeparately). Guarded by audit_mu_.
@@ -1257,6 +1332,7 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
   struct Due {
     std::string vault, name;
     int bits = 0;
+    KeyType kty = KeyType::kRsa;
     std::string latest;  // the version that was latest when we looked
   };
   struct Notice {
@@ -1290,12 +1366,13 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
         continue;
       }
       const RotationPolicy& p = key.rotation_policy;
-      if (p.rotate_after && !key.versions.empty() && key.kty == KeyType::kRsa) {
+      if (p.rotate_after && !key.versions.empty() &&
+          (key.kty == KeyType::kRsa || hsm_ != nullptr)) {
         CMKFS_ASSIGN_OR_RETURN(
             VersionRecord latest,
             LoadVersion(txn, vault, name, key.versions.back()));
         if (now - latest.created >= *p.rotate_after) {
-          due.push_back({vault, name, key.bits, key.versions.back()});
+          due.push_back({vault, name, key.bits, key.kty, key.versions.back()});
         }
       }
       if (p.notify_before) {
@@ -1321,7 +1398,7 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
   for (const Due& d : due) {
     CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
     const std::string id = KeyIdString(d.vault, d.name, version);
-    auto stored = software_->Generate(d.bits, id);
+    auto stored = BackendFor(d.kty).Generate(d.bits, id);
     OpContext ctx = MakeContext(d.vault, d.name, "key.rotate");
     ctx.identity = std::string(kSystemIdentity) + " (rotation policy)";
     ctx.key_id = id;
@@ -1349,6 +1426,13 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
       return BumpCounter(txn);
     });
     note_error(s);
+    if (!rotated && d.kty == KeyType::kRsaHsm) {
+      Status released = BackendFor(d.kty).Destroy(*stored, id);
+      if (!released.ok()) {
+        spdlog::warn("keystore: releasing unused key material of {}: {}", id,
+                     released.ToString());
+      }
+    }
     if (s.ok() && rotated) {
       spdlog::info("keystore: rotation policy rotated {} to version {}",
                    KeyIdString(d.vault, d.name), version);
@@ -1388,7 +1472,7 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
   }
 
   for (const Purge& p : purges) {
-    std::vector<std::pair<std::string, StoredKey>> released;
+    std::vector<ReleasedMaterial> released;
     bool erased = false;
     Status s = env_->Update([&](lmdb::Txn& txn) -> Status {
       erased = false;
@@ -1539,8 +1623,10 @@ Result<std::unique_ptr<KeyStore>> OpenKeyStore(const KeyStoreOptions& options) {
                          ObtainMasterKey(*env, dbs, options));
   CMKFS_RETURN_IF_ERROR(InitOrVerify(*env, dbs, master_key, options.dir));
   auto backend = NewSoftwareKeyBackend(master_key);
+  std::unique_ptr<KeyBackend> hsm;
+  if (options.hsm_enabled) hsm = NewPkcs11KeyBackend(options.pkcs11);
   return std::unique_ptr<KeyStore>(std::make_unique<KeyStoreImpl>(
-      std::move(env), dbs, std::move(backend), options));
+      std::move(env), dbs, std::move(backend), std::move(hsm), options));
 }
 
 }  // namespace cmkfs::keystore

@@ -140,6 +140,20 @@ Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase,
 // RSA keys and RSA-OAEP key wrapping.
 enum class OaepHash { kSha256, kSha1 };
 
+// The numbers of an RSA private key as unsigned big-endian bytes, for
+// handing the key to a PKCS#11 token (CKA_MODULUS ... CKA_COEFFICIENT). The
+// private parts are in locked memory and wiped with the struct.
+struct RsaPrivateComponents {
+  std::vector<uint8_t> modulus;
+  std::vector<uint8_t> public_exponent;
+  SecretBytes private_exponent;
+  SecretBytes prime1;
+  SecretBytes prime2;
+  SecretBytes exponent1;
+  SecretBytes exponent2;
+  SecretBytes coefficient;
+};
+
 // An RSA key (private, or public only). Move-only; const methods are
 // thread-safe.
 class RsaKey {
@@ -162,6 +176,12 @@ class RsaKey {
   static Result<RsaKey> FromPrivateDer(std::span<const uint8_t> der);
   // SubjectPublicKeyInfo DER, as produced by PublicDer().
   static Result<RsaKey> FromPublicDer(std::span<const uint8_t> der);
+  // A public key from its modulus and public exponent (unsigned big-endian,
+  // as a PKCS#11 token reports them). InvalidArgument for an empty or
+  // implausible value.
+  static Result<RsaKey> FromPublicComponents(
+      std::span<const uint8_t> modulus,
+      std::span<const uint8_t> public_exponent);
 
   bool valid() const;
   bool has_private() const;
@@ -169,6 +189,9 @@ class RsaKey {
   // PKCS#8 DER of the private key, in locked memory. FailedPrecondition for
   // a public-only key.
   Result<SecretBytes> PrivateDer() const;
+  // The key's numbers, private ones in locked memory. FailedPrecondition for
+  // a public-only key or one without CRT parameters.
+  Result<RsaPrivateComponents> PrivateComponents() const;
   // SubjectPublicKeyInfo DER / PEM ("-----BEGIN PUBLIC KEY-----").
   Result<std::vector<uint8_t>> PublicDer() const;
   Result<std::string> PublicPem() const;
@@ -195,6 +218,16 @@ class RsaKey {
   void* pkey_ = nullptr;  // EVP_PKEY*
   bool has_private_ = false;
 };
+
+// Checks and strips RSA-OAEP padding (`hash` for OAEP and MGF1, `label`)
+// from the output of a raw RSA private-key operation, `encoded` being
+// `modulus_bytes` long (leading zero bytes may be omitted). For tokens that
+// do the raw operation (CKM_RSA_X_509) but not OAEP with SHA-256 or a label.
+// Constant-time check; Corruption without detail on any mismatch.
+Result<SecretBytes> OaepDecode(std::span<const uint8_t> encoded,
+                               size_t modulus_bytes,
+                               std::span<const uint8_t> label,
+                               OaepHash hash = OaepHash::kSha256);
 
 // Describes what a PEM holds without accepting it: "RSA 2048-bit private
 // key", "RSA 2048-bit public key", "EC key", "ED25519 key", "encrypted

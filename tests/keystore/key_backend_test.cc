@@ -1,8 +1,10 @@
-// One shared suite for every KeyBackend implementation. The PKCS#11 backend
-// joins by adding a factory to BackendTypes.
+// One shared suite for every KeyBackend implementation: the software backend
+// and the PKCS#11 backend against a real SoftHSM2 token.
 #include "key_backend.h"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "keystore_test_util.h"
 
@@ -18,19 +20,35 @@ struct SoftwareBackendFactory {
     EXPECT_TRUE(master.ok());
     return NewSoftwareKeyBackend(*master);
   }
+  // A backend that does not hold the keys of the others: another master key.
+  static std::unique_ptr<KeyBackend> CreateIsolated() { return Create(); }
+};
+
+struct Pkcs11BackendFactory {
+  static std::unique_ptr<KeyBackend> Create() {
+    return NewPkcs11KeyBackend(testing::SoftHsmTokens().token);
+  }
+  // Another token of the same module.
+  static std::unique_ptr<KeyBackend> CreateIsolated() {
+    return NewPkcs11KeyBackend(testing::SoftHsmTokens().other_token);
+  }
 };
 
 template <typename Factory>
 class KeyBackendTest : public ::testing::Test {
  protected:
-  void SetUp() override { backend_ = Factory::Create(); }
+  void SetUp() override {
+    backend_ = Factory::Create();
+    // A fresh version per test: the token outlives a test.
+    id_ = "cmk://vault1/keys/k/" + *crypto::RandomHex(16);
+  }
   std::unique_ptr<KeyBackend> backend_;
-  const std::string id_ =
-      "cmk://vault1/keys/k/0123456789abcdef0123456789abcdef";
+  std::string id_;
   const std::vector<uint8_t> dek_ = std::vector<uint8_t>(64, 0x42);
 };
 
-using BackendTypes = ::testing::Types<SoftwareBackendFactory>;
+using BackendTypes =
+    ::testing::Types<SoftwareBackendFactory, Pkcs11BackendFactory>;
 TYPED_TEST_SUITE(KeyBackendTest, BackendTypes);
 
 TYPED_TEST(KeyBackendTest, GenerateWrapUnwrap) {
@@ -115,12 +133,12 @@ TYPED_TEST(KeyBackendTest, UnwrapFailuresAreCorruption) {
             ErrorKind::kCorruption);
 }
 
-TYPED_TEST(KeyBackendTest, AnotherInstanceWithAnotherMasterKeyCannotUnwrap) {
+TYPED_TEST(KeyBackendTest, AnotherInstanceWithoutTheKeyCannotUnwrap) {
   auto rsa = crypto::RsaKey::FromPrivatePem(Pem("rsa2048"));
   auto key = this->backend_->Import(*rsa, this->id_);
   auto blob = this->backend_->Wrap(*key, this->id_, this->dek_, {},
                                    crypto::OaepHash::kSha256);
-  auto other = TypeParam::Create();
+  auto other = TypeParam::CreateIsolated();
   EXPECT_EQ(other->Unwrap(*key, this->id_, *blob, {}, crypto::OaepHash::kSha256)
                 .status()
                 .kind(),
@@ -132,6 +150,45 @@ TYPED_TEST(KeyBackendTest, DestroySucceeds) {
   auto key = this->backend_->Import(*rsa, this->id_);
   ASSERT_TRUE(key.ok());
   EXPECT_TRUE(this->backend_->Destroy(*key, this->id_).ok());
+}
+
+TYPED_TEST(KeyBackendTest, GeneratedKeyUnwrapsWhatTheSoftwareKeyWraps) {
+  auto key = this->backend_->Generate(2048, this->id_);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto pub = crypto::RsaKey::FromPublicDer(key->public_der);
+  ASSERT_TRUE(pub.ok());
+  for (std::string_view label : {"", "disk-label"}) {
+    auto blob = pub->Wrap(this->dek_, Bytes(label), crypto::OaepHash::kSha256);
+    ASSERT_TRUE(blob.ok());
+    auto out = this->backend_->Unwrap(*key, this->id_, *blob, Bytes(label),
+                                      crypto::OaepHash::kSha256);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_TRUE(crypto::ConstantTimeEquals(out->span(), this->dek_));
+  }
+}
+
+TYPED_TEST(KeyBackendTest, ConcurrentUnwrapsFromFourThreads) {
+  auto rsa = crypto::RsaKey::FromPrivatePem(Pem("rsa2048"));
+  auto key = this->backend_->Import(*rsa, this->id_);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto blob = this->backend_->Wrap(*key, this->id_, this->dek_, Bytes("l"),
+                                   crypto::OaepHash::kSha256);
+  ASSERT_TRUE(blob.ok());
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        auto out = this->backend_->Unwrap(*key, this->id_, *blob, Bytes("l"),
+                                          crypto::OaepHash::kSha256);
+        if (out.ok() && crypto::ConstantTimeEquals(out->span(), this->dek_)) {
+          ++good;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 100);
 }
 
 }  // namespace

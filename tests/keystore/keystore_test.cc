@@ -178,7 +178,7 @@ TEST_F(KeyStoreTest, CreateKeyRefusals) {
             std::string::npos);
 }
 
-TEST_F(KeyStoreTest, RsaHsmNeedsPremiumAndIsNotAvailableYet) {
+TEST_F(KeyStoreTest, RsaHsmNeedsPremiumAndAnEnabledPkcs11Module) {
   auto std_r = ks_->CreateKey("", "vault1", "hsm", KeyType::kRsaHsm, 2048);
   EXPECT_EQ(std_r.status().kind(), ErrorKind::kFailedPrecondition);
   EXPECT_EQ(std_r.status().message(),
@@ -186,9 +186,12 @@ TEST_F(KeyStoreTest, RsaHsmNeedsPremiumAndIsNotAvailableYet) {
   ks_.MakeVault("premium1", false, VaultSku::kPremium);
   auto prem = ks_->CreateKey("", "premium1", "hsm", KeyType::kRsaHsm, 2048);
   EXPECT_EQ(prem.status().kind(), ErrorKind::kNotSupported);
-  EXPECT_EQ(prem.status().message(),
-            "RSA-HSM keys need a PKCS#11 module: not available in this build "
-            "yet");
+  EXPECT_EQ(prem.status().message().rfind(
+                "RSA-HSM keys need a PKCS#11 module: set [pkcs11] module, "
+                "token_label and pin_file in the config (module ",
+                0),
+            0u)
+      << prem.status().message();
   auto imp =
       ks_->ImportKey("", "premium1", "hsm", Pem("rsa2048"), KeyType::kRsaHsm);
   EXPECT_EQ(imp.status().kind(), ErrorKind::kNotSupported);

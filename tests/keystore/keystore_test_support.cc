@@ -145,11 +145,12 @@ std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-TestKeyStore::TestKeyStore()
+TestKeyStore::TestKeyStore(std::optional<Config::Pkcs11> hsm)
     : dir_(tmp_.path() / "vault"),
       key_file_(tmp_.path() / "vault.key"),
       now_(std::make_shared<TimePoint>(
-          std::chrono::time_point_cast<std::chrono::seconds>(Clock::now()))) {
+          std::chrono::time_point_cast<std::chrono::seconds>(Clock::now()))),
+      hsm_(std::move(hsm)) {
   Reopen();
 }
 
@@ -159,6 +160,10 @@ KeyStoreOptions TestKeyStore::Options() const {
   o.master_key_file = key_file_;
   std::shared_ptr<TimePoint> now = now_;
   o.clock = [now] { return *now; };
+  if (hsm_) {
+    o.pkcs11 = *hsm_;
+    o.hsm_enabled = true;
+  }
   return o;
 }
 

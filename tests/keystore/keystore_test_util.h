@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,10 +37,23 @@ const std::vector<uint8_t>& Pkcs8Der(std::string_view kind);
 bool Run(const std::string& command);
 std::vector<uint8_t> ReadFileBytes(const std::filesystem::path& path);
 
-// A keystore in a temp dir whose clock the test moves.
+// A SoftHSM2 installation private to this test process: a temp dir with
+// softhsm2.conf (SOFTHSM2_CONF is set to it), tokens "cmkfs" and
+// "cmkfs-other" (user PIN 1234, SO PIN 5678) and PIN files. Made on first
+// call and kept for the process, since C_Initialize is process-global.
+struct SoftHsm {
+  std::filesystem::path dir;
+  Config::Pkcs11 token;        // label cmkfs, correct PIN file
+  Config::Pkcs11 other_token;  // label cmkfs-other
+  std::filesystem::path wrong_pin_file;
+};
+const SoftHsm& SoftHsmTokens();
+
+// A keystore in a temp dir whose clock the test moves. With `hsm`, the
+// PKCS#11 backend is enabled with that configuration.
 class TestKeyStore {
  public:
-  TestKeyStore();
+  explicit TestKeyStore(std::optional<Config::Pkcs11> hsm = std::nullopt);
   KeyStoreOptions Options() const;
   // (Re)opens the keystore; closes the previous instance first.
   void Reopen();
@@ -64,6 +78,7 @@ class TestKeyStore {
   std::filesystem::path dir_;
   std::filesystem::path key_file_;
   std::shared_ptr<TimePoint> now_;
+  std::optional<Config::Pkcs11> hsm_;
   std::unique_ptr<KeyStore> store_;
 };
 

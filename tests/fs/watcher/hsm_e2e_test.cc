@@ -113,11 +113,18 @@ class HsmE2eTest : public ::testing::Test {
     ASSERT_TRUE(n.ok()) << n.status().ToString();
     EXPECT_TRUE(got == Pattern(seed)) << "data differs from what was written";
   }
-  PollReport Poll(KeyWatcher& w) {
+  // `key_disabled`: the auto-rotating DES cannot resolve a latest version
+  // while its only version is disabled, which the poll reports as an error.
+  PollReport Poll(KeyWatcher& w, bool key_disabled = false) {
     auto r = w.PollOnce();
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return {};
-    for (const std::string& e : r->errors) ADD_FAILURE() << "poll: " << e;
+    for (const std::string& e : r->errors) {
+      if (!key_disabled ||
+          e.find("has no enabled version") == std::string::npos) {
+        ADD_FAILURE() << "poll: " << e;
+      }
+    }
     return *r;
   }
   Status SetEnabled(const keystore::KeyId& id, bool enabled) {
@@ -144,7 +151,8 @@ TEST_F(HsmE2eTest, DiskWorksSealsWhenDisabledAndSurvivesRotation) {
 
   // Disabled HSM key: the disk seals, the open handle stops working.
   ASSERT_TRUE(SetEnabled(v1_.id, false).ok());
-  EXPECT_EQ(Poll(*watcher).sealed, std::vector<std::string>{"disks/d1"});
+  EXPECT_EQ(Poll(*watcher, /*key_disabled=*/true).sealed,
+            std::vector<std::string>{"disks/d1"});
   std::vector<uint8_t> buf(4096);
   Result<size_t> r = h->Read(8192, buf);
   ASSERT_FALSE(r.ok());
