@@ -17,7 +17,7 @@ case "${1:-}" in
   "") ;;
   --asan) build_dir=build-asan; cmake_flags+=(-DCMKFS_ASAN=ON) ;;
   --tsan) build_dir=build-tsan; cmake_flags+=(-DCMKFS_TSAN=ON)
-          ctest_flags+=(-L 'core|keystore|engine') ;;
+          ctest_flags+=(-L 'core|keystore|engine|watcher') ;;
   *) echo "run-all.sh: unknown option '$1'; accepted: --asan, --tsan" >&2; exit 2 ;;
 esac
 
