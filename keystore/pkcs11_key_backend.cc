@@ -30,7 +30,6 @@ namespace cmkfs::keystore {
 namespace {
 
 constexpr std::string_view kMaterialMagic = "P11\x01";
-constexpr size_t kObjectIdSize = 32;
 constexpr size_t kMaxIdleSessions = 8;
 
 std::span<const uint8_t> AsBytes(std::string_view s) {
