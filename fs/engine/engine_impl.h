@@ -6,7 +6,10 @@
 //   pending_mu_ -> ExtentCache shard; open_mu_ is a leaf (never held while
 //   taking another). The I/O path takes barrier (shared) -> one extent stripe
 //   -> alloc_gate_ (shared, for a new slot) -> pending_mu_ (only when a mapping
-//   changes) -> cache shard. It never takes control_mu_ or commit_mu_.
+//   changes) -> cache shard. It never takes control_mu_ or commit_mu_. An
+//   aligned read may hold several stripes, all shared, taken in ascending
+//   index order, each once; nobody waits for a stripe while holding another
+//   exclusively, so this cannot deadlock.
 #pragma once
 
 #include <pthread.h>
@@ -145,6 +148,9 @@ class EngineImpl : public Engine {
 
  private:
   // --- engine_io.cc ---
+  // Aligned multi-extent reads hold up to this many stripes at once.
+  static constexpr size_t kRunExtents = 32;
+  size_t StripeIndex(const ExtKey& k) const;
   std::shared_mutex& Stripe(const ExtKey& k);
   Result<ExtEntry> Lookup(const ExtKey& k);
   Result<uint64_t> AllocateSlot();
@@ -157,6 +163,8 @@ class EngineImpl : public Engine {
   Status RefillFreeCache();
   Status WriteExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
                      uint64_t ext_off, const uint8_t* data, uint64_t n);
+  Status ReadAligned(OpenResource& r, const crypto::XtsCipher& c,
+                     uint64_t offset, uint8_t* out, uint64_t n);
   Status ReadExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
                     uint64_t ext_off, uint8_t* out, uint64_t n);
   Status UnmapExtent(OpenResource& r, uint64_t idx);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "cmkfs/record.h"
@@ -87,8 +88,12 @@ std::shared_ptr<DiskHandle> MakeDiskHandle(EngineImpl* engine,
   return std::make_shared<DiskHandleImpl>(engine, std::move(res), writable);
 }
 
+size_t EngineImpl::StripeIndex(const ExtKey& k) const {
+  return ExtKeyHash()(k) % stripes_.size();
+}
+
 std::shared_mutex& EngineImpl::Stripe(const ExtKey& k) {
-  return stripes_[ExtKeyHash()(k) % stripes_.size()];
+  return stripes_[StripeIndex(k)];
 }
 
 // Caller holds the key's stripe (shared or exclusive), so the mapping of
@@ -448,6 +453,64 @@ Status EngineImpl::UnmapExtent(OpenResource& r, uint64_t idx) {
   return Status::Ok();
 }
 
+// Sector-aligned [offset, offset+n) spanning at most kRunExtents extents.
+// Holds the stripes of all its extents (shared, ascending, each once) so no
+// mapping changes underneath; extents whose slots are consecutive in the pool
+// are read with one pread and decrypted in place in `out`.
+Status EngineImpl::ReadAligned(OpenResource& r, const crypto::XtsCipher& c,
+                               uint64_t offset, uint8_t* out, uint64_t n) {
+  uint64_t first = offset / kExtentSize;
+  size_t count = (offset + n - 1) / kExtentSize - first + 1;
+  std::array<size_t, kRunExtents> stripe_ids;
+  for (size_t i = 0; i < count; ++i) {
+    stripe_ids[i] = StripeIndex({r.rid, first + i});
+  }
+  std::sort(stripe_ids.begin(), stripe_ids.begin() + count);
+  size_t nstripes =
+      std::unique(stripe_ids.begin(), stripe_ids.begin() + count) -
+      stripe_ids.begin();
+  for (size_t i = 0; i < nstripes; ++i) stripes_[stripe_ids[i]].lock_shared();
+  struct Unlock {
+    EngineImpl* self;
+    const std::array<size_t, kRunExtents>& ids;
+    size_t n;
+    ~Unlock() {
+      for (size_t i = n; i-- > 0;) self->stripes_[ids[i]].unlock_shared();
+    }
+  } unlock{this, stripe_ids, nstripes};
+
+  std::array<ExtEntry, kRunExtents> ents;
+  for (size_t i = 0; i < count; ++i) {
+    CMKFS_ASSIGN_OR_RETURN(ents[i], Lookup({r.rid, first + i}));
+  }
+  uint64_t pos = 0;
+  for (size_t i = 0; i < count;) {
+    uint64_t eo = (offset + pos) % kExtentSize;
+    uint64_t len = std::min<uint64_t>(kExtentSize - eo, n - pos);
+    if (ents[i].slot == kNoSlot) {
+      std::memset(out + pos, 0, len);
+      pos += len;
+      ++i;
+      continue;
+    }
+    // Extend the run while the next extent lives in the next slot.
+    size_t j = i + 1;
+    uint64_t run = len;
+    while (j < count && ents[j].slot == ents[j - 1].slot + 1) {
+      run += std::min<uint64_t>(kExtentSize, n - pos - run);
+      ++j;
+    }
+    CMKFS_RETURN_IF_ERROR(
+        pool_->ReadAt(ents[i].slot * kExtentSize + eo, {out + pos, run}));
+    CMKFS_RETURN_IF_ERROR(
+        c.DecryptSectors((first + i) * kSectorsPerExtent + eo / kSectorBytes,
+                         out + pos, out + pos, run));
+    pos += run;
+    i = j;
+  }
+  return Status::Ok();
+}
+
 Result<size_t> EngineImpl::ReadAt(OpenResource& r, uint64_t offset,
                                   std::span<uint8_t> buf) {
   std::shared_lock barrier(r.barrier);
@@ -455,6 +518,18 @@ Result<size_t> EngineImpl::ReadAt(OpenResource& r, uint64_t offset,
   uint64_t size = r.size.load();
   if (offset >= size) return size_t{0};
   uint64_t n = std::min<uint64_t>(buf.size(), size - offset);
+  if (offset % kSectorBytes == 0 && n % kSectorBytes == 0) {
+    for (uint64_t pos = 0; pos < n;) {
+      uint64_t at = offset + pos;
+      // Up to kRunExtents extents, ending on an extent boundary.
+      uint64_t end = std::min<uint64_t>(
+          n, (at / kExtentSize + kRunExtents) * kExtentSize - offset);
+      CMKFS_RETURN_IF_ERROR(
+          ReadAligned(r, *r.cipher, at, buf.data() + pos, end - pos));
+      pos = end;
+    }
+    return static_cast<size_t>(n);
+  }
   for (uint64_t pos = 0; pos < n;) {
     uint64_t at = offset + pos;
     uint64_t eo = at % kExtentSize;
