@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "cmkfs/log.h"
+#include "cmkfs/watcher.h"
 #include "fuse_adapter.h"
 
 namespace cmkfs::daemon {
@@ -398,10 +399,38 @@ Result<DaemonArgs> ParseDaemonArgs(std::vector<std::string> args) {
   return out;
 }
 
+namespace {
+
+// Seals and unseals disks as their keys come and go, and auto-rotates.
+class KeyWatcherComponent : public DaemonComponent {
+ public:
+  explicit KeyWatcherComponent(const Config& config) : config_(config) {}
+  std::string_view name() const override { return "key watcher"; }
+  Status Start(cli::CommandContext& services) override {
+    fs::WatcherOptions options;
+    options.poll_interval = config_.watcher.poll_interval;
+    options.auto_rotation_window = config_.watcher.auto_rotation_window;
+    options.on_seal = config_.watcher.on_seal;
+    watcher_ = std::make_unique<fs::KeyWatcher>(services.engine,
+                                                services.keystore, options);
+    return watcher_->Start();
+  }
+  void Stop() override {
+    if (watcher_) watcher_->Stop();
+  }
+
+ private:
+  Config config_;
+  std::unique_ptr<fs::KeyWatcher> watcher_;
+};
+
+}  // namespace
+
 std::vector<std::unique_ptr<DaemonComponent>> MakeComponents(
-    const Config& /*config*/) {
-  // The key watcher (seal/unseal, auto-rotation) is added here.
-  return {};
+    const Config& config) {
+  std::vector<std::unique_ptr<DaemonComponent>> components;
+  components.push_back(std::make_unique<KeyWatcherComponent>(config));
+  return components;
 }
 
 int DaemonMain(int argc, char** argv, std::string_view version) {

@@ -40,8 +40,7 @@ class DaemonComponent {
   virtual void Stop() = 0;
 };
 
-// The components this build runs next to the mount (none yet; the key
-// watcher is added here).
+// The components this build runs next to the mount: the key watcher.
 std::vector<std::unique_ptr<DaemonComponent>> MakeComponents(
     const Config& config);
 
