@@ -376,8 +376,34 @@ void Config::ResolveDefaults() {
   }
 }
 
-Result<Config> ParseConfig(std::string_view toml_text,
-                           std::string_view source_name) {
+namespace {
+
+// Error messages quote the user's input; keep them on one line.
+std::string OneLine(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+Result<Config> ParseConfigText(std::string_view toml_text,
+                               std::string_view source_name) {
   toml::table table;
   try {
     table = toml::parse(toml_text, source_name);
@@ -394,6 +420,15 @@ Result<Config> ParseConfig(std::string_view toml_text,
   std::vector<KeySpec> schema = Schema(config);
   CMKFS_RETURN_IF_ERROR(ApplyTable(table, source_name, "", schema));
   return config;
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view toml_text,
+                           std::string_view source_name) {
+  Result<Config> config = ParseConfigText(toml_text, source_name);
+  if (config.ok()) return config;
+  return Status(config.status().kind(), OneLine(config.status().message()));
 }
 
 Result<Config> LoadConfigFile(const std::filesystem::path& path) {

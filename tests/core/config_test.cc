@@ -345,6 +345,15 @@ TEST(Logging, StderrLinesCarryUtcTimeLevelAndLogger) {
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
 }
 
+// Found by fuzz_config: TOML++ quotes the offending character, here a newline.
+TEST(Config, ErrorQuotingInputStaysOnOneLine) {
+  auto config = ParseConfig("[watcher]\non_seal = t\n", "cmkfs.toml");
+  ASSERT_FALSE(config.ok());
+  const std::string m = config.status().message();
+  EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  EXPECT_EQ(m.rfind("cmkfs.toml:2:", 0), 0u) << m;
+}
+
 TEST(Logging, SyslogSinkInitialises) {
   EXPECT_TRUE(InitLogging("warn", false).ok());
   EXPECT_EQ(spdlog::get_level(), spdlog::level::warn);

@@ -53,7 +53,7 @@ for t in "${TARGETS[@]}"; do
   log=$BUILD/fuzz-$t.log
   rc=0
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$bin" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 -timeout=10 \
+    "$bin" -max_total_time="$SECONDS_PER_TARGET" -seed="${CMKFS_FUZZ_SEED:-1}" -print_final_stats=1 -timeout=10 \
       -rss_limit_mb=2048 -max_len=8192 "${dict[@]}" -artifact_prefix="$artifacts/" \
       "$corpus" "$HERE/corpus/$t" >"$log" 2>&1 || rc=$?
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log" | tail -1)
