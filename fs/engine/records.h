@@ -68,6 +68,5 @@ Result<uint64_t> DecodeCount(std::string_view v, std::string_view what);
 
 // InvalidArgument unless `name` matches [A-Za-z0-9][A-Za-z0-9._-]{0,79}.
 Status ValidateName(std::string_view what, std::string_view name);
-std::string_view ResourceDirName(ResourceKind kind);  // "disks", ...
 
 }  // namespace cmkfs::fs

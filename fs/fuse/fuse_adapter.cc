@@ -76,18 +76,6 @@ std::optional<ResourceKind> KindOfDir(fuse_ino_t ino) {
   }
 }
 
-const char* DirName(ResourceKind kind) {
-  switch (kind) {
-    case ResourceKind::kDisk:
-      return "disks";
-    case ResourceKind::kSnapshot:
-      return "snapshots";
-    case ResourceKind::kImage:
-      return "images";
-  }
-  return "disks";
-}
-
 struct Node {
   ResourceKind kind = ResourceKind::kDisk;
   std::string name;
@@ -320,7 +308,7 @@ void Adapter::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   e.entry_timeout = kCacheTimeout;
   if (parent == kRootIno) {
     for (ResourceKind kind : kAllKinds) {
-      if (std::strcmp(name, DirName(kind)) == 0) {
+      if (fs::ResourceDirName(kind) == name) {
         e.ino = DirIno(kind);
         FillDirStat(e.ino, &e.attr);
         fuse_reply_entry(req, &e);
@@ -396,7 +384,8 @@ void Adapter::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr,
     spdlog::warn(
         "fuse: refused to change the size of {}/{} to {} bytes: use "
         "cmkctl disk resize",
-        DirName(info.kind), info.name, static_cast<uint64_t>(attr->st_size));
+        fs::ResourceDirName(info.kind), info.name,
+        static_cast<uint64_t>(attr->st_size));
     fuse_reply_err(req, EPERM);
     return;
   }
@@ -404,7 +393,7 @@ void Adapter::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr,
     spdlog::warn(
         "fuse: refused chmod/chown of {}/{}: owner and mode come from the "
         "[mount] section of the config",
-        DirName(info.kind), info.name);
+        fs::ResourceDirName(info.kind), info.name);
     fuse_reply_err(req, EPERM);
     return;
   }
@@ -427,8 +416,8 @@ void Adapter::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   const bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
   auto handle = engine_->Open(node->kind, node->name, writable);
   if (!handle.ok()) {
-    spdlog::debug("fuse: open {}/{}: {}", DirName(node->kind), node->name,
-                  handle.status().ToString());
+    spdlog::debug("fuse: open {}/{}: {}", fs::ResourceDirName(node->kind),
+                  node->name, handle.status().ToString());
     fuse_reply_err(req, ToErrno(handle.status()));
     return;
   }
@@ -552,7 +541,8 @@ void Adapter::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   listing->entries.push_back({"..", kRootIno, true});
   if (ino == kRootIno) {
     for (ResourceKind kind : kAllKinds)
-      listing->entries.push_back({DirName(kind), DirIno(kind), true});
+      listing->entries.push_back(
+          {std::string(fs::ResourceDirName(kind)), DirIno(kind), true});
   } else if (std::optional<ResourceKind> kind = KindOfDir(ino)) {
     auto list = engine_->List(*kind);
     if (!list.ok()) {

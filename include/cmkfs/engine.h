@@ -30,6 +30,8 @@ enum class ResourceKind { kDisk, kSnapshot, kImage };
 // "disk", "snapshot", "image"; directory names are "disks", "snapshots",
 // "images".
 std::string_view ResourceKindName(ResourceKind kind);
+// The mount's directory for the kind: "disks", "snapshots", "images".
+std::string_view ResourceDirName(ResourceKind kind);
 
 enum class DiskSku { kPremiumLrs, kStandardSsdLrs, kStandardLrs, kUltraSsdLrs };
 std::string_view DiskSkuName(DiskSku sku);  // "Premium_LRS", ...
