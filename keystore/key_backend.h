@@ -32,12 +32,13 @@ class KeyBackend {
   // Takes custody of an imported private key.
   virtual Result<StoredKey> Import(const crypto::RsaKey& key,
                                    std::string_view key_id) = 0;
-  // RSA-OAEP encryption with the public key.
+  // RSA-OAEP encryption with the public key. The default uses the stored
+  // public DER, which is all a wrap needs in every backend so far.
   virtual Result<std::vector<uint8_t>> Wrap(const StoredKey& key,
                                             std::string_view key_id,
                                             std::span<const uint8_t> plaintext,
                                             std::span<const uint8_t> label,
-                                            crypto::OaepHash hash) = 0;
+                                            crypto::OaepHash hash);
   // RSA-OAEP decryption with the private key. Corruption on a tampered blob,
   // wrong label or wrong key; Corruption too when the material does not open
   // (wrong master key, or material moved to another key id).
@@ -50,6 +51,14 @@ class KeyBackend {
   // keystore deletes the stored record itself.
   virtual Status Destroy(const StoredKey& key, std::string_view key_id) = 0;
 };
+
+// Shared by the backends. Bits and public DER of `key`, with `material` left
+// empty for the backend to fill in.
+Result<StoredKey> StoredPublicPart(const crypto::RsaKey& key);
+// The same for a key given to Import: InvalidArgument naming `backend` when
+// `key` has no private half.
+Result<StoredKey> StoredPublicPartOfImport(const crypto::RsaKey& key,
+                                           std::string_view backend);
 
 // Private keys as PKCS#8 DER sealed with AES-256-GCM under the vault master
 // key (32 bytes, copied into locked memory), aad = key id.

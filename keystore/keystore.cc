@@ -234,18 +234,12 @@ Result<uint64_t> ReadU64(const lmdb::Txn& txn, lmdb::Dbi dbi,
     if (v.status().kind() == ErrorKind::kNotFound) return uint64_t{0};
     return v.status();
   }
-  RecordReader r(*v, "meta counter");
-  uint8_t version = 0;
-  uint64_t n = 0;
-  CMKFS_RETURN_IF_ERROR(r.Version(1, 1, &version));
-  CMKFS_RETURN_IF_ERROR(r.U64(&n));
-  CMKFS_RETURN_IF_ERROR(r.Done());
-  return n;
+  return DecodeCounter(*v);
 }
 
 Status WriteU64(lmdb::Txn& txn, lmdb::Dbi dbi, std::string_view key,
                 uint64_t n) {
-  return txn.Put(dbi, key, RecordWriter(1).U64(n).Take());
+  return txn.Put(dbi, key, EncodeCounter(n));
 }
 
 class KeyStoreImpl final : public KeyStore {
@@ -431,24 +425,16 @@ class KeyStoreImpl final : public KeyStore {
       CMKFS_RETURN_IF_ERROR(CheckKeyType(rec, kty));
       return CheckKeyAbsent(txn, vault, name);
     };
-    CMKFS_RETURN_IF_ERROR(Precheck(caller, vault, name, "key.create",
-                                   Permission::kCreate, precheck));
-    CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
-    const std::string id = KeyIdString(vault, name, version);
-    auto stored = BackendFor(kty).Generate(bits, id);
-    return ReleaseIfFailed(
-        kty, id, stored,
-        Mutate<KeyVersionInfo>(
-            caller, vault, name, "key.create", Permission::kCreate,
-            [&](lmdb::Txn& txn, VaultRecord& rec,
-                OpContext& ctx) -> Result<KeyVersionInfo> {
-              CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
-              CMKFS_RETURN_IF_ERROR(stored.status());
-              ctx.key_id = id;
-              KeyRecord key;
-              key.kty = kty;
-              return AddVersion(txn, vault, name, key, version, *stored);
-            }));
+    return AddNewVersion(
+        caller, vault, name, "key.create", Permission::kCreate, kty, precheck,
+        [&](const std::string& id) {
+          return BackendFor(kty).Generate(bits, id);
+        },
+        [&](const lmdb::Txn&) -> Result<KeyRecord> {
+          KeyRecord key;
+          key.kty = kty;
+          return key;
+        });
   }
 
   Result<KeyVersionInfo> ImportKey(std::string_view caller,
@@ -483,26 +469,18 @@ class KeyStoreImpl final : public KeyStore {
       }
       return Status::Ok();
     };
-    CMKFS_RETURN_IF_ERROR(Precheck(caller, vault, name, "key.import",
-                                   Permission::kImport, precheck));
-    CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
-    const std::string id = KeyIdString(vault, name, version);
-    auto stored = BackendFor(kty).Import(*parsed, id);
-    return ReleaseIfFailed(
-        kty, id, stored,
-        Mutate<KeyVersionInfo>(
-            caller, vault, name, "key.import", Permission::kImport,
-            [&](lmdb::Txn& txn, VaultRecord& rec,
-                OpContext& ctx) -> Result<KeyVersionInfo> {
-              CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
-              CMKFS_RETURN_IF_ERROR(stored.status());
-              ctx.key_id = id;
-              KeyRecord key;
-              key.kty = kty;
-              auto existing = LoadKey(txn, vault, name);
-              if (existing.ok()) key = std::move(*existing);
-              return AddVersion(txn, vault, name, key, version, *stored);
-            }));
+    return AddNewVersion(
+        caller, vault, name, "key.import", Permission::kImport, kty, precheck,
+        [&](const std::string& id) {
+          return BackendFor(kty).Import(*parsed, id);
+        },
+        [&](const lmdb::Txn& txn) -> Result<KeyRecord> {
+          auto existing = LoadKey(txn, vault, name);
+          if (existing.ok()) return existing;
+          KeyRecord key;
+          key.kty = kty;
+          return key;
+        });
   }
 
   Result<KeyVersionInfo> RotateKey(std::string_view caller,
@@ -518,28 +496,19 @@ class KeyStoreImpl final : public KeyStore {
       kty = key.kty;
       return Status::Ok();
     };
-    CMKFS_RETURN_IF_ERROR(Precheck(caller, vault, name, "key.rotate",
-                                   Permission::kRotate, precheck));
-    CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
-    const std::string id = KeyIdString(vault, name, version);
-    auto stored = BackendFor(kty).Generate(bits, id);
-    return ReleaseIfFailed(
-        kty, id, stored,
-        Mutate<KeyVersionInfo>(
-            caller, vault, name, "key.rotate", Permission::kRotate,
-            [&](lmdb::Txn& txn, VaultRecord& rec,
-                OpContext& ctx) -> Result<KeyVersionInfo> {
-              CMKFS_RETURN_IF_ERROR(precheck(txn, rec));
-              CMKFS_RETURN_IF_ERROR(stored.status());
-              ctx.key_id = id;
-              CMKFS_ASSIGN_OR_RETURN(KeyRecord key, LoadKey(txn, vault, name));
-              if (key.kty != kty) {
-                return FailedPreconditionError("key " +
-                                               KeyIdString(vault, name) +
-                                               " changed type during rotation");
-              }
-              return AddVersion(txn, vault, name, key, version, *stored);
-            }));
+    return AddNewVersion(
+        caller, vault, name, "key.rotate", Permission::kRotate, kty, precheck,
+        [&](const std::string& id) {
+          return BackendFor(kty).Generate(bits, id);
+        },
+        [&](const lmdb::Txn& txn) -> Result<KeyRecord> {
+          CMKFS_ASSIGN_OR_RETURN(KeyRecord key, LoadKey(txn, vault, name));
+          if (key.kty != kty) {
+            return FailedPreconditionError("key " + KeyIdString(vault, name) +
+                                           " changed type during rotation");
+          }
+          return key;
+        });
   }
 
   Result<KeyInfo> GetKey(std::string_view caller, std::string_view vault,
@@ -979,6 +948,36 @@ class KeyStoreImpl final : public KeyStore {
     return hsm_.get();
   }
 
+  // Adds a new version to key `name`: checks permission and `check` in a
+  // read transaction, makes the key material with `make(id)` outside any
+  // transaction (key generation is slow), then in one write transaction
+  // checks again and appends the version to the record `base(txn)` returns.
+  // HSM material of a version that was not stored is released. `kty` may be
+  // set by `check`.
+  template <typename Check, typename Make, typename Base>
+  Result<KeyVersionInfo> AddNewVersion(
+      std::string_view caller, std::string_view vault, std::string_view name,
+      std::string_view operation, Permission needed, const KeyType& kty,
+      Check&& check, Make&& make, Base&& base) {
+    CMKFS_RETURN_IF_ERROR(
+        Precheck(caller, vault, name, operation, needed, check));
+    CMKFS_ASSIGN_OR_RETURN(std::string version, crypto::RandomHex(16));
+    const std::string id = KeyIdString(vault, name, version);
+    Result<StoredKey> stored = make(id);
+    return ReleaseIfFailed(
+        kty, id, stored,
+        Mutate<KeyVersionInfo>(
+            caller, vault, name, operation, needed,
+            [&](lmdb::Txn& txn, VaultRecord& rec,
+                OpContext& ctx) -> Result<KeyVersionInfo> {
+              CMKFS_RETURN_IF_ERROR(check(txn, rec));
+              CMKFS_RETURN_IF_ERROR(stored.status());
+              ctx.key_id = id;
+              CMKFS_ASSIGN_OR_RETURN(KeyRecord key, base(txn));
+              return AddVersion(txn, vault, name, key, version, *stored);
+            }));
+  }
+
   // Destroys freshly created token objects whose version record was not
   // written (the commit failed or the key changed meanwhile).
   Result<KeyVersionInfo> ReleaseIfFailed(KeyType kty, const std::string& id,
@@ -1090,14 +1089,16 @@ class KeyStoreImpl final : public KeyStore {
     return out;
   }
 
-  // Ends a TakePendingAudit: on failure the entries go back to the queue.
-  void FinishPendingAudit(std::vector<PendingAudit>& batch, const Status& s) {
+  // Ends a TakePendingAudit. When the transaction that carried the batch was
+  // not committed (most often because the operation itself failed), the
+  // entries go back to the front of the queue for the audit writer, which
+  // reports them if they cannot be written at all. Nothing is logged here:
+  // the caller reports the operation's own error, once.
+  void FinishPendingAudit(std::vector<PendingAudit>& batch, bool committed) {
     if (batch.empty()) return;
     {
       std::lock_guard<std::mutex> lock(audit_mu_);
-      if (!s.ok()) {
-        spdlog::error("keystore: writing {} audit entries: {}", batch.size(),
-                      s.ToString());
+      if (!committed) {
         audit_queue_.insert(audit_queue_.begin(),
                             std::make_move_iterator(batch.begin()),
                             std::make_move_iterator(batch.end()));
@@ -1196,8 +1197,7 @@ class KeyStoreImpl final : public KeyStore {
       CMKFS_RETURN_IF_ERROR(WriteAudit(txn, ctx, Status::Ok()));
       return BumpCounter(txn);
     });
-    // The pending entries were committed only if this transaction was.
-    FinishPendingAudit(earlier, s);
+    FinishPendingAudit(earlier, /*committed=*/s.ok());
     if (s.ok()) return std::move(*out);
     if (vault_found && !op_status.ok()) AuditSeparately(ctx, op_status);
     return s;
@@ -1527,29 +1527,20 @@ Result<crypto::SecretBytes> ObtainMasterKey(lmdb::Env& env, const Dbs& dbs,
     if (existing.status().kind() != ErrorKind::kNotFound) {
       return existing.status();
     }
-    std::vector<uint8_t> salt(16);
-    CMKFS_RETURN_IF_ERROR(crypto::RandomBytes(salt));
-    crypto::ScryptParams params;
-    kdf_record = RecordWriter(1)
-                     .Bytes(salt)
-                     .U64(params.n)
-                     .U32(params.r)
-                     .U32(params.p)
-                     .Take();
+    KdfRecord fresh;
+    fresh.salt.resize(16);
+    CMKFS_RETURN_IF_ERROR(crypto::RandomBytes(fresh.salt));
+    kdf_record = EncodeKdf(fresh);
     return txn.Put(dbs.meta, kMetaKdf, kdf_record);
   }));
-  RecordReader r(kdf_record, "kdf record");
-  uint8_t version = 0;
-  std::vector<uint8_t> salt;
-  crypto::ScryptParams params;
-  CMKFS_RETURN_IF_ERROR(r.Version(1, 1, &version));
-  CMKFS_RETURN_IF_ERROR(r.Bytes(&salt));
-  CMKFS_RETURN_IF_ERROR(r.U64(&params.n));
-  CMKFS_RETURN_IF_ERROR(r.U32(&params.r));
-  CMKFS_RETURN_IF_ERROR(r.U32(&params.p));
-  CMKFS_RETURN_IF_ERROR(r.Done());
-  return crypto::DeriveKeyFromPassphrase(AsView(passphrase.span()), salt,
-                                         params);
+  CMKFS_ASSIGN_OR_RETURN(KdfRecord kdf, DecodeKdf(kdf_record));
+  auto derived = crypto::DeriveKeyFromPassphrase(AsView(passphrase.span()),
+                                                 kdf.salt, kdf.params);
+  if (derived.status().kind() == ErrorKind::kInvalidArgument) {
+    return CorruptionError("kdf record in " + options.dir.string() + ": " +
+                           derived.status().message());
+  }
+  return derived;
 }
 
 // Creates the format record and the master key check blob on first open;
@@ -1567,16 +1558,12 @@ Status InitOrVerify(lmdb::Env& env, const Dbs& dbs,
           std::vector<uint8_t> check,
           crypto::AeadSeal(master_key, AsBytes(kCheckPlaintext),
                            AsBytes(kMetaCheck)));
-      CMKFS_RETURN_IF_ERROR(txn.Put(
-          dbs.meta, kMetaFormat, RecordWriter(1).U32(kFormatVersion).Take()));
+      CMKFS_RETURN_IF_ERROR(
+          txn.Put(dbs.meta, kMetaFormat, EncodeFormat(kFormatVersion)));
       CMKFS_RETURN_IF_ERROR(txn.Put(dbs.meta, kMetaCheck, AsView(check)));
       return WriteU64(txn, dbs.meta, kMetaCounter, 0);
     }
-    RecordReader r(*format, "format record");
-    uint8_t version = 0;
-    uint32_t fmt = 0;
-    CMKFS_RETURN_IF_ERROR(r.Version(1, 1, &version));
-    CMKFS_RETURN_IF_ERROR(r.U32(&fmt));
+    CMKFS_ASSIGN_OR_RETURN(uint32_t fmt, DecodeFormat(*format));
     if (fmt != kFormatVersion) {
       return FailedPreconditionError(
           "keystore in " + dir.string() + " has format version " +

@@ -368,10 +368,8 @@ class Pkcs11KeyBackend final : public KeyBackend {
 
   Result<StoredKey> Import(const crypto::RsaKey& key,
                            std::string_view key_id) override {
-    if (!key.has_private()) {
-      return InvalidArgumentError(
-          "the PKCS#11 key backend needs a private key, got a public key");
-    }
+    CMKFS_ASSIGN_OR_RETURN(StoredKey stored,
+                           StoredPublicPartOfImport(key, "PKCS#11"));
     CMKFS_ASSIGN_OR_RETURN(crypto::RsaPrivateComponents c,
                            key.PrivateComponents());
     CMKFS_ASSIGN_OR_RETURN(auto conn, Connect());
@@ -430,22 +428,9 @@ class Pkcs11KeyBackend final : public KeyBackend {
       conn->fns()->C_DestroyObject(s.handle(), priv);
       return s.Fail("C_CreateObject (public key)", rv);
     }
-    StoredKey stored;
-    stored.bits = key.bits();
-    CMKFS_ASSIGN_OR_RETURN(stored.public_der, key.PublicDer());
     stored.material = Material(object_id);
     RememberHandle(object_id, priv);
     return stored;
-  }
-
-  Result<std::vector<uint8_t>> Wrap(const StoredKey& key,
-                                    std::string_view /*key_id*/,
-                                    std::span<const uint8_t> plaintext,
-                                    std::span<const uint8_t> label,
-                                    crypto::OaepHash hash) override {
-    CMKFS_ASSIGN_OR_RETURN(crypto::RsaKey pub,
-                           crypto::RsaKey::FromPublicDer(key.public_der));
-    return pub.Wrap(plaintext, label, hash);
   }
 
   Result<crypto::SecretBytes> Unwrap(const StoredKey& key,
@@ -659,9 +644,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
     CMKFS_ASSIGN_OR_RETURN(
         crypto::RsaKey key,
         crypto::RsaKey::FromPublicComponents(modulus, exponent));
-    StoredKey stored;
-    stored.bits = key.bits();
-    CMKFS_ASSIGN_OR_RETURN(stored.public_der, key.PublicDer());
+    CMKFS_ASSIGN_OR_RETURN(StoredKey stored, StoredPublicPart(key));
     stored.material = Material(object_id);
     return stored;
   }

@@ -66,6 +66,18 @@ Status GetInt(RecordReader& r, int* out) {
   return Status::Ok();
 }
 
+// A record holding one value after its version byte.
+template <typename T, Status (RecordReader::*Get)(T*)>
+Result<T> DecodeSingleValue(std::string_view data, std::string_view what) {
+  RecordReader r(data, what);
+  uint8_t version = 0;
+  T value{};
+  CMKFS_RETURN_IF_ERROR(r.Version(1, kRecordVersion, &version));
+  CMKFS_RETURN_IF_ERROR((r.*Get)(&value));
+  CMKFS_RETURN_IF_ERROR(r.Done());
+  return value;
+}
+
 }  // namespace
 
 std::string EncodeVault(const VaultRecord& rec) {
@@ -223,6 +235,45 @@ Result<AuditRecord> DecodeAudit(std::string_view data) {
   CMKFS_RETURN_IF_ERROR(r.Str(&a.key_name));
   CMKFS_RETURN_IF_ERROR(r.Done());
   return a;
+}
+
+std::string EncodeKdf(const KdfRecord& k) {
+  return RecordWriter(kRecordVersion)
+      .Bytes(k.salt)
+      .U64(k.params.n)
+      .U32(k.params.r)
+      .U32(k.params.p)
+      .Take();
+}
+
+Result<KdfRecord> DecodeKdf(std::string_view data) {
+  RecordReader r(data, "kdf record");
+  uint8_t version = 0;
+  KdfRecord k;
+  CMKFS_RETURN_IF_ERROR(r.Version(1, kRecordVersion, &version));
+  CMKFS_RETURN_IF_ERROR(r.Bytes(&k.salt));
+  CMKFS_RETURN_IF_ERROR(r.U64(&k.params.n));
+  CMKFS_RETURN_IF_ERROR(r.U32(&k.params.r));
+  CMKFS_RETURN_IF_ERROR(r.U32(&k.params.p));
+  CMKFS_RETURN_IF_ERROR(r.Done());
+  if (k.salt.empty()) return CorruptionError("kdf record: empty salt");
+  return k;
+}
+
+std::string EncodeFormat(uint32_t format_version) {
+  return RecordWriter(kRecordVersion).U32(format_version).Take();
+}
+
+Result<uint32_t> DecodeFormat(std::string_view data) {
+  return DecodeSingleValue<uint32_t, &RecordReader::U32>(data, "format record");
+}
+
+std::string EncodeCounter(uint64_t n) {
+  return RecordWriter(kRecordVersion).U64(n).Take();
+}
+
+Result<uint64_t> DecodeCounter(std::string_view data) {
+  return DecodeSingleValue<uint64_t, &RecordReader::U64>(data, "meta counter");
 }
 
 std::string KeyDbKey(std::string_view vault, std::string_view name) {

@@ -1,5 +1,5 @@
 // On-disk records of the keystore LMDB environment (format version 1).
-// Databases and keys:
+// Every Decode* fails with Corruption on bad input. Databases and keys:
 //   meta     "format" -> u32; "check" -> master key check blob;
 //            "kdf" -> scrypt salt and parameters (passphrase vaults);
 //            "counter" -> u64 change counter; "audit_seq" -> u64
@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cmkfs/crypto.h"
 #include "cmkfs/keystore.h"
 #include "key_backend.h"
 
@@ -56,6 +57,12 @@ struct AuditRecord {
   std::string key_name;  // for filtering; empty for vault-level events
 };
 
+// meta "kdf": how a passphrase vault derives its master key.
+struct KdfRecord {
+  std::vector<uint8_t> salt;  // never empty
+  crypto::ScryptParams params;
+};
+
 std::string EncodeVault(const VaultRecord& r);
 Result<VaultRecord> DecodeVault(std::string_view data);
 std::string EncodeKey(const KeyRecord& r);
@@ -64,6 +71,14 @@ std::string EncodeVersion(const VersionRecord& r);
 Result<VersionRecord> DecodeVersion(std::string_view data);
 std::string EncodeAudit(const AuditRecord& r);
 Result<AuditRecord> DecodeAudit(std::string_view data);
+std::string EncodeKdf(const KdfRecord& r);
+Result<KdfRecord> DecodeKdf(std::string_view data);
+// meta "format": the keystore format version (kFormatVersion).
+std::string EncodeFormat(uint32_t format_version);
+Result<uint32_t> DecodeFormat(std::string_view data);
+// meta "counter" and "audit_seq".
+std::string EncodeCounter(uint64_t n);
+Result<uint64_t> DecodeCounter(std::string_view data);
 
 std::string KeyDbKey(std::string_view vault, std::string_view name);
 std::string VersionDbKey(std::string_view vault, std::string_view name,

@@ -24,28 +24,13 @@ class SoftwareKeyBackend final : public KeyBackend {
 
   Result<StoredKey> Import(const crypto::RsaKey& key,
                            std::string_view key_id) override {
-    if (!key.has_private()) {
-      return InvalidArgumentError(
-          "the software key backend needs a private key, got a public key");
-    }
-    StoredKey stored;
-    stored.bits = key.bits();
-    CMKFS_ASSIGN_OR_RETURN(stored.public_der, key.PublicDer());
+    CMKFS_ASSIGN_OR_RETURN(StoredKey stored,
+                           StoredPublicPartOfImport(key, "software"));
     CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes der, key.PrivateDer());
     CMKFS_ASSIGN_OR_RETURN(
         stored.material,
         crypto::AeadSeal(master_key_, der.span(), AsBytes(key_id)));
     return stored;
-  }
-
-  Result<std::vector<uint8_t>> Wrap(const StoredKey& key,
-                                    std::string_view /*key_id*/,
-                                    std::span<const uint8_t> plaintext,
-                                    std::span<const uint8_t> label,
-                                    crypto::OaepHash hash) override {
-    CMKFS_ASSIGN_OR_RETURN(crypto::RsaKey pub,
-                           crypto::RsaKey::FromPublicDer(key.public_der));
-    return pub.Wrap(plaintext, label, hash);
   }
 
   Result<crypto::SecretBytes> Unwrap(const StoredKey& key,

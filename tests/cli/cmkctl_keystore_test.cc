@@ -90,12 +90,17 @@ TEST_F(KeystoreCommandsTest, KeyLifecycle) {
   Json list = ParseJsonOrFail(Ctl({"key", "list", "vault1", "-o", "json"}));
   bool listed_deleted = list.size() == 0 || list[0]["deleted"].as_bool();
   EXPECT_TRUE(listed_deleted) << list.Dump();
+  // Exactly the one error line: opening the engine queues audit entries that
+  // the refused purge carries and puts back, without a log line of its own.
   RunResult purge = Ctl({"key", "purge", "vault1", "key1"});
   EXPECT_EQ(purge.exit_code, 1);
   EXPECT_EQ(purge.out, "");
-  EXPECT_TRUE(purge.err.starts_with("cmkctl: ")) << purge.err;
-  EXPECT_NE(purge.err.find("purge protection"), std::string::npos) << purge.err;
-  EXPECT_EQ(std::count(purge.err.begin(), purge.err.end(), '\n'), 1);
+  EXPECT_TRUE(std::regex_match(
+      purge.err,
+      std::regex("cmkctl: purge protection is on for vault vault1; the key is "
+                 "purged automatically on [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]+Z"
+                 "\n")))
+      << purge.err;
   CtlOk({"key", "recover", "vault1", "key1"});
   key = ParseJsonOrFail(Ctl({"key", "show", "vault1", "key1", "-o", "json"}));
   EXPECT_FALSE(key["deleted"].as_bool());

@@ -1,6 +1,7 @@
-// Fuzzes the keystore's LMDB record decoders (keystore/records.h). The first
-// byte selects the decoder, the rest is the stored value. Invariants: no
-// crash or sanitizer report, failures are Corruption, and a decoded record
+// Fuzzes every LMDB record decoder of the keystore (keystore/records.h):
+// vault, key, version, audit, and the meta records kdf, format and counter.
+// The first byte selects the decoder, the rest is the stored value. Invariants:
+// no crash or sanitizer report, failures are Corruption, and a decoded record
 // re-encodes canonically (Encode(Decode(Encode(Decode(x)))) ==
 // Encode(Decode(x))).
 #include <cstddef>
@@ -34,7 +35,7 @@ void RoundTrip(std::string_view value, Decode decode, Encode encode) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   std::string_view value(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 7) {
     case 0:
       RoundTrip(value, ks::DecodeVault, ks::EncodeVault);
       break;
@@ -46,6 +47,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 3:
       RoundTrip(value, ks::DecodeAudit, ks::EncodeAudit);
+      break;
+    case 4:
+      RoundTrip(value, ks::DecodeKdf, [](const ks::KdfRecord& k) {
+        FUZZ_CHECK(!k.salt.empty(), "kdf record decoded with an empty salt");
+        return ks::EncodeKdf(k);
+      });
+      break;
+    case 5:
+      RoundTrip(value, ks::DecodeFormat, ks::EncodeFormat);
+      break;
+    case 6:
+      RoundTrip(value, ks::DecodeCounter, ks::EncodeCounter);
       break;
   }
   return 0;

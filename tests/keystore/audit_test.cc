@@ -1,6 +1,11 @@
 // The audit trail: every operation, allowed or refused, with time, identity,
 // operation, key id with version and result; filters by key and time.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <memory>
 
 #include "cmkfs/keystore.h"
 #include "keystore_test_util.h"
@@ -9,6 +14,28 @@ namespace cmkfs::keystore {
 namespace {
 
 using testing::TestKeyStore;
+
+// Replaces the default logger while alive and keeps every line it is given
+// at warn level or above. Create it before the keystore and destroy it after,
+// so that no keystore thread logs while the default logger is swapped.
+class WarningCapture {
+ public:
+  WarningCapture()
+      : previous_(spdlog::default_logger()),
+        sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)) {
+    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
+    logger->set_level(spdlog::level::warn);
+    spdlog::set_default_logger(std::move(logger));
+  }
+  ~WarningCapture() { spdlog::set_default_logger(previous_); }
+  WarningCapture(const WarningCapture&) = delete;
+  WarningCapture& operator=(const WarningCapture&) = delete;
+  std::vector<std::string> Lines() { return sink_->last_formatted(); }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
 
 TEST(AuditTest, RecordsEveryOperationWithVersionedKeyIds) {
   TestKeyStore ks;
@@ -135,6 +162,42 @@ TEST(AuditTest, SurvivesReopenIncludingQueuedReadEntries) {
   ASSERT_TRUE(audit.ok());
   EXPECT_EQ(audit->size(), 22u);
   EXPECT_EQ(audit->back().operation, "wrapKey");
+}
+
+// A refused mutation that picked up queued audit entries of earlier reads
+// puts them back for the audit writer; the user sees only the refusal, never
+// a "writing N audit entries" error carrying the refusal's message. Every
+// entry is written exactly once. The reads queue entries that the refused
+// purge races the audit writer for, so most of the 100 rounds exercise the
+// requeue path.
+TEST(AuditTest, RefusedMutationLogsNothingAndKeepsQueuedEntries) {
+  WarningCapture warnings;
+  constexpr int kRounds = 100;
+  {
+    TestKeyStore ks;
+    ks.MakeVault("vault1", /*purge_protection=*/true);
+    ks.ImportKey("vault1", "k");
+    ASSERT_TRUE(ks->DeleteKey("", "vault1", "k").ok());
+    for (int i = 0; i < kRounds; ++i) {
+      ASSERT_TRUE(ks->ListKeys("", "vault1").ok());
+      Status purge = ks->PurgeKey("", "vault1", "k");
+      ASSERT_EQ(purge.kind(), ErrorKind::kFailedPrecondition);
+      ASSERT_NE(purge.message().find("purge protection"), std::string::npos);
+    }
+    auto audit = ks->ReadAudit("vault1", {});
+    ASSERT_TRUE(audit.ok());
+    auto count = [&](std::string_view op) {
+      return std::count_if(
+          audit->begin(), audit->end(),
+          [&](const AuditEntry& e) { return e.operation == op; });
+    };
+    EXPECT_EQ(count("key.list"), kRounds);
+    EXPECT_EQ(count("key.purge"), kRounds);
+    EXPECT_EQ(audit->size(), 3u + 2 * kRounds);
+  }
+  std::vector<std::string> lines = warnings.Lines();
+  EXPECT_TRUE(lines.empty())
+      << lines.size() << " warning(s), first: " << lines.front();
 }
 
 }  // namespace

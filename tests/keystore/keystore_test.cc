@@ -236,8 +236,7 @@ TEST_F(KeyStoreTest, ImportRefusesEverythingElseListingWhatIsSupported) {
   EXPECT_TRUE(keys->empty());
 }
 
-// Separate because generating the RSA 8192 fixture can take minutes the
-// first time in a build tree (it is cached in the build directory).
+// The 8192-bit PEM is a committed test-only fixture (testdata/rsa8192.pem).
 TEST_F(KeyStoreTest, ImportRefusesRsa8192) {
   auto r = ks_->ImportKey("", "vault1", "big", Pem("rsa8192"), KeyType::kRsa);
   ASSERT_EQ(r.status().kind(), ErrorKind::kInvalidArgument);

@@ -12,9 +12,11 @@
 namespace cmkfs::keystore::testing {
 namespace {
 
-// Fixtures are generated once per build tree (RSA 8192 generation can take
-// a minute) in CMKFS_BINARY_DIR/keystore-test-fixtures; each is written to a
-// temp name and renamed, so concurrent test processes are safe.
+// PEM fixtures are committed test-only keys (tests/keystore/testdata, see
+// its README); the PKCS#8 DER forms are made from them with the openssl
+// command line once per build tree in CMKFS_BINARY_DIR/keystore-test-fixtures,
+// each written to a temp name and renamed, so concurrent test processes are
+// safe.
 struct FixtureCache {
   std::mutex mu;
   std::filesystem::path dir;
@@ -32,41 +34,9 @@ std::string ReadText(const std::filesystem::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-std::string GenCommand(std::string_view kind, const std::string& out,
-                       const std::string& dir) {
-  auto rsa = [&](int bits) {
-    return "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:" +
-           std::to_string(bits) + " -out " + out;
-  };
-  if (kind == "rsa2048" || kind == "rsa2048-b") return rsa(2048);
-  if (kind == "rsa3072") return rsa(3072);
-  if (kind == "rsa4096") return rsa(4096);
-  if (kind == "rsa1024") return rsa(1024);
-  if (kind == "rsa8192") return rsa(8192);
-  if (kind == "rsa2048-pkcs1") {
-    return "openssl genrsa -traditional -out " + out + " 2048";
-  }
-  if (kind == "ec") {
-    return "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
-           "-out " +
-           out;
-  }
-  if (kind == "ed25519")
-    return "openssl genpkey -algorithm ed25519 -out " + out;
-  if (kind == "public") {
-    Pem("rsa2048");
-    return "openssl pkey -in " + dir + "/rsa2048.pem -pubout -out " + out;
-  }
-  if (kind == "encrypted") {
-    Pem("rsa2048");
-    return "openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:secret -in " +
-           dir + "/rsa2048.pem -out " + out;
-  }
-  if (kind == "garbage") {
-    return "printf 'this is not a key\\n' > " + out;
-  }
-  ADD_FAILURE() << "unknown fixture " << kind;
-  return "false";
+std::filesystem::path PemPath(std::string_view kind) {
+  return std::filesystem::path(CMKFS_SOURCE_DIR) / "tests" / "keystore" /
+         "testdata" / (std::string(kind) + ".pem");
 }
 
 }  // namespace
@@ -100,45 +70,33 @@ std::vector<uint8_t> ReadFileBytes(const std::filesystem::path& path) {
 
 const std::string& Pem(std::string_view kind) {
   FixtureCache& cache = Cache();
-  {
-    std::lock_guard<std::mutex> lock(cache.mu);
-    if (cache.dir.empty()) {
-      cache.dir =
-          std::filesystem::path(CMKFS_BINARY_DIR) / "keystore-test-fixtures";
-      std::filesystem::create_directories(cache.dir);
-    }
-    auto it = cache.pems.find(kind);
-    if (it != cache.pems.end()) return it->second;
-  }
-  const std::string dir = cache.dir.string();
-  const std::string out = dir + "/" + std::string(kind) + ".pem";
-  if (!std::filesystem::exists(out)) {
-    const std::string tmp = out + "." + std::to_string(::getpid());
-    if (Run(GenCommand(kind, tmp, dir))) {
-      std::filesystem::rename(tmp, out);
-    }
-  }
   std::lock_guard<std::mutex> lock(cache.mu);
-  return cache.pems[std::string(kind)] = ReadText(out);
+  auto it = cache.pems.find(kind);
+  if (it != cache.pems.end()) return it->second;
+  const std::filesystem::path path = PemPath(kind);
+  std::string pem = ReadText(path);
+  if (pem.empty()) ADD_FAILURE() << "missing PEM fixture " << path;
+  return cache.pems[std::string(kind)] = std::move(pem);
 }
 
 const std::vector<uint8_t>& Pkcs8Der(std::string_view kind) {
-  Pem(kind);
   FixtureCache& cache = Cache();
-  {
-    std::lock_guard<std::mutex> lock(cache.mu);
-    auto it = cache.ders.find(kind);
-    if (it != cache.ders.end()) return it->second;
-  }
-  const std::string base = cache.dir.string() + "/" + std::string(kind);
-  const std::string tmp = base + ".der." + std::to_string(::getpid());
-  if (!std::filesystem::exists(base + ".der") &&
-      Run("openssl pkcs8 -topk8 -nocrypt -in " + base +
-          ".pem -outform DER -out " + tmp)) {
-    std::filesystem::rename(tmp, base + ".der");
-  }
   std::lock_guard<std::mutex> lock(cache.mu);
-  return cache.ders[std::string(kind)] = ReadFileBytes(base + ".der");
+  auto it = cache.ders.find(kind);
+  if (it != cache.ders.end()) return it->second;
+  if (cache.dir.empty()) {
+    cache.dir =
+        std::filesystem::path(CMKFS_BINARY_DIR) / "keystore-test-fixtures";
+    std::filesystem::create_directories(cache.dir);
+  }
+  const std::string der = (cache.dir / (std::string(kind) + ".der")).string();
+  const std::string tmp = der + "." + std::to_string(::getpid());
+  if (!std::filesystem::exists(der) &&
+      Run("openssl pkcs8 -topk8 -nocrypt -in " + PemPath(kind).string() +
+          " -outform DER -out " + tmp)) {
+    std::filesystem::rename(tmp, der);
+  }
+  return cache.ders[std::string(kind)] = ReadFileBytes(der);
 }
 
 std::span<const uint8_t> Bytes(std::string_view s) {

@@ -1,6 +1,5 @@
-// Shared helpers of the keystore tests: temp dirs, PEM fixtures made with the
-// openssl command line (cached per test process), and a keystore with a
-// controllable clock.
+// Shared helpers of the keystore tests: temp dirs, committed PEM fixtures,
+// and a keystore with a controllable clock.
 #pragma once
 
 #include <filesystem>
@@ -26,7 +25,8 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// PEM fixtures, generated once per process with `openssl`:
+// PEM fixtures: committed test-only keys in tests/keystore/testdata/KIND.pem
+// (read once per process):
 //   rsa2048 (PKCS#8), rsa2048-pkcs1, rsa2048-b, rsa3072, rsa4096, rsa1024,
 //   rsa8192, ec, ed25519, public (RSA public key), encrypted (PKCS#8
 //   encrypted RSA 2048), garbage.

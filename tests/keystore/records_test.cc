@@ -3,6 +3,12 @@
 #include "records.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "cmkfs/lmdb.h"
+#include "keystore_test_util.h"
 
 namespace cmkfs::keystore {
 namespace {
@@ -42,6 +48,15 @@ VersionRecord SampleVersion() {
   v.stored.material = {4, 5, 6, 7};
   v.near_expiry_notified = true;
   return v;
+}
+
+KdfRecord SampleKdf() {
+  KdfRecord k;
+  k.salt = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6};
+  k.params.n = uint64_t{1} << 14;
+  k.params.r = 8;
+  k.params.p = 2;
+  return k;
 }
 
 TEST(RecordsTest, RoundTrips) {
@@ -97,6 +112,29 @@ TEST(RecordsTest, MalformedRecordsAreCorruption) {
   ExpectEveryTruncationIsCorruption(EncodeVersion(SampleVersion()),
                                     DecodeVersion);
   ExpectEveryTruncationIsCorruption(EncodeAudit(AuditRecord{}), DecodeAudit);
+  ExpectEveryTruncationIsCorruption(EncodeKdf(SampleKdf()), DecodeKdf);
+  ExpectEveryTruncationIsCorruption(EncodeFormat(kFormatVersion), DecodeFormat);
+  ExpectEveryTruncationIsCorruption(EncodeCounter(42), DecodeCounter);
+}
+
+TEST(RecordsTest, MetaRecordsRoundTrip) {
+  auto kdf = DecodeKdf(EncodeKdf(SampleKdf()));
+  ASSERT_TRUE(kdf.ok()) << kdf.status().ToString();
+  EXPECT_EQ(kdf->salt, SampleKdf().salt);
+  EXPECT_EQ(kdf->params.n, uint64_t{1} << 14);
+  EXPECT_EQ(kdf->params.r, 8u);
+  EXPECT_EQ(kdf->params.p, 2u);
+  EXPECT_EQ(*DecodeFormat(EncodeFormat(kFormatVersion)), kFormatVersion);
+  EXPECT_EQ(*DecodeCounter(EncodeCounter(~uint64_t{0})), ~uint64_t{0});
+}
+
+TEST(RecordsTest, KdfRecordWithoutSaltIsCorruption) {
+  KdfRecord k = SampleKdf();
+  k.salt.clear();
+  auto r = DecodeKdf(EncodeKdf(k));
+  EXPECT_EQ(r.status().kind(), ErrorKind::kCorruption);
+  EXPECT_NE(r.status().message().find("kdf record"), std::string::npos)
+      << r.status().message();
 }
 
 TEST(RecordsTest, UnknownEnumValuesAreCorruption) {
@@ -107,6 +145,38 @@ TEST(RecordsTest, UnknownEnumValuesAreCorruption) {
   std::string key = EncodeKey(SampleKey());
   key[1] = 5;  // key type
   EXPECT_EQ(DecodeKey(key).status().kind(), ErrorKind::kCorruption);
+}
+
+// A passphrase vault whose stored scrypt parameters were damaged is reported
+// as a corrupt kdf record, not as a bad setting of the user's.
+TEST(RecordsTest, DamagedKdfRecordIsCorruptionOnOpen) {
+  testing::TempDir tmp;
+  KeyStoreOptions o;
+  o.dir = tmp.path() / "vault";
+  o.passphrase_file = tmp.path() / "pass";
+  {
+    std::ofstream(o.passphrase_file) << "test-only passphrase\n";
+    ::chmod(o.passphrase_file.c_str(), 0600);
+  }
+  ASSERT_TRUE(OpenKeyStore(o).ok());
+  {
+    auto env = lmdb::Env::Open(o.dir, lmdb::EnvOptions{});
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    auto meta = (*env)->OpenDb("meta");
+    ASSERT_TRUE(meta.ok());
+    KdfRecord bad = SampleKdf();
+    bad.params.n = 3;  // not a power of two
+    ASSERT_TRUE((*env)
+                    ->Update([&](lmdb::Txn& txn) {
+                      return txn.Put(*meta, "kdf", EncodeKdf(bad));
+                    })
+                    .ok());
+  }
+  auto reopened = OpenKeyStore(o);
+  ASSERT_EQ(reopened.status().kind(), ErrorKind::kCorruption);
+  EXPECT_NE(reopened.status().message().find("kdf record in " + o.dir.string()),
+            std::string::npos)
+      << reopened.status().message();
 }
 
 }  // namespace
