@@ -773,7 +773,7 @@ class KeyStoreImpl final : public KeyStore {
     });
     if (!s.ok()) {
       out.assign(queries.size(),
-                 KeyUnavailableError("keystore unreadable: " + s.message()));
+                 IOError("keystore unreadable: " + s.message()));
     }
     return out;
   }

@@ -124,26 +124,12 @@ Status EngineImpl::Init() {
     auto fmt = txn.Get(db_meta_, "format");
     if (!fmt.ok()) {
       if (fmt.status().kind() != ErrorKind::kNotFound) return fmt.status();
-      return txn.Put(db_meta_, "format",
-                     RecordWriter(kFormatVersion)
-                         .U32(kExtentSize)
-                         .U32(kSectorBytes)
-                         .Take());
+      return txn.Put(db_meta_, "format", EncodeFormatRecord({}));
     }
-    RecordReader r(*fmt, "engine format record");
-    uint8_t ver = 0;
-    uint32_t extent = 0, sector = 0;
-    Status st = r.Version(1, kFormatVersion, &ver);
-    if (!st.ok()) {
-      return NotSupportedError(
-          "engine state in " + options_.dir.string() +
-          " has an unsupported format version; this build reads version " +
-          std::to_string(kFormatVersion));
-    }
-    CMKFS_RETURN_IF_ERROR(r.U32(&extent));
-    CMKFS_RETURN_IF_ERROR(r.U32(&sector));
-    if (extent != kExtentSize || sector != kSectorBytes) {
-      return CorruptionError("engine format record: unexpected extent size");
+    auto decoded = DecodeFormatRecord(*fmt);
+    if (!decoded.ok()) {
+      return decoded.status().WithContext("engine state in " +
+                                          options_.dir.string());
     }
     return Status::Ok();
   }));
@@ -155,7 +141,19 @@ Status EngineImpl::Init() {
     }
     return Status::Ok();
   }));
-  CMKFS_ASSIGN_OR_RETURN(pool_, io_->Open(options_.dir / "extents" / "pool.0"));
+  pool_path_ = options_.dir / "extents" / "pool.0";
+  CMKFS_ASSIGN_OR_RETURN(pool_, io_->Open(pool_path_));
+  CMKFS_ASSIGN_OR_RETURN(uint64_t pool_size, pool_->Size());
+  pool_known_size_.store(pool_size);
+  if (pool_size / kExtentSize < hwm_) {
+    lost_begin_ = pool_size / kExtentSize;
+    lost_end_ = hwm_;
+    spdlog::warn(
+        "engine: extent pool file {} holds {} bytes, less than the {} slots "
+        "allocated; extents mapped to slots {} and up read as errors (run "
+        "cmkctl fsck)",
+        pool_path_.string(), pool_size, hwm_, lost_begin_);
+  }
   CMKFS_RETURN_IF_ERROR(EnsureSystemKey());
 
   // Resume re-wraps interrupted by a crash.
@@ -405,6 +403,16 @@ Result<crypto::SecretBytes> EngineImpl::UnwrapDek(const ResourceRecord& r) {
   return std::move(*dek);
 }
 
+Result<crypto::SecretBytes> EngineImpl::DekForRewrap(const ResourceRecord& r) {
+  if (r.state == ResourceState::kActive) {
+    if (auto open = FindOpen(r.rid)) {
+      std::shared_lock barrier(open->barrier);
+      if (open->cipher && !open->dek.empty()) return open->dek.Clone();
+    }
+  }
+  return UnwrapDek(r);
+}
+
 Result<crypto::SecretBytes> EngineImpl::NewDek() {
   for (;;) {
     CMKFS_ASSIGN_OR_RETURN(auto dek, crypto::RandomSecret(crypto::kXtsKeySize));
@@ -498,7 +506,7 @@ Status EngineImpl::RewrapDesLocked(DesRecord& d) {
     // One resource per transaction: a crash leaves each resource wrapped
     // by a version its record names.
     Status st = [&]() -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto dek, UnwrapDek(r));
+      CMKFS_ASSIGN_OR_RETURN(auto dek, DekForRewrap(r));
       CMKFS_ASSIGN_OR_RETURN(r.wrapped_dek,
                              WrapDek(dek, d.identity, target, r.uuid));
       r.key_id = d.rotation_target;
@@ -544,8 +552,9 @@ Result<DesInfo> EngineImpl::UpdateDes(std::string_view name,
     CMKFS_ASSIGN_OR_RETURN(auto target, ResolveKeyVersion(*key_id));
     if (target.ToString() != d.key_id || !d.rotation_target.empty()) {
       CMKFS_RETURN_IF_ERROR(CheckDesAccess(d, target));
-      // Marker first: Open resumes an interrupted re-wrap.
-      d.previous_key_id = d.key_id;
+      // Marker first: Open resumes an interrupted re-wrap. A retry keeps
+      // the version the unfinished rotation started from.
+      if (d.rotation_target.empty()) d.previous_key_id = d.key_id;
       d.rotation_target = target.ToString();
       d.key_id = target.ToString();
       CMKFS_RETURN_IF_ERROR(PutDes(d));
@@ -555,6 +564,15 @@ Result<DesInfo> EngineImpl::UpdateDes(std::string_view name,
   }
   CMKFS_RETURN_IF_ERROR(PutDes(d));
   return ToDesInfo(d);
+}
+
+Status EngineImpl::SetDesRotationError(std::string_view name,
+                                       std::string_view error) {
+  std::lock_guard lock(control_mu_);
+  CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDes(name));
+  if (d.rotation_error == error) return Status::Ok();
+  d.rotation_error = std::string(error);
+  return PutDes(d);
 }
 
 Result<DesInfo> EngineImpl::GetDes(std::string_view name) {
@@ -1064,7 +1082,7 @@ Result<ResourceInfo> EngineImpl::SetDiskDes(std::string_view disk,
     if (r.des == d.name && r.key_id == d.key_id) return r;
     CMKFS_ASSIGN_OR_RETURN(auto key, keystore::KeyId::Parse(d.key_id));
     CMKFS_RETURN_IF_ERROR(CheckDesAccess(d, key));
-    CMKFS_ASSIGN_OR_RETURN(auto dek, UnwrapDek(r));
+    CMKFS_ASSIGN_OR_RETURN(auto dek, DekForRewrap(r));
     CMKFS_ASSIGN_OR_RETURN(r.wrapped_dek,
                            WrapDek(dek, d.identity, key, r.uuid));
     r.encryption = EncryptionType::kCustomer;
@@ -1117,6 +1135,7 @@ Result<std::shared_ptr<DiskHandle>> EngineImpl::Open(ResourceKind kind,
   res->sku = r.sku;
   res->size.store(r.size);
   CMKFS_ASSIGN_OR_RETURN(res->cipher, crypto::XtsCipher::Create(dek));
+  res->dek = std::move(dek);
   {
     std::lock_guard olock(open_mu_);
     res->handles = 1;
@@ -1153,16 +1172,24 @@ Status EngineImpl::Seal(ResourceKind kind, std::string_view name,
   {
     std::lock_guard lock(control_mu_);
     CMKFS_ASSIGN_OR_RETURN(auto r, LoadResource(kind, name));
-    r.state = ResourceState::kSealed;
-    r.seal_reason = std::string(reason);
-    CMKFS_RETURN_IF_ERROR(PutResource(r));
+    // Handles first: once the record says sealed (Get, KeyUses), no I/O may
+    // still succeed; if the record cannot be written, the handles stay cut.
     // UltraSSD_LRS keeps its DEK while open; it cannot be reopened.
     if (auto open = FindOpen(r.rid); open && r.sku != DiskSku::kUltraSsdLrs) {
       std::unique_lock barrier(open->barrier);
       open->cipher.reset();
+      open->dek.Wipe();
       open->seal_reason = std::string(reason);
     }
-    spdlog::warn("engine: sealed {}: {}", Describe(kind, name), reason);
+    r.state = ResourceState::kSealed;
+    r.seal_reason = std::string(reason);
+    Status st = PutResource(r);
+    if (!st.ok()) {
+      return st.WithContext("I/O of " + Describe(kind, name) +
+                            " is cut off, but its sealed state was not saved");
+    }
+    // The caller (the key watcher) logs the seal with its reason.
+    spdlog::debug("engine: sealed {}: {}", Describe(kind, name), reason);
   }
   Notify(kind, name);
   return Status::Ok();
@@ -1177,13 +1204,14 @@ Status EngineImpl::Unseal(ResourceKind kind, std::string_view name) {
       std::unique_lock barrier(open->barrier);
       if (!open->cipher) {
         CMKFS_ASSIGN_OR_RETURN(open->cipher, crypto::XtsCipher::Create(dek));
+        open->dek = std::move(dek);
       }
       open->seal_reason.clear();
     }
     r.state = ResourceState::kActive;
     r.seal_reason.clear();
     CMKFS_RETURN_IF_ERROR(PutResource(r));
-    spdlog::info("engine: unsealed {}", Describe(kind, name));
+    spdlog::debug("engine: unsealed {}", Describe(kind, name));
   }
   Notify(kind, name);
   return Status::Ok();
@@ -1262,7 +1290,13 @@ Result<FsckReport> EngineImpl::Fsck() {
             ++refs[*slot];
             if ((*slot + 1) * kExtentSize > pool_size) {
               problem(where + " maps slot " + std::to_string(*slot) +
-                      " beyond the end of the pool file");
+                      " beyond the end of the extent pool file " +
+                      pool_path_.string() + " (" + std::to_string(pool_size) +
+                      " bytes): its data is missing");
+            } else if (SlotLost(*slot)) {
+              problem(where + " maps slot " + std::to_string(*slot) +
+                      " whose data was missing from the extent pool file " +
+                      pool_path_.string() + " when it was opened");
             }
           }
         }

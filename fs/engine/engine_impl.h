@@ -70,6 +70,9 @@ struct OpenResource {
   WriterPreferringRwLock barrier;
   // Guarded by barrier.
   std::unique_ptr<crypto::XtsCipher> cipher;  // null when sealed
+  // The DEK behind `cipher` (re-wrap uses it instead of unwrapping with a
+  // key version that may be disabled already); wiped with it.
+  crypto::SecretBytes dek;
   std::string seal_reason;
   std::atomic<uint64_t> size{0};
   // Guarded by Engine::open_mu_.
@@ -99,6 +102,8 @@ class EngineImpl : public Engine {
                             std::optional<keystore::KeyId> key_id,
                             std::optional<bool> auto_rotate) override;
   Result<DesInfo> GetDes(std::string_view name) override;
+  Status SetDesRotationError(std::string_view name,
+                             std::string_view error) override;
   Result<std::vector<DesInfo>> ListDes() override;
   Status DeleteDes(std::string_view name) override;
   Result<ResourceInfo> CreateDisk(const DiskSpec& spec) override;
@@ -168,6 +173,18 @@ class EngineImpl : public Engine {
   Status ReadExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
                     uint64_t ext_off, uint8_t* out, uint64_t n);
   Status UnmapExtent(OpenResource& r, uint64_t idx);
+  // Corruption unless the mapped `slot` lies inside the pool file and its
+  // data was not lost to a truncated or missing file. Re-stats the file only
+  // when the slot lies beyond the size seen last. Thread-safe.
+  Status CheckSlotInPool(uint64_t slot);
+  bool SlotLost(uint64_t slot);
+  // NoSpace when the backing filesystem is down to its reserve. Looks at
+  // statvfs every few allocations, or at each one when space is short.
+  // pending_mu_ held.
+  Status CheckBackingSpace();
+  // Whether the backing filesystem is at or below its reserve (statvfs now).
+  bool BackingFull();
+  void MarkSlotRewritten(uint64_t slot);
   Result<uint64_t> NextMappedCandidate(uint64_t rid, uint64_t idx);
   int64_t PendingCount(uint64_t rid);
   void CommitLoop();
@@ -189,6 +206,9 @@ class EngineImpl : public Engine {
                                        const keystore::KeyId& key,
                                        const std::string& uuid);
   Result<crypto::SecretBytes> UnwrapDek(const ResourceRecord& r);
+  // The DEK of an open, unsealed resource from memory (its wrapping key
+  // version may be disabled already), else unwrapped. control_mu_ held.
+  Result<crypto::SecretBytes> DekForRewrap(const ResourceRecord& r);
   Result<crypto::SecretBytes> NewDek();
   Result<ResourceRecord> CloneLocked(ResourceKind kind, std::string_view name,
                                      const ResourceRecord& src,
@@ -208,6 +228,15 @@ class EngineImpl : public Engine {
   lmdb::Dbi db_meta_ = 0, db_res_ = 0, db_des_ = 0, db_map_ = 0, db_ref_ = 0,
             db_free_ = 0, db_count_ = 0;
   std::shared_ptr<IoFile> pool_;
+  std::filesystem::path pool_path_;
+  // Largest pool file size seen; slots below it are inside the file.
+  std::atomic<uint64_t> pool_known_size_{0};
+  // Slots [lost_begin_, lost_end_) were allocated but lay beyond the end of
+  // the pool file at open (truncated or missing file): their data is gone.
+  // Set by Init, constant afterwards.
+  uint64_t lost_begin_ = 0, lost_end_ = 0;
+  std::mutex rewritten_mu_;
+  std::unordered_set<uint64_t> rewritten_;  // lost slots written since open
   ExtentCache cache_;
   std::vector<std::shared_mutex> stripes_;
 
@@ -227,6 +256,8 @@ class EngineImpl : public Engine {
   uint64_t hwm_ = 0;                   // pending_mu_: next never-used slot
   std::vector<uint64_t> free_cache_;   // pending_mu_
   bool free_db_has_more_ = true;       // pending_mu_
+  uint32_t allocs_since_space_check_ = 0;  // pending_mu_
+  bool space_short_ = true;                // pending_mu_
   std::atomic<uint64_t> commit_gen_{0};
 
   std::mutex listener_mu_;

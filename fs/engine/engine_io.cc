@@ -1,6 +1,7 @@
 // Data path of the engine: extent lookup, read, write (in place or
 // copy-on-write), discard, allocation and the batched metadata commit.
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <array>
@@ -138,8 +139,46 @@ Result<ExtEntry> EngineImpl::Lookup(const ExtKey& k) {
   return e;
 }
 
+namespace {
+constexpr uint32_t kAllocsPerSpaceCheck = 16;  // 1 MiB of new extents
+
+uint64_t ReserveFor(const struct statvfs& vfs, uint64_t configured) {
+  if (configured > 0) return configured;
+  uint64_t capacity = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  return std::clamp<uint64_t>(capacity / 100, 4ull << 20, 1ull << 30);
+}
+}  // namespace
+
+bool EngineImpl::BackingFull() {
+  struct statvfs vfs {};
+  if (::statvfs(options_.dir.c_str(), &vfs) != 0) return false;
+  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  return avail <= ReserveFor(vfs, options_.backing_reserve_bytes);
+}
+
+Status EngineImpl::CheckBackingSpace() {
+  if (!space_short_ && ++allocs_since_space_check_ < kAllocsPerSpaceCheck) {
+    return Status::Ok();
+  }
+  allocs_since_space_check_ = 0;
+  struct statvfs vfs {};
+  if (::statvfs(options_.dir.c_str(), &vfs) != 0) return Status::Ok();
+  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  uint64_t reserve = ReserveFor(vfs, options_.backing_reserve_bytes);
+  // Short: less than the reserve plus what a burst of unchecked
+  // allocations may take from several threads.
+  space_short_ = avail < reserve + 4 * kAllocsPerSpaceCheck * kExtentSize;
+  if (avail >= reserve + kExtentSize) return Status::Ok();
+  return NoSpaceError("backing filesystem of " + options_.dir.string() +
+                      " is full: " + std::to_string(avail) + " bytes free, " +
+                      std::to_string(reserve) +
+                      " kept for metadata; delete disks or snapshots, or "
+                      "give it more space");
+}
+
 Result<uint64_t> EngineImpl::AllocateSlot() {
   std::lock_guard lock(pending_mu_);
+  CMKFS_RETURN_IF_ERROR(CheckBackingSpace());
   if (free_cache_.empty() && free_db_has_more_) {
     // Only while no commit runs: a commit may be about to punch the slots
     // it just put on the free list.
@@ -151,6 +190,8 @@ Result<uint64_t> EngineImpl::AllocateSlot() {
     slot = free_cache_.back();
     free_cache_.pop_back();
     open_batch_.taken.insert(slot);
+    // Written in full before it is mapped again.
+    if (SlotLost(slot)) MarkSlotRewritten(slot);
   } else {
     slot = hwm_++;
   }
@@ -289,7 +330,16 @@ Status EngineImpl::CommitPending() {
       for (const auto& [rid, d] : b.count) open_batch_.count[rid] += d;
     }
   }
-  if (!st.ok()) return st.WithContext("commit of extent metadata");
+  if (!st.ok()) {
+    // LMDB reports a short write (a full filesystem) as EIO.
+    if (st.kind() == ErrorKind::kIOError && BackingFull()) {
+      return NoSpaceError(
+          "commit of extent metadata: the backing filesystem "
+          "of " +
+          options_.dir.string() + " is full (" + st.message() + ")");
+    }
+    return st.WithContext("commit of extent metadata");
+  }
   ReleaseSlots(released);
   return Status::Ok();
 }
@@ -347,6 +397,39 @@ int64_t EngineImpl::PendingCount(uint64_t rid) {
 
 Status EngineImpl::SyncData() { return CommitPending(); }
 
+bool EngineImpl::SlotLost(uint64_t slot) {
+  if (slot < lost_begin_ || slot >= lost_end_) return false;
+  std::lock_guard lock(rewritten_mu_);
+  return !rewritten_.contains(slot);
+}
+
+void EngineImpl::MarkSlotRewritten(uint64_t slot) {
+  if (slot < lost_begin_ || slot >= lost_end_) return;
+  std::lock_guard lock(rewritten_mu_);
+  rewritten_.insert(slot);
+}
+
+Status EngineImpl::CheckSlotInPool(uint64_t slot) {
+  const uint64_t end = (slot + 1) * kExtentSize;
+  uint64_t known = pool_known_size_.load(std::memory_order_relaxed);
+  if (end <= known && !SlotLost(slot)) return Status::Ok();
+  if (end > known) {
+    CMKFS_ASSIGN_OR_RETURN(uint64_t size, pool_->Size());
+    while (size > known && !pool_known_size_.compare_exchange_weak(
+                               known, size, std::memory_order_relaxed)) {
+    }
+    known = std::max(known, size);
+  }
+  if (end <= known && !SlotLost(slot)) return Status::Ok();
+  return CorruptionError(
+      "extent pool file " + pool_path_.string() +
+      " is truncated or was replaced: slot " + std::to_string(slot) +
+      " (bytes " + std::to_string(slot * kExtentSize) + ".." +
+      std::to_string(end) +
+      ") lies beyond the data it held; this extent is lost (run cmkctl fsck, "
+      "restore the file from a backup)");
+}
+
 Status EngineImpl::ReadExtent(OpenResource& r, const crypto::XtsCipher& c,
                               uint64_t idx, uint64_t eo, uint8_t* out,
                               uint64_t n) {
@@ -357,6 +440,7 @@ Status EngineImpl::ReadExtent(OpenResource& r, const crypto::XtsCipher& c,
     std::memset(out, 0, n);
     return Status::Ok();
   }
+  CMKFS_RETURN_IF_ERROR(CheckSlotInPool(e.slot));
   uint64_t base = e.slot * kExtentSize;
   uint64_t sector0 = idx * kSectorsPerExtent;
   if (eo % kSectorBytes == 0 && n % kSectorBytes == 0) {
@@ -395,6 +479,11 @@ Status EngineImpl::WriteExtent(OpenResource& r, const crypto::XtsCipher& c,
 
   if (e.slot != kNoSlot && e.exclusive) {
     uint64_t base = e.slot * kExtentSize;
+    if (lo == 0 && hi == kExtentSize) {
+      MarkSlotRewritten(e.slot);
+    } else {
+      CMKFS_RETURN_IF_ERROR(CheckSlotInPool(e.slot));
+    }
     if (head) {
       CMKFS_RETURN_IF_ERROR(
           pool_->ReadAt(base + lo, {s.cipher + lo, kSectorBytes}));
@@ -424,6 +513,7 @@ Status EngineImpl::WriteExtent(OpenResource& r, const crypto::XtsCipher& c,
     CMKFS_RETURN_IF_ERROR(
         c.EncryptSectors(sector0, src, s.cipher, kExtentSize));
   } else if (e.slot != kNoSlot) {
+    CMKFS_RETURN_IF_ERROR(CheckSlotInPool(e.slot));
     // Same DEK and tweaks: untouched sectors are copied as ciphertext.
     CMKFS_RETURN_IF_ERROR(
         pool_->ReadAt(e.slot * kExtentSize, {s.cipher, kExtentSize}));
@@ -482,6 +572,9 @@ Status EngineImpl::ReadAligned(OpenResource& r, const crypto::XtsCipher& c,
   std::array<ExtEntry, kRunExtents> ents;
   for (size_t i = 0; i < count; ++i) {
     CMKFS_ASSIGN_OR_RETURN(ents[i], Lookup({r.rid, first + i}));
+    if (ents[i].slot != kNoSlot) {
+      CMKFS_RETURN_IF_ERROR(CheckSlotInPool(ents[i].slot));
+    }
   }
   uint64_t pos = 0;
   for (size_t i = 0; i < count;) {

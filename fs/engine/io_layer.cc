@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <unordered_map>
 
 namespace cmkfs::fs {
@@ -197,10 +198,13 @@ class FaultInjectingIoLayer::File : public IoFile {
       : layer_(layer), base_(std::move(base)) {}
 
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) override {
+    std::chrono::milliseconds delay;
     {
       std::lock_guard lock(layer_->mu_);
       if (layer_->crashed_) return IOError("simulated crash: read refused");
+      delay = layer_->read_delay_;
     }
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
     return base_->ReadAt(offset, buf);
   }
 
@@ -295,6 +299,16 @@ void FaultInjectingIoLayer::FailWritesRandomly(double p, uint64_t seed) {
   rng_.seed(seed);
 }
 
+void FaultInjectingIoLayer::DelayReads(std::chrono::milliseconds delay) {
+  std::lock_guard lock(mu_);
+  read_delay_ = delay;
+}
+
+void FaultInjectingIoLayer::FailWithNoSpace(bool no_space) {
+  std::lock_guard lock(mu_);
+  fail_no_space_ = no_space;
+}
+
 uint64_t FaultInjectingIoLayer::failed_writes() const {
   std::lock_guard lock(mu_);
   return failed_;
@@ -319,6 +333,10 @@ Status FaultInjectingIoLayer::MaybeFail(const char* what) {
   }
   if (!fail) return Status::Ok();
   ++failed_;
+  if (fail_no_space_) {
+    return NoSpaceError(std::string("injected ") + what +
+                        " failure: No space left on device");
+  }
   return IOError(std::string("injected ") + what + " failure");
 }
 

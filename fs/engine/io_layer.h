@@ -4,6 +4,7 @@
 // tests). The engine never calls pread/pwrite on its pool directly.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -74,6 +75,12 @@ class FaultInjectingIoLayer : public IoLayer {
   void FailNthWrite(uint64_t n);
   // Each WriteAt/DataSync fails with probability `p` (0 disables).
   void FailWritesRandomly(double p, uint64_t seed);
+  // Injected failures report NoSpace (a full filesystem: ENOSPC) instead of
+  // IOError.
+  void FailWithNoSpace(bool no_space);
+  // Every ReadAt sleeps this long first (0 disables): a slow device, to hold
+  // reads in flight.
+  void DelayReads(std::chrono::milliseconds delay);
   uint64_t failed_writes() const;
   uint64_t unsynced_writes() const;
 
@@ -88,6 +95,8 @@ class FaultInjectingIoLayer : public IoLayer {
   bool crashed_ = false;
   uint64_t fail_countdown_ = 0;
   double fail_probability_ = 0;
+  bool fail_no_space_ = false;
+  std::chrono::milliseconds read_delay_{0};
   std::mt19937_64 rng_;
   uint64_t failed_ = 0;
 };

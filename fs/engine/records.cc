@@ -182,6 +182,35 @@ std::string EncodeDes(const DesRecord& d) {
   return w.Take();
 }
 
+std::string EncodeFormatRecord(const FormatRecord& f) {
+  return RecordWriter(f.version).U32(f.extent_size).U32(f.sector_size).Take();
+}
+
+Result<FormatRecord> DecodeFormatRecord(std::string_view data) {
+  if (data.empty()) return CorruptionError("engine format record is empty");
+  const auto version = static_cast<uint8_t>(data[0]);
+  if (version < 1 || version > kFormatVersion) {
+    return NotSupportedError("engine format version " +
+                             std::to_string(version) +
+                             " is not supported; this build reads version " +
+                             std::to_string(kFormatVersion));
+  }
+  RecordReader rd(data, "engine format record");
+  FormatRecord f;
+  CMKFS_RETURN_IF_ERROR(rd.Version(1, kFormatVersion, &f.version));
+  CMKFS_RETURN_IF_ERROR(rd.U32(&f.extent_size));
+  CMKFS_RETURN_IF_ERROR(rd.U32(&f.sector_size));
+  CMKFS_RETURN_IF_ERROR(rd.Done());
+  if (f.extent_size != kExtentSize || f.sector_size != kSectorBytes) {
+    return CorruptionError(
+        "engine format record: extents of " + std::to_string(f.extent_size) +
+        " bytes in sectors of " + std::to_string(f.sector_size) +
+        " bytes; this build uses " + std::to_string(kExtentSize) + " and " +
+        std::to_string(kSectorBytes));
+  }
+  return f;
+}
+
 Result<DesRecord> DecodeDes(std::string_view data) {
   RecordReader rd(data, "disk encryption set record");
   DesRecord d;

@@ -52,6 +52,17 @@ struct DesRecord {
   std::string rotation_target;  // non-empty: a re-wrap is in progress
 };
 
+// meta/"format": the on-disk format version and extent geometry.
+struct FormatRecord {
+  uint8_t version = kFormatVersion;
+  uint32_t extent_size = kExtentSize;
+  uint32_t sector_size = kSectorBytes;
+};
+std::string EncodeFormatRecord(const FormatRecord& f);
+// NotSupported for a version this build does not read; Corruption for a
+// malformed record or a geometry other than kExtentSize/kSectorBytes.
+Result<FormatRecord> DecodeFormatRecord(std::string_view data);
+
 std::string EncodeResource(const ResourceRecord& r);
 Result<ResourceRecord> DecodeResource(std::string_view data);
 std::string EncodeDes(const DesRecord& d);

@@ -231,6 +231,22 @@ void KeyWatcher::AutoRotate(bool keystore_changed, PollReport& report) {
   last_des_fingerprint_ = fingerprint;
 
   std::map<std::string, std::string> errors;
+  // Shown by `des show` as rotation_error until a rotation succeeds.
+  auto record_error = [&](const DesInfo& des, const std::string& topic,
+                          std::string msg) {
+    NoteError(topic, msg, report);
+    if (des.rotation_error != msg) {
+      Status saved = engine_->SetDesRotationError(des.name, msg);
+      if (!saved.ok()) {
+        NoteError("rotation-error:" + des.name,
+                  "key watcher: cannot record the rotation error of disk "
+                  "encryption set " +
+                      des.name + ": " + saved.ToString(),
+                  report);
+      }
+    }
+    errors[des.name] = std::move(msg);
+  };
   for (const DesInfo& des : *all) {
     if (!des.auto_rotate) continue;
     const std::string topic = "rotate:" + des.name;
@@ -239,28 +255,31 @@ void KeyWatcher::AutoRotate(bool keystore_changed, PollReport& report) {
     Result<keystore::KeyVersionInfo> latest =
         keystore_->GetKeyVersion(des.identity, versionless);
     if (!latest.ok()) {
-      std::string msg = "auto-rotation of disk encryption set " + des.name +
-                        ": cannot resolve the latest version of " +
-                        versionless.ToString() + ": " +
-                        latest.status().ToString();
-      NoteError(topic, msg, report);
-      errors[des.name] = std::move(msg);
+      record_error(des, topic,
+                   "auto-rotation of disk encryption set " + des.name +
+                       ": cannot resolve the latest version of " +
+                       versionless.ToString() + ": " +
+                       latest.status().ToString());
       continue;
     }
     if (latest->id.version == des.key_id.version) {
       ClearError(topic);
+      // Up to date with nothing pending: an error this watcher recorded
+      // (say, a permission granted since) is over.
+      if (!des.rotation_error.empty() && !des.previous_key_id) {
+        engine_->SetDesRotationError(des.name, "").IgnoreError();
+      }
       continue;
     }
     // Only forward: when the DES's own version is disabled, the latest
     // enabled one is older, and moving back would need the disabled one.
     Result<bool> newer = IsNewerVersion(des.identity, latest->id, des.key_id);
     if (!newer.ok()) {
-      std::string msg = "auto-rotation of disk encryption set " + des.name +
-                        ": cannot order the versions of " +
-                        versionless.ToString() + ": " +
-                        newer.status().ToString();
-      NoteError(topic, msg, report);
-      errors[des.name] = std::move(msg);
+      record_error(des, topic,
+                   "auto-rotation of disk encryption set " + des.name +
+                       ": cannot order the versions of " +
+                       versionless.ToString() + ": " +
+                       newer.status().ToString());
       continue;
     }
     if (!*newer) {
@@ -270,12 +289,11 @@ void KeyWatcher::AutoRotate(bool keystore_changed, PollReport& report) {
     Result<DesInfo> updated =
         engine_->UpdateDes(des.name, latest->id, std::nullopt);
     if (!updated.ok()) {
-      std::string msg = "auto-rotation of disk encryption set " + des.name +
-                        " from " + des.key_id.ToString() + " to " +
-                        latest->id.ToString() +
-                        " failed: " + updated.status().ToString();
-      NoteError(topic, msg, report);
-      errors[des.name] = std::move(msg);
+      record_error(des, topic,
+                   "auto-rotation of disk encryption set " + des.name +
+                       " from " + des.key_id.ToString() + " to " +
+                       latest->id.ToString() +
+                       " failed: " + updated.status().ToString());
       continue;
     }
     ClearError(topic);
@@ -327,6 +345,18 @@ void KeyWatcher::CheckKeyUses(const std::vector<KeyUse>& uses,
               "key watcher: the keystore answered " +
                   std::to_string(usable.size()) + " usability checks for " +
                   std::to_string(uses.size()) + " key uses",
+              report);
+    return;
+  }
+  if (!usable.empty() &&
+      std::all_of(usable.begin(), usable.end(), [](const Status& s) {
+        return !s.ok() && !MeansUnusable(s);
+      })) {
+    // A transient read failure must not seal anything: keep every state.
+    NoteError("check-usable",
+              "key watcher: cannot check " + std::to_string(uses.size()) +
+                  " key uses, every resource keeps its state: " +
+                  usable.front().message(),
               report);
     return;
   }

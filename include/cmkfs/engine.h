@@ -168,6 +168,11 @@ struct EngineOptions {
   // Longest time new extent mappings stay in memory before a batch commit
   // (Sync/Flush commit at once).
   std::chrono::milliseconds commit_interval{1000};
+  // New extents are refused with NoSpace while the filesystem holding `dir`
+  // has less than this free, so that metadata commits (fsync, fsck, delete)
+  // still find room when disks fill it. 0: 1% of its capacity, at least
+  // 4 MiB and at most 1 GiB.
+  uint64_t backing_reserve_bytes = 0;
 };
 
 class IoLayer;  // fs/engine/io_layer.h: backing-file I/O, replaceable for
@@ -187,6 +192,11 @@ class Engine {
                                     std::optional<keystore::KeyId> key_id,
                                     std::optional<bool> auto_rotate) = 0;
   virtual Result<DesInfo> GetDes(std::string_view name) = 0;
+  // Records why a rotation of the DES failed outside the engine (the key
+  // watcher's auto-rotation); shown as rotation_error until the next
+  // successful re-wrap clears it. Empty `error` clears it. NotFound.
+  virtual Status SetDesRotationError(std::string_view name,
+                                     std::string_view error) = 0;
   virtual Result<std::vector<DesInfo>> ListDes() = 0;
   // FailedPrecondition while a resource uses it.
   virtual Status DeleteDes(std::string_view name) = 0;
@@ -236,8 +246,10 @@ class Engine {
   // --- key watcher support
   // ----------------------------------------------------
   virtual Result<std::vector<KeyUse>> KeyUses() = 0;
-  // Wipes the DEK, fails I/O on open handles (UltraSSD_LRS: only once its
-  // last handle closes), records the reason.
+  // Wipes the DEK and fails I/O on open handles (UltraSSD_LRS: only once its
+  // last handle closes), then records the sealed state and the reason: once
+  // Get/KeyUses show it sealed, no I/O on it succeeds. If the record cannot
+  // be written the handles stay cut off and the error is returned.
   virtual Status Seal(ResourceKind kind, std::string_view name,
                       std::string_view reason) = 0;
   // Unwraps the DEK again; I/O works on open handles.

@@ -247,7 +247,8 @@ class KeyStore {
   // For each query, OK if that identity could unwrap with that version now,
   // else KeyUnavailable naming the reason ("key version disabled", "expired",
   // "not yet valid", "key deleted", "identity lacks unwrapKey"). One read
-  // transaction for all queries; not audited.
+  // transaction for all queries; not audited. When that transaction fails,
+  // every answer is IOError "keystore unreadable: ..." (no verdict on keys).
   virtual std::vector<Status> CheckUsable(
       std::span<const UsabilityQuery> queries) = 0;
 };

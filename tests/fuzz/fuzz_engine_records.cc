@@ -1,7 +1,8 @@
 // Fuzzes the disk engine's LMDB record decoders (fs/engine/records.h) and the
 // key ids stored inside them. The first byte selects the decoder. Invariants:
 // no crash or sanitizer report, failures are Corruption (InvalidArgument for
-// names and key ids), and decoded records re-encode canonically.
+// names and key ids, NotSupported for a format version this build does not
+// read), and decoded records re-encode canonically.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -44,7 +45,7 @@ void KeyIdRoundTrip(std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   std::string_view value(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
     case 0: {
       RoundTrip(value, efs::DecodeResource, efs::EncodeResource);
       auto r = efs::DecodeResource(value);
@@ -100,6 +101,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(value.find('/') == std::string_view::npos,
                    "a name with a slash was accepted");
         FUZZ_CHECK(value != "." && value != "..", "a dot name was accepted");
+      }
+      break;
+    }
+    case 6: {
+      auto f = efs::DecodeFormatRecord(value);
+      if (f.ok()) {
+        FUZZ_CHECK(efs::EncodeFormatRecord(*f) == value,
+                   "format record not canonical");
+        FUZZ_CHECK(f->extent_size == efs::kExtentSize &&
+                       f->sector_size == efs::kSectorBytes,
+                   "format record with another geometry accepted");
+      } else {
+        FUZZ_CHECK(f.status().kind() == cmkfs::ErrorKind::kCorruption ||
+                       f.status().kind() == cmkfs::ErrorKind::kNotSupported,
+                   "format record failed with a kind other than Corruption "
+                   "or NotSupported");
       }
       break;
     }

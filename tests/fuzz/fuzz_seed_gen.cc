@@ -82,6 +82,12 @@ void KeystoreSeeds() {
   a.entry.result = "denied: no unwrapKey permission";
   a.key_name = "k1";
   Put("keystore_records", "audit", 3, ks::EncodeAudit(a));
+
+  ks::KdfRecord kdf;
+  kdf.salt = std::vector<uint8_t>(16, 0xa5);
+  Put("keystore_records", "kdf", 4, ks::EncodeKdf(kdf));
+  Put("keystore_records", "format", 5, ks::EncodeFormat(ks::kFormatVersion));
+  Put("keystore_records", "counter", 6, ks::EncodeCounter(123456789));
 }
 
 void EngineSeeds() {
@@ -123,6 +129,7 @@ void EngineSeeds() {
   Put("engine_records", "keyid", 5, "cmk://vault1/keys/k1/0123456789abcdef");
   Put("engine_records", "keyid_versionless", 5, "cmk://vault1/keys/k1");
   Put("engine_records", "name", 5, "my-disk_01.raw");
+  Put("engine_records", "format", 6, efs::EncodeFormatRecord({}));
 }
 
 void ControlSeeds() {

@@ -170,5 +170,62 @@ TEST_F(EngineKeysTest, OpenFailsWhileKeyVersionDisabled) {
   EXPECT_HAS_SUBSTR(h.status().message(), "disk d");
 }
 
+TEST_F(EngineKeysTest, RotationRewrapsOpenDiskWhoseOldVersionIsDisabled) {
+  auto v1 = MakeKey("v1", "k1");
+  MakeDes("des1", "v1", "k1");
+  MakeDisk("open", 1 << 20, "des1");
+  MakeDisk("closed", 1 << 20, "des1");
+  auto h = OpenDisk("open");
+  WriteAll(*h, 0, Pattern(8192, 6));
+  // Rotate, then disable the old version at once: the open disk's DEK is in
+  // memory, so its re-wrap does not need the disabled version.
+  auto v2 = NewVersion("v1", "k1", 1);
+  keystore::AttributeUpdate off;
+  off.enabled = false;
+  ASSERT_TRUE(ks_->UpdateKeyAttributes("", v1, off).ok());
+  auto des = engine_->UpdateDes("des1", v2, std::nullopt);
+  // The closed disk can only be unwrapped with the disabled version.
+  ASSERT_FALSE(des.ok());
+  ASSERT_OK_AND_ASSIGN(auto open_info,
+                       engine_->Get(ResourceKind::kDisk, "open"));
+  EXPECT_EQ(open_info.key_id, v2);
+  ASSERT_OK_AND_ASSIGN(auto closed_info,
+                       engine_->Get(ResourceKind::kDisk, "closed"));
+  EXPECT_EQ(closed_info.key_id, v1);
+  ASSERT_OK_AND_ASSIGN(auto pending, engine_->GetDes("des1"));
+  EXPECT_HAS_SUBSTR(pending.rotation_error, "closed");
+  // The re-wrapped disk opens with the new version alone.
+  h.reset();
+  Reopen();
+  auto again = OpenDisk("open");
+  EXPECT_EQ(ReadAll(*again, 0, 8192), Pattern(8192, 6));
+  // Enabling v1 lets the rotation finish and clears the error.
+  keystore::AttributeUpdate on;
+  on.enabled = true;
+  ASSERT_TRUE(ks_->UpdateKeyAttributes("", v1, on).ok());
+  ASSERT_OK_AND_ASSIGN(auto done, engine_->UpdateDes("des1", v2, std::nullopt));
+  EXPECT_EQ(done.key_id, v2);
+  EXPECT_TRUE(done.rotation_error.empty());
+}
+
+TEST_F(EngineKeysTest, RotationErrorIsRecordedUntilTheNextRotation) {
+  MakeKey("v1", "k1");
+  MakeDes("des1", "v1", "k1");
+  MakeDisk("d", 1 << 20, "des1");
+  ASSERT_OK(engine_->SetDesRotationError("des1", "auto-rotation failed: x"));
+  ASSERT_OK_AND_ASSIGN(auto des, engine_->GetDes("des1"));
+  EXPECT_EQ(des.rotation_error, "auto-rotation failed: x");
+  Reopen();  // persisted in the DES record
+  ASSERT_OK_AND_ASSIGN(des, engine_->GetDes("des1"));
+  EXPECT_EQ(des.rotation_error, "auto-rotation failed: x");
+  EXPECT_EQ(engine_->SetDesRotationError("nope", "x").kind(),
+            ErrorKind::kNotFound);
+  auto v2 = NewVersion("v1", "k1", 1);
+  ASSERT_OK_AND_ASSIGN(des, engine_->UpdateDes("des1", v2, std::nullopt));
+  EXPECT_TRUE(des.rotation_error.empty());
+  ASSERT_OK_AND_ASSIGN(des, engine_->GetDes("des1"));
+  EXPECT_TRUE(des.rotation_error.empty());
+}
+
 }  // namespace
 }  // namespace cmkfs::fs::testing

@@ -170,5 +170,36 @@ TEST_F(RotationTest, LostGetPermissionIsARotationErrorNotASeal) {
   ExpectPattern(*handle_, 3);
 }
 
+TEST_F(RotationTest, FailedRewrapIsShownOnTheDesUntilARotationSucceeds) {
+  auto watcher = MakeWatcher();
+  Poll(*watcher);
+  // Without wrapKey the identity still unwraps (no seal) but cannot re-wrap.
+  CMKFS_ASSERT_OK(
+      Grant(auto_des_.identity,
+            keystore::Permission::kGet | keystore::Permission::kUnwrapKey));
+  keystore::KeyVersionInfo v2 = CMKFS_VALUE(ks_->RotateKey("", "vlt", "k"));
+  Result<PollReport> r = watcher->PollOnce();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->rotated_des.empty());
+  EXPECT_TRUE(r->sealed.empty());
+  DesInfo des = CMKFS_VALUE(engine_->GetDes("auto"));
+  EXPECT_NE(des.rotation_error.find("auto-rotation"), std::string::npos)
+      << "rotation_error: '" << des.rotation_error << "'";
+  EXPECT_NE(des.rotation_error.find("wrapKey"), std::string::npos)
+      << "rotation_error: '" << des.rotation_error << "'";
+  EXPECT_EQ(DiskKey("d1"), key());
+  // Granted again: the next poll rotates and the error is gone.
+  CMKFS_ASSERT_OK(
+      Grant(auto_des_.identity,
+            keystore::Permission::kGet | keystore::Permission::kWrapKey |
+                static_cast<uint32_t>(keystore::Permission::kUnwrapKey)));
+  PollReport ok = Poll(*watcher);
+  EXPECT_EQ(ok.rotated_des, std::vector<std::string>{"auto"});
+  des = CMKFS_VALUE(engine_->GetDes("auto"));
+  EXPECT_EQ(des.rotation_error, "");
+  EXPECT_EQ(DiskKey("d1"), v2.id);
+  ExpectPattern(*handle_, 3);
+}
+
 }  // namespace
 }  // namespace cmkfs::fs::testing

@@ -1,5 +1,8 @@
 // Every trigger of issue 6 seals a customer-key disk on the next poll, and
 // its reversal unseals it with I/O working again on the same open handle.
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "watcher_fixture.h"
@@ -274,6 +277,25 @@ TEST_F(SealTest, SealedStateSurvivesRestartAndUnsealsAfterIt) {
   EXPECT_EQ(r.unsealed, std::vector<std::string>{"disks/d1"});
   handle_ = CMKFS_VALUE(engine_->Open(ResourceKind::kDisk, "d1", false));
   ExpectPattern(*handle_, 1);
+}
+
+TEST_F(SealTest, EachSealIsLoggedOnceWithItsReason) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  auto logger = spdlog::default_logger();
+  logger->sinks().push_back(sink);
+  CMKFS_ASSERT_OK(SetEnabled(false));
+  PollReport r = Poll(*watcher_);
+  logger->sinks().pop_back();
+  ASSERT_EQ(r.sealed, std::vector<std::string>{"disks/d1"});
+  int lines = 0;
+  for (const std::string& line : sink->last_formatted()) {
+    if (line.find("sealed") != std::string::npos &&
+        line.find("d1") != std::string::npos) {
+      ++lines;
+      EXPECT_NE(line.find("disabled"), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(lines, 1) << "the seal of d1 was logged " << lines << " times";
 }
 
 }  // namespace
