@@ -2,30 +2,85 @@
 # Installs what is needed, builds cmkfs and runs every test. This is the
 # second command of the README and exactly what CI runs.
 #
-#   tests/run-all.sh                 build in build/ and run the whole suite
-#   tests/run-all.sh --asan          same, in build-asan/ with ASan+UBSan
-#   tests/run-all.sh --tsan          engine, keystore and core tests under TSan
+#   tests/run-all.sh            everything CI runs, in three builds:
+#                                 build-asan/  ASan+UBSan: the whole suite except
+#                                              the two parts that need the
+#                                              shipped binaries (below)
+#                                 build/       release: the packages (.deb,
+#                                              .rpm) and the benchmark smoke run
+#                                 build-tsan/  TSan: the engine and watcher tests
+#   tests/run-all.sh --release  the whole suite on the release build only (the
+#                               quick local loop)
+#   tests/run-all.sh --asan     only the ASan+UBSan part
+#   tests/run-all.sh --tsan     only the TSan part
 #   CMKFS_LONG_TESTS=1 tests/run-all.sh   the long variants (crash loops, model
-#                                    test, soak) instead of the CI-sized ones
+#                               test, fuzzing, soak) instead of the CI-sized ones
+#
+# Each part prints ctest's summary; the script fails if any part fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build_dir=build
-cmake_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
-ctest_flags=()
+# Tests that need the binaries as shipped: packages are built from the release
+# tree, and the benchmark smoke run times the release daemon. Every other test
+# runs under ASan+UBSan.
+release_only='^(packaging\.(deb|rpm)|bench\.quick)$'
+
+parts=(asan release-only tsan)
 case "${1:-}" in
   "") ;;
-  --asan) build_dir=build-asan; cmake_flags+=(-DCMKFS_ASAN=ON) ;;
-  --tsan) build_dir=build-tsan; cmake_flags+=(-DCMKFS_TSAN=ON)
-          ctest_flags+=(-L 'core|keystore|engine|watcher') ;;
-  *) echo "run-all.sh: unknown option '$1'; accepted: --asan, --tsan" >&2; exit 2 ;;
+  --release) parts=(release) ;;
+  --asan) parts=(asan) ;;
+  --tsan) parts=(tsan) ;;
+  *) echo "run-all.sh: unknown option '$1'; accepted: --release, --asan, --tsan" >&2
+     exit 2 ;;
 esac
 
 packaging/install-deps.sh
 scripts/check-format.sh
 # Let ccache reuse objects across checkouts in different directories.
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-cmake -S . -B "$build_dir" "${cmake_flags[@]}" >/dev/null
-cmake --build "$build_dir" -j"$(nproc)"
-cd "$build_dir"
-ctest --output-on-failure --timeout 900 "${ctest_flags[@]}"
+# A sanitizer report fails the test that triggered it.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+build() { # DIR CMAKE_FLAGS...
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+}
+
+run_ctest() { # DIR TITLE CTEST_ARGS...
+  local dir=$1 title=$2
+  shift 2
+  echo "=== $title"
+  (cd "$dir" && ctest --output-on-failure --timeout 900 "$@")
+}
+
+failed=()
+for part in "${parts[@]}"; do
+  case "$part" in
+    release)
+      build build
+      run_ctest build "whole suite, release build" || failed+=(release) ;;
+    release-only)
+      build build
+      run_ctest build "packages and benchmark smoke run, release build" \
+        -R "$release_only" || failed+=(release) ;;
+    asan)
+      build build-asan -DCMKFS_ASAN=ON
+      run_ctest build-asan "whole suite under ASan+UBSan" -E "$release_only" ||
+        failed+=(asan) ;;
+    tsan)
+      build build-tsan -DCMKFS_TSAN=ON
+      run_ctest build-tsan "engine and watcher tests under TSan" \
+        -L 'engine|watcher' || failed+=(tsan) ;;
+  esac
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "run-all.sh: failed: ${failed[*]}" >&2
+  exit 1
+fi
+echo "run-all.sh: all parts passed: ${parts[*]}"

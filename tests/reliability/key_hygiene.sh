@@ -16,10 +16,9 @@
 #  5. The log never shows the DEK (hex either case, base64) nor the private
 #     key; no state file holds the raw DEK, its halves, the private key DER
 #     or its prime factor.
-# The non-dumpable flag is not checked: on the CI kernel (6.18) a root
-# reader without CAP_SYS_PTRACE can read /proc/PID/environ and mem even of a
-# process that called PR_SET_DUMPABLE 0, so no outside check can tell
-# (docs/reliability.md).
+# The non-dumpable flag is checked by non_dumpable.sh (no core dump), not
+# here: on the CI kernel (6.18) root reads /proc/PID/mem of a non-dumpable
+# process anyway.
 # Usage: key_hygiene.sh CMKFS CMKCTL FSX CRASH_WRITER (dek_probe and memscan
 # are found next to CRASH_WRITER).
 # shellcheck source=tests/reliability/lib.sh
