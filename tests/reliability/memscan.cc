@@ -3,11 +3,13 @@
 // target set PR_SET_DUMPABLE to 0).
 //   memscan PID HEX [HEX...]
 // Prints one line per needle: "HEX_PREFIX... found N times" with the
-// mapping of each hit, and "regions=R bytes=B unreadable=U". Exit 0 when no
+// mapping of each hit, and "regions=R bytes=B unreadable=U skipped=S"
+// (mappings over 1 TiB, i.e. a sanitizer's shadow, are skipped). Exit 0 when no
 // needle was found, 1 when one was, 2 on error.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +20,9 @@
 #include <vector>
 
 namespace {
+
+// No real mapping of the daemon comes near this; sanitizer shadows do.
+constexpr uint64_t kMaxMappingBytes = 1ull << 40;
 
 std::vector<uint8_t> FromHex(const std::string& h) {
   std::vector<uint8_t> out;
@@ -60,9 +65,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<uint64_t> hits(needles.size(), 0);
-  uint64_t regions = 0, bytes = 0, unreadable = 0;
+  uint64_t regions = 0, bytes = 0, unreadable = 0, skipped = 0;
+  size_t overlap = 0;
+  for (const auto& nd : needles) overlap = std::max(overlap, nd.size() - 1);
+  // Read each mapping in chunks; consecutive chunks overlap by one needle
+  // length less one byte, so a needle across a chunk boundary is still found
+  // (once: hits must start in the new part of a chunk).
+  constexpr uint64_t kChunk = 16u << 20;
+  std::vector<uint8_t> buf(kChunk + overlap);
   std::string line;
-  std::vector<uint8_t> buf;
   while (std::getline(maps, line)) {
     std::istringstream ls(line);
     std::string range, perms;
@@ -71,29 +82,47 @@ int main(int argc, char** argv) {
     uint64_t lo = std::stoull(range.substr(0, range.find('-')), nullptr, 16);
     uint64_t hi = std::stoull(range.substr(range.find('-') + 1), nullptr, 16);
     if (line.find("[vvar]") != std::string::npos) continue;
-    buf.resize(hi - lo);
-    ssize_t n = pread(mem, buf.data(), buf.size(), static_cast<off_t>(lo));
-    if (n <= 0) {
-      ++unreadable;
+    if (hi - lo > kMaxMappingBytes) {
+      // A sanitizer's shadow (ASan reserves ~14 TiB, MAP_NORESERVE): shadow
+      // bytes describe memory, they never hold a copy of it.
+      ++skipped;
+      std::printf("skipped %" PRIu64 " GiB mapping (sanitizer shadow): %s\n",
+                  (hi - lo) >> 30, line.c_str());
       continue;
     }
-    ++regions;
-    bytes += static_cast<uint64_t>(n);
-    for (size_t k = 0; k < needles.size(); ++k) {
-      const auto& nd = needles[k];
-      const uint8_t* p = buf.data();
-      const uint8_t* end = buf.data() + n;
-      while (p < end) {
-        const void* f =
-            memmem(p, static_cast<size_t>(end - p), nd.data(), nd.size());
-        if (!f) break;
-        ++hits[k];
-        uint64_t at = lo + static_cast<uint64_t>(
-                               static_cast<const uint8_t*>(f) - buf.data());
-        std::printf("hit: %s at 0x%" PRIx64 " in %s\n", names[k].c_str(), at,
-                    line.c_str());
-        p = static_cast<const uint8_t*>(f) + 1;
+    bool read_any = false;
+    for (uint64_t at = lo; at < hi; at += kChunk) {
+      const uint64_t start = at == lo ? lo : at - overlap;
+      const size_t want =
+          static_cast<size_t>(std::min(hi, at + kChunk) - start);
+      ssize_t n = pread(mem, buf.data(), want, static_cast<off_t>(start));
+      if (n <= 0) break;
+      read_any = true;
+      bytes += static_cast<uint64_t>(n) - (start == lo ? 0 : overlap);
+      const size_t fresh_from = start == lo ? 0 : overlap;
+      for (size_t k = 0; k < needles.size(); ++k) {
+        const auto& nd = needles[k];
+        const uint8_t* p = buf.data();
+        const uint8_t* end = buf.data() + n;
+        while (p < end) {
+          const void* f =
+              memmem(p, static_cast<size_t>(end - p), nd.data(), nd.size());
+          if (!f) break;
+          const size_t off =
+              static_cast<size_t>(static_cast<const uint8_t*>(f) - buf.data());
+          p = static_cast<const uint8_t*>(f) + 1;
+          if (off + nd.size() <= fresh_from) continue;  // seen in last chunk
+          ++hits[k];
+          std::printf("hit: %s at 0x%" PRIx64 " in %s\n", names[k].c_str(),
+                      start + off, line.c_str());
+        }
       }
+      if (static_cast<size_t>(n) < want) break;
+    }
+    if (read_any) {
+      ++regions;
+    } else {
+      ++unreadable;
     }
   }
   close(mem);
@@ -102,7 +131,8 @@ int main(int argc, char** argv) {
     std::printf("%s found %" PRIu64 " times\n", names[k].c_str(), hits[k]);
     any = any || hits[k] > 0;
   }
-  std::printf("regions=%" PRIu64 " bytes=%" PRIu64 " unreadable=%" PRIu64 "\n",
-              regions, bytes, unreadable);
+  std::printf("regions=%" PRIu64 " bytes=%" PRIu64 " unreadable=%" PRIu64
+              " skipped=%" PRIu64 "\n",
+              regions, bytes, unreadable, skipped);
   return any ? 1 : 0;
 }
