@@ -5,6 +5,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "cmkfs/status.h"
 
 #define FUZZ_CHECK(cond, what)                                                 \
   do {                                                                         \
@@ -14,3 +18,20 @@
       std::abort();                                                            \
     }                                                                          \
   } while (0)
+
+// For an LMDB record decoder: a failure must be Corruption, and a decoded
+// record must re-encode canonically (Encode(Decode(Encode(Decode(x)))) ==
+// Encode(Decode(x))).
+template <typename Decode, typename Encode>
+void RoundTrip(std::string_view value, Decode decode, Encode encode) {
+  auto first = decode(value);
+  if (!first.ok()) {
+    FUZZ_CHECK(first.status().kind() == cmkfs::ErrorKind::kCorruption,
+               "decoder failed with a kind other than Corruption");
+    return;
+  }
+  std::string encoded = encode(*first);
+  auto second = decode(encoded);
+  FUZZ_CHECK(second.ok(), "re-encoded record does not decode");
+  FUZZ_CHECK(encode(*second) == encoded, "encoding is not canonical");
+}

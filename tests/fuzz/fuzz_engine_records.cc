@@ -17,20 +17,6 @@ namespace efs = cmkfs::fs;
 
 namespace {
 
-template <typename Decode, typename Encode>
-void RoundTrip(std::string_view value, Decode decode, Encode encode) {
-  auto first = decode(value);
-  if (!first.ok()) {
-    FUZZ_CHECK(first.status().kind() == cmkfs::ErrorKind::kCorruption,
-               "decoder failed with a kind other than Corruption");
-    return;
-  }
-  std::string encoded = encode(*first);
-  auto second = decode(encoded);
-  FUZZ_CHECK(second.ok(), "re-encoded record does not decode");
-  FUZZ_CHECK(encode(*second) == encoded, "encoding is not canonical");
-}
-
 void KeyIdRoundTrip(std::string_view text) {
   auto id = cmkfs::keystore::KeyId::Parse(text);
   if (!id.ok()) return;

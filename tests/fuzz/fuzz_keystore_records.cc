@@ -14,24 +14,6 @@
 
 namespace ks = cmkfs::keystore;
 
-namespace {
-
-template <typename Decode, typename Encode>
-void RoundTrip(std::string_view value, Decode decode, Encode encode) {
-  auto first = decode(value);
-  if (!first.ok()) {
-    FUZZ_CHECK(first.status().kind() == cmkfs::ErrorKind::kCorruption,
-               "decoder failed with a kind other than Corruption");
-    return;
-  }
-  std::string encoded = encode(*first);
-  auto second = decode(encoded);
-  FUZZ_CHECK(second.ok(), "re-encoded record does not decode");
-  FUZZ_CHECK(encode(*second) == encoded, "encoding is not canonical");
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   std::string_view value(reinterpret_cast<const char*>(data) + 1, size - 1);
