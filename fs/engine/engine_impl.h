@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -184,6 +185,12 @@ class EngineImpl : public Engine {
   Status CheckBackingSpace();
   // Whether the backing filesystem is at or below its reserve (statvfs now).
   bool BackingFull();
+  struct BackingSpace {
+    uint64_t avail = 0;    // bytes an unprivileged writer may still use
+    uint64_t reserve = 0;  // bytes kept for metadata
+  };
+  // statvfs of the backing directory now; nullopt when statvfs fails.
+  std::optional<BackingSpace> ReadBackingSpace() const;
   void MarkSlotRewritten(uint64_t slot);
   Result<uint64_t> NextMappedCandidate(uint64_t rid, uint64_t idx);
   int64_t PendingCount(uint64_t rid);

@@ -141,19 +141,25 @@ Result<ExtEntry> EngineImpl::Lookup(const ExtKey& k) {
 
 namespace {
 constexpr uint32_t kAllocsPerSpaceCheck = 16;  // 1 MiB of new extents
-
-uint64_t ReserveFor(const struct statvfs& vfs, uint64_t configured) {
-  if (configured > 0) return configured;
-  uint64_t capacity = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
-  return std::clamp<uint64_t>(capacity / 100, 4ull << 20, 1ull << 30);
-}
 }  // namespace
 
-bool EngineImpl::BackingFull() {
+std::optional<EngineImpl::BackingSpace> EngineImpl::ReadBackingSpace() const {
   struct statvfs vfs {};
-  if (::statvfs(options_.dir.c_str(), &vfs) != 0) return false;
-  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  return avail <= ReserveFor(vfs, options_.backing_reserve_bytes);
+  if (::statvfs(options_.dir.c_str(), &vfs) != 0) return std::nullopt;
+  BackingSpace space;
+  space.avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  space.reserve = options_.backing_reserve_bytes;
+  if (space.reserve == 0) {
+    uint64_t capacity = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+    space.reserve =
+        std::clamp<uint64_t>(capacity / 100, 4ull << 20, 1ull << 30);
+  }
+  return space;
+}
+
+bool EngineImpl::BackingFull() {
+  std::optional<BackingSpace> space = ReadBackingSpace();
+  return space && space->avail <= space->reserve;
 }
 
 Status EngineImpl::CheckBackingSpace() {
@@ -161,10 +167,9 @@ Status EngineImpl::CheckBackingSpace() {
     return Status::Ok();
   }
   allocs_since_space_check_ = 0;
-  struct statvfs vfs {};
-  if (::statvfs(options_.dir.c_str(), &vfs) != 0) return Status::Ok();
-  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  uint64_t reserve = ReserveFor(vfs, options_.backing_reserve_bytes);
+  std::optional<BackingSpace> space = ReadBackingSpace();
+  if (!space) return Status::Ok();
+  const uint64_t avail = space->avail, reserve = space->reserve;
   // Short: less than the reserve plus what a burst of unchecked
   // allocations may take from several threads.
   space_short_ = avail < reserve + 4 * kAllocsPerSpaceCheck * kExtentSize;
