@@ -1,12 +1,18 @@
 #!/usr/bin/python3
 """Turns the raw results of tests/bench/run.sh into the Markdown report.
 
-Reads RESULTS/{fio-*.json,cpu-*.txt,qemu-*.txt,rss-*.txt,machine.txt}, prints
-the tables, the ratios and the issue 9 target checks (PASS/FAIL lines) on
-stdout. Exit status 0; with --require-all, 3 when a system that was run lacks a
-figure (the missing ones are listed on stderr).
+Reads RESULTS/{fio-*.json[.gz],cpu-*.txt,qemu-*.txt,rss-*.txt,machine.txt,
+failures.txt}, prints the tables, the ratios and one PASS/FAIL line per issue 9
+target on stdout. Every figure of every system that was run must be there:
+each missing one gets a line "missing figure: SYSTEM: JOB: REASON" on stderr.
+
+Exit status: 0 when every figure is there (whatever the targets say); 3 when a
+figure is missing; 4 with --enforce when every figure is there but a target is
+missed (FAIL) or not checked (SKIP: a system it needs was not run); 2 for a
+usage error.
 """
 import argparse
+import gzip
 import json
 import os
 import re
@@ -34,31 +40,50 @@ MIB = 1 << 20
 
 
 def read_text(path):
+    """The file's text, or of PATH.gz when only the compressed copy is there
+    (run.sh --record keeps fio's JSON gzipped), or None."""
     try:
         with open(path) as f:
             return f.read()
     except OSError:
+        pass
+    try:
+        with gzip.open(path + ".gz", "rt") as f:
+            return f.read()
+    except (OSError, EOFError, UnicodeDecodeError):
         return None
+
+
+def parse_fio(text, name, side):
+    """(bytes per second, IOPS) of one fio job's JSON, or the reason there is
+    no figure."""
+    if text is None:
+        return f"{name} not found"
+    if "{" not in text:
+        return f"{name} holds no JSON"
+    try:
+        doc = json.loads(text[text.index("{"):])
+        first = doc["jobs"][0]
+        stats = first[side]
+        bw, iops, moved = float(stats["bw_bytes"]), float(stats["iops"]), stats.get("io_bytes", 0)
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        return f"{name} is not fio JSON with jobs[0].{side} ({type(e).__name__})"
+    if first.get("error", 0):
+        return f"fio reported error {first['error']} in {name}"
+    if moved <= 0:
+        return f"fio moved no bytes ({side}) in {name}"
+    return bw, iops
 
 
 def load_fio(results, tag, job, side):
-    """(bytes per second, IOPS) of one fio job, or None."""
-    text = read_text(os.path.join(results, f"fio-{tag}-{job}.json"))
-    if not text or "{" not in text:
-        return None
-    try:
-        doc = json.loads(text[text.index("{"):])
-        stats = doc["jobs"][0][side]
-    except (ValueError, KeyError, IndexError):
-        return None
-    if doc["jobs"][0].get("error", 0) or stats.get("io_bytes", 0) <= 0:
-        return None
-    return float(stats["bw_bytes"]), float(stats["iops"])
+    """(bytes per second, IOPS) of one fio job, or the reason (a str)."""
+    name = f"fio-{tag}-{job}.json"
+    return parse_fio(read_text(os.path.join(results, name)), name, side)
 
 
 def fio_figure(results, tag, job, side, unit):
     got = load_fio(results, tag, job, side)
-    if got is None:
+    if isinstance(got, str):
         return None
     bw, iops = got
     return bw / 1e6 if unit == "MB/s" else iops
@@ -81,7 +106,7 @@ def cpu_window(results, name):
 def cpu_per_gib_fio(results, tag, job, side):
     window = cpu_window(results, f"{tag}-{job}")
     got = load_fio(results, tag, job, side)
-    if window is None or got is None or got[0] <= 0:
+    if window is None or isinstance(got, str) or got[0] <= 0:
         return None
     cpu, wall = window
     return cpu / (got[0] * wall / GIB)
@@ -132,26 +157,67 @@ def table(header, rows):
     return "\n".join(out)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--results", required=True)
-    parser.add_argument("--require-all", action="store_true")
-    args = parser.parse_args()
+class Missing:
+    """The figures a run lacks, each with the system, the job and why."""
+
+    def __init__(self, results):
+        self.items = []
+        self.step_failures = {}
+        for line in (read_text(os.path.join(results, "failures.txt")) or "").splitlines():
+            system, _, _ = line.partition(":")
+            self.step_failures.setdefault(system.strip(), line.strip())
+
+    def add(self, system, job, reason):
+        step = self.step_failures.get(system)
+        if step:
+            reason += f" (run.sh: {step})"
+        self.items.append(f"missing figure: {system}: {job}: {reason}")
+
+
+def file_reason(results, name, what):
+    if read_text(os.path.join(results, name)) is None:
+        return f"{name} not found"
+    return f"{name} holds no {what}"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", required=True, help="directory run.sh wrote (or a recorded docs/bench/RUN)")
+    parser.add_argument("--enforce", action="store_true",
+                        help="exit 4 when a target is missed or not checked (release checks, idle machine)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     res = args.results
+    if not os.path.isdir(res):
+        print(f"report.py: --results {res} is not a directory; expected the results directory of run.sh", file=sys.stderr)
+        return 2
 
     machine = {}
+    notes = []
     for line in (read_text(os.path.join(res, "machine.txt")) or "").splitlines():
         key, _, value = line.partition("=")
-        machine[key] = value
+        if key == "note":
+            notes.append(value)
+        else:
+            machine[key] = value
     ran = set(machine.get("systems", "raw,bindfs,gocryptfs,cmkfs,luks").split(","))
     file_mib = int(machine.get("file_mib", "1024"))
     qemu_mib = int(machine.get("qemu_mib", "1000"))
     cache_mib = float(machine.get("cache_mib", "32"))
-    missing = []
+    missing = Missing(res)
     out = []
 
     out.append(f"### Run {machine.get('date', '?')} ({machine.get('mode', '?')})")
     out.append("")
+    if machine.get("recorded"):
+        link = machine["recorded"] + "/"
+        out.append(f"- recorded by `tests/bench/run.sh {machine.get('args', '')}`; raw results "
+                   f"(fio JSON, qemu-io output, CPU and RSS samples): [{link}]({link})")
+    for note in notes:
+        out.append(f"- note: {note}")
     out.append(f"- machine: {machine.get('nproc', '?')} CPUs, {machine.get('cpu', '?')} "
                f"({machine.get('aes', '?')}), {machine.get('mem', '?')} RAM, "
                f"kernel {machine.get('kernel', '?')}, backing fs {machine.get('fs', '?')}")
@@ -171,7 +237,7 @@ def main():
         for job, side, _, unit in JOBS:
             fio[(tag, job)] = fio_figure(res, tag, job, side, unit)
             if tag in ran and fio[(tag, job)] is None:
-                missing.append(f"fio {job} on {tag}")
+                missing.add(tag, f"fio {job}", load_fio(res, tag, job, side))
     header = ["fio"] + [f"{label} {unit}" for _, _, label, unit in JOBS]
     rows = []
     for tag, label in FIO_SYSTEMS:
@@ -188,7 +254,8 @@ def main():
         for op in ("write", "read"):
             qemu[(system, op)] = qemu_mib_s(res, system, op)
             if system in ran and qemu[(system, op)] is None:
-                missing.append(f"qemu-io {op} on {system}")
+                missing.add(system, f"qemu-io {op}",
+                            file_reason(res, f"qemu-{system}-{op}.txt", "qemu-io rate"))
     rows = [[label, fmt(qemu[(s, "write")], "MiB/s"), fmt(qemu[(s, "read")], "MiB/s")]
             for s, label in QEMU_SYSTEMS]
     for peer, label in (("luks", "QEMU LUKS"), ("raw", "raw")):
@@ -206,7 +273,9 @@ def main():
         for job, side, _, _ in JOBS:
             value = cpu_per_gib_fio(res, tag, job, side)
             if value is None and tag in ("cmkfs", "gocryptfs"):
-                missing.append(f"CPU per GiB for fio {job} on {tag}")
+                missing.add(tag, f"daemon CPU per GiB during fio {job}",
+                            file_reason(res, f"cpu-{tag}-{job}.txt", "CPU sample")
+                            if cpu_window(res, f"{tag}-{job}") is None else "no fio figure")
             cells.append(fmt(value, "cpu"))
         for op in ("write", "read"):
             value = None
@@ -215,7 +284,8 @@ def main():
                 if window is not None:
                     value = window[0] / (qemu_mib / 1024)
                 else:
-                    missing.append(f"CPU per GiB for qemu-io {op} on cmkfs")
+                    missing.add(tag, f"daemon CPU per GiB during qemu-io {op}",
+                                file_reason(res, f"cpu-cmkfs-qemu-{op}.txt", "CPU sample"))
             cells.append(fmt(value, "cpu"))
         rows.append([label] + cells)
     out.append(table(["daemon CPU s/GiB"] + [label for _, _, label, _ in JOBS]
@@ -228,13 +298,14 @@ def main():
     rss_big = rss_mib(res, "cmkfs16-fio")
     rss_go = rss_mib(res, "gocryptfs")
     if "cmkfs" in ran:
-        for name, value in (("peak RSS after fio", rss_fio), ("peak RSS after the run", rss_all),
-                            ("peak RSS with the 16x disk", rss_big)):
+        for name, file, value in (("peak RSS after fio", "cmkfs-fio", rss_fio),
+                                  ("peak RSS after the run", "cmkfs-all", rss_all),
+                                  ("peak RSS with the 16x disk", "cmkfs16-fio", rss_big)):
             if value is None:
-                missing.append(f"cmkfs {name}")
+                missing.add("cmkfs", name, file_reason(res, f"rss-{file}.txt", "VmHWM figure"))
         for job, side, _, unit in JOBS:
             if fio_figure(res, "cmkfs16", job, side, unit) is None:
-                missing.append(f"fio {job} on the 16x cmkfs disk")
+                missing.add("cmkfs", f"fio {job} on the 16x disk", load_fio(res, "cmkfs16", job, side))
 
     def mib(v):
         return "—" if v is None else f"{v:.1f}"
@@ -248,11 +319,11 @@ def main():
     out.append(table(["daemon peak RSS (VmHWM)", "MiB"], rows))
     big_row = [fmt(fio_figure(res, "cmkfs16", j, s, u), u) for j, s, _, u in JOBS]
     out.append("")
-    out.append(table([f"fio on the 16x cmkfs disk"] + [f"{label} {unit}" for _, _, label, unit in JOBS],
+    out.append(table(["fio on the 16x cmkfs disk"] + [f"{label} {unit}" for _, _, label, unit in JOBS],
                      [["cmkfs, 16x disk"] + big_row]))
     out.append("")
 
-    # Targets (issue 9), informational.
+    # Targets (issue 9; docs/BENCHMARKS.md).
     checks = []
 
     def check(name, value, limit, cmp=">=", needs=("cmkfs",)):
@@ -278,22 +349,25 @@ def main():
               needs=("cmkfs", "luks"))
     check("daemon peak RSS after the whole run", rss_all, 64 + cache_mib, "<=")
     flat_limit = None if rss_fio is None else rss_fio + max(4.0, 0.1 * rss_fio)
-    if "cmkfs" not in ran:
-        checks.append("- SKIP daemon RSS flat with a 16x disk: not run (cmkfs)")
-    elif flat_limit is None:
-        checks.append("- FAIL daemon RSS flat with a 16x disk: no figure")
+    flat = "daemon peak RSS flat with a 16x disk (1x peak + max(4 MiB, 10%))"
+    if flat_limit is None:
+        check(flat, None, 0, "<=")  # no 1x figure: no bound, FAIL "no figure"
     else:
-        check("daemon peak RSS flat with a 16x disk (1x peak + max(4 MiB, 10%))", rss_big,
-              flat_limit, "<=")
-    out.append("Targets (issue 9, from this run):")
+        check(flat, rss_big, flat_limit, "<=")
+    passed = sum(1 for c in checks if c.startswith("- PASS"))
+    out.append(f"Targets (issue 9, from this run): {passed} of {len(checks)} PASS")
     out.append("")
     out.extend(checks)
 
     print("\n".join(out))
-    if missing:
-        print("missing figures: " + "; ".join(missing), file=sys.stderr)
-        if args.require_all:
-            return 3
+    for line in missing.items:
+        print(line, file=sys.stderr)
+    if missing.items:
+        return 3
+    if args.enforce and passed < len(checks):
+        print(f"report.py --enforce: {len(checks) - passed} of {len(checks)} targets not met "
+              "(FAIL or SKIP lines above)", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -2,23 +2,33 @@
 # Side-by-side benchmark of cmkfs against its peers (issue 9); see
 # docs/BENCHMARKS.md for what it measures and how to read the table.
 #
-#   tests/bench/run.sh [--quick] [--keep] [--record] [--bin-dir DIR]
-#                      [--systems LIST] [--work-dir DIR]
+#   tests/bench/run.sh [--quick] [--keep] [--record] [--note TEXT] [--enforce]
+#                      [--bin-dir DIR] [--systems LIST] [--work-dir DIR]
 #
-# --quick     256 MiB files, 2 s jobs: a smoke run (ctest bench.quick). It fails
-#             unless every system produced every figure; targets stay
-#             informational.
+# --quick     256 MiB files, 2 s jobs: a smoke run (ctest bench.quick).
 # --keep      keep the work directory (images, fio JSON, logs) afterwards.
-# --record    append the results and machine notes to docs/BENCHMARKS.md.
+# --record    keep the raw results (fio JSON gzipped, qemu-io output, CPU and
+#             RSS samples, machine notes) in docs/bench/<UTC start time>/ and
+#             append the report made from that copy to docs/BENCHMARKS.md.
+#             Only a run where every step ran is recorded.
+# --note TEXT a note printed in the report (e.g. why the machine was loaded);
+#             may be repeated.
+# --enforce   also fail (exit 3) when a target is missed or not checked: the
+#             release check, on an idle machine. Without it a missed target is
+#             printed as FAIL and does not change the exit status.
 # --bin-dir   build tree holding fs/daemon/cmkfs and cli/cmkctl (default:
 #             $CMKFS_BIN_DIR, else build/ next to tests/).
 # --systems   comma list out of raw,bindfs,gocryptfs,cmkfs,luks (default: all).
 # --work-dir  parent directory of the work directory (default: /var/tmp when
 #             $TMPDIR or /tmp is a tmpfs, else $TMPDIR or /tmp).
 #
-# Exit status: 0 when every step ran (whatever the targets say), 1 when a step
-# failed (a system did not set up, a tool failed, a figure is missing), 2 for a
-# usage error.
+# Every system that is run must produce every figure: a missing one fails the
+# run with a line "missing figure: SYSTEM: JOB: REASON".
+#
+# Exit status: 0 when every step ran and every figure is there (whatever the
+# targets say without --enforce); 1 when a step failed (a system did not set
+# up, a tool failed, a figure is missing); 2 for a usage error; 3 with
+# --enforce when every figure is there but a target is not met.
 set -uo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +38,9 @@ PY=/usr/bin/python3
 quick=0
 keep=0
 record=0
+enforce=0
+notes_given=()
+shown_args=()
 bin_dir=${CMKFS_BIN_DIR:-$repo_dir/build}
 systems="raw,bindfs,gocryptfs,cmkfs,luks"
 work_parent=""
@@ -35,17 +48,23 @@ work_parent=""
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    --note) notes_given+=("${2:?--note needs a text}"); shown_args+=(--note TEXT); shift; shift; continue ;;
+    --note=*) notes_given+=("${1#*=}"); shown_args+=(--note TEXT); shift; continue ;;
+  esac
+  shown_args+=("$1")
+  case "$1" in
+    --enforce) enforce=1 ;;
     --quick) quick=1 ;;
     --keep) keep=1 ;;
     --record) record=1 ;;
-    --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift ;;
+    --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shown_args+=("$2"); shift ;;
     --bin-dir=*) bin_dir=${1#*=} ;;
-    --systems) systems=${2:?--systems needs a comma list}; shift ;;
+    --systems) systems=${2:?--systems needs a comma list}; shown_args+=("$2"); shift ;;
     --systems=*) systems=${1#*=} ;;
-    --work-dir) work_parent=${2:?--work-dir needs a directory}; shift ;;
+    --work-dir) work_parent=${2:?--work-dir needs a directory}; shown_args+=("$2"); shift ;;
     --work-dir=*) work_parent=${1#*=} ;;
     -h | --help) usage; exit 0 ;;
-    *) echo "run.sh: unknown argument '$1'; accepted: --quick --keep --record --bin-dir DIR --systems LIST --work-dir DIR" >&2; exit 2 ;;
+    *) echo "run.sh: unknown argument '$1'; accepted: --quick --keep --record --note TEXT --enforce --bin-dir DIR --systems LIST --work-dir DIR" >&2; exit 2 ;;
   esac
   shift
 done
@@ -69,6 +88,8 @@ failures=()
 fail_step() {
   log "FAILED: $*"
   failures+=("$*")
+  # report.py names the failed step next to the figures it cost.
+  [ -n "${results:-}" ] && printf '%s\n' "$*" >>"$results/failures.txt"
 }
 
 # --- tools -----------------------------------------------------------------
@@ -420,20 +441,68 @@ notes=$results/machine.txt
   echo "qemu_mib=$qemu_mib"
   echo "cache_mib=$cache_mib"
   echo "systems=$systems"
+  echo "args=${shown_args[*]}"
+  for n in "${notes_given[@]}"; do echo "note=${n//$'\n'/ }"; done
 } >"$notes"
 
-report_args=(--results "$results")
-[ "$quick" = 1 ] && report_args+=(--require-all)
+# --record: the report is made from the kept copy, so the entry in
+# docs/BENCHMARKS.md is exactly what report.py prints for docs/bench/<run>/.
+report_dir=$results record_dir="" record_rel=""
+max_record_bytes=$((1024 * 1024))
+if [ "$record" = 1 ]; then
+  if [ ${#failures[@]} -gt 0 ]; then
+    log "not recording: a step failed (listed below)"
+  else
+    record_rel=bench/$(date -u -d "$started" +%Y-%m-%dT%H%M%SZ)
+    record_dir=$repo_dir/docs/$record_rel
+    mkdir -p "$record_dir"
+    echo "recorded=$record_rel" >>"$notes"
+    for f in "$results"/fio-*.json; do
+      [ -f "$f" ] || continue
+      gzip -9n -c "$f" >"$record_dir/$(basename "$f").gz"
+    done
+    cp "$results"/machine.txt "$results"/cpu-*.txt "$results"/qemu-*.txt "$results"/rss-*.txt \
+      "$record_dir"/ 2>/dev/null
+    [ -f "$results/cmkfs-status.txt" ] && cp "$results/cmkfs-status.txt" "$record_dir"/
+    record_bytes=$(du -sb "$record_dir" | cut -f1)
+    if [ "$record_bytes" -gt "$max_record_bytes" ]; then
+      fail_step "record: $record_dir holds $record_bytes bytes (limit $max_record_bytes); not recorded"
+      rm -rf "$record_dir"
+      record_dir=""
+    else
+      report_dir=$record_dir
+      log "kept the raw results in $record_dir ($record_bytes bytes)"
+    fi
+  fi
+fi
+
+report_args=(--results "$report_dir")
+[ "$enforce" = 1 ] && report_args+=(--enforce)
 report=$work/report.md
-"$PY" "$bench_dir/report.py" "${report_args[@]}" >"$report"
+"$PY" -B "$bench_dir/report.py" "${report_args[@]}" >"$report" 2>"$work/report.err"
 report_rc=$?
 cat "$report"
-[ "$report_rc" -ne 0 ] && fail_step "report: missing figures (see above)"
+targets_missed=0
+case "$report_rc" in
+  0) ;;
+  3) # One line per missing figure, listed with the failed steps at the end.
+     while IFS= read -r line; do
+       [[ "$line" == "missing figure: "* ]] && failures+=("$line")
+     done <"$work/report.err" ;;
+  4) targets_missed=1; cat "$work/report.err" >&2 ;;
+  *) cat "$work/report.err" >&2
+     fail_step "report: report.py exited $report_rc: $(tail -1 "$work/report.err")" ;;
+esac
 
-if [ "$record" = 1 ]; then
-  doc=$repo_dir/docs/BENCHMARKS.md
-  { echo; cat "$report"; } >>"$doc"
-  log "appended the results to $doc"
+if [ -n "$record_dir" ]; then
+  if [ "$report_rc" = 0 ] || [ "$report_rc" = 4 ]; then
+    doc=$repo_dir/docs/BENCHMARKS.md
+    { echo; cat "$report"; } >>"$doc"
+    log "appended the report to $doc (raw results in docs/$record_rel/)"
+  else
+    rm -rf "$record_dir"
+    log "not recorded: the report is incomplete"
+  fi
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
@@ -441,5 +510,9 @@ if [ ${#failures[@]} -gt 0 ]; then
   echo "Steps that failed:"
   printf '  - %s\n' "${failures[@]}"
   exit 1
+fi
+if [ "$targets_missed" = 1 ]; then
+  echo "run.sh --enforce: a target is not met (FAIL or SKIP above)" >&2
+  exit 3
 fi
 exit 0
