@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -122,9 +123,13 @@ stdfs::path PidFilePath(const Config& config) {
 }
 
 std::optional<pid_t> ReadLivePid(const stdfs::path& pid_file) {
-  std::ifstream in(pid_file);
-  long pid = 0;
-  if (!(in >> pid) || pid <= 0) return std::nullopt;
+  auto fd = path_guard::OpenNoFollow(pid_file, O_RDONLY);
+  if (!fd.ok()) return std::nullopt;
+  char buf[32] = {};
+  ssize_t n = ::read(*fd, buf, sizeof(buf) - 1);
+  ::close(*fd);
+  long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+  if (pid <= 0) return std::nullopt;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
     return std::nullopt;
   return static_cast<pid_t>(pid);
