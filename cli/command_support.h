@@ -95,6 +95,11 @@ Json TimeJson(const std::optional<TimePoint>& t);
 const std::vector<CommandSpec>& KeystoreCommands();
 const std::vector<CommandSpec>& DiskCommands();
 
+// ExtractGlobalFlags, and `kept` (if not null) receives, for each word left
+// in `args`, its index in the original `args`.
+Status ExtractGlobalFlagsIndexed(std::vector<std::string>& args,
+                                 GlobalFlags* flags, std::vector<size_t>* kept);
+
 // The usage text of `cmkctl help`.
 std::string UsageText();
 // True for the commands that need no keystore or engine (help, version, and

@@ -77,6 +77,24 @@ int ConnectUnix(const sockaddr_un& addr, int* err) {
   return fd;
 }
 
+// The client's half of the peer check: the process serving the socket runs
+// as root or as this user, so nobody else can answer (or read) a command.
+Status CheckDaemonPeer(int fd, const std::filesystem::path& socket_path) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return ErrnoError("read the peer credentials of " + socket_path.string(),
+                      errno);
+  }
+  const uid_t own_uid = ::geteuid();
+  if (cred.uid == 0 || cred.uid == own_uid) return Status::Ok();
+  return PermissionDeniedError(
+      "refusing to send the command: control socket " + socket_path.string() +
+      " is served by uid " + std::to_string(cred.uid) + " (pid " +
+      std::to_string(cred.pid) + "), not by root or uid " +
+      std::to_string(own_uid) + "; it is not a cmkfs daemon you can trust");
+}
+
 CommandOutput ErrorReply(int code, std::string message) {
   CommandOutput out;
   out.exit_code = code;
@@ -350,6 +368,7 @@ Result<CommandOutput> SendControlCommand(
     }
     return ErrnoError("connect to " + socket_path.string(), err);
   }
+  CMKFS_RETURN_IF_ERROR(CheckDaemonPeer(fd.get(), socket_path));
   CMKFS_ASSIGN_OR_RETURN(std::string request, EncodeControlRequest(args));
   Status sent = WriteAll(fd.get(), Frame(request));
   // A refused peer gets its reply before the request is read: read it even

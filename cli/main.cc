@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -45,41 +44,6 @@ bool IsLongRunning(const std::vector<std::string>& args) {
   return false;
 }
 
-// The daemon runs in another working directory: file arguments of the
-// forwarded command are made absolute.
-std::vector<std::string> AbsoluteFileArgs(
-    std::vector<std::string> args, const std::vector<std::string>& words) {
-  auto absolute = [](std::string& p) {
-    std::error_code ec;
-    auto abs = std::filesystem::absolute(p, ec);
-    if (!ec) p = abs.string();
-  };
-  for (size_t i = 0; i < args.size(); ++i) {
-    for (const char* flag : {"--import", "--pem"}) {
-      std::string f = flag;
-      if (args[i] == f && i + 1 < args.size()) {
-        absolute(args[i + 1]);
-      } else if (args[i].starts_with(f + "=")) {
-        std::string value = args[i].substr(f.size() + 1);
-        absolute(value);
-        args[i] = f + "=" + value;
-      }
-    }
-  }
-  // `X export NAME FILE`: FILE is the last word that is not a flag value;
-  // find it as the second positional after "export".
-  if (words.size() >= 4 && words[1] == "export") {
-    const std::string& file = words[3];
-    for (auto& a : args) {
-      if (a == file) {
-        absolute(a);
-        break;
-      }
-    }
-  }
-  return args;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,7 +78,7 @@ int main(int argc, char** argv) {
   // Forwarded: a SIGINT kills cmkctl, the daemon sees the hang-up and
   // cancels. Local: the handler turns SIGINT into a clean cancel.
   auto reply = SendControlCommand(ControlSocketPath(*config),
-                                  AbsoluteFileArgs(original, words));
+                                  AbsoluteFileArgs(original));
   CommandOutput out;
   if (reply.ok()) {
     out = std::move(*reply);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
+#include <system_error>
 
 #include "cmkfs/cli.h"
 #include "cmkfs/units.h"
@@ -240,14 +242,29 @@ bool LooksLikeFlag(std::string_view arg) {
   return arg.size() > 1 && arg[0] == '-' && !(arg[1] >= '0' && arg[1] <= '9');
 }
 
-// Parses the words after the command words against the spec.
+// A file name in a command line: args[index].substr(offset).
+struct FileArgRef {
+  size_t index;
+  size_t offset;
+};
+
+bool IsFileValue(std::string_view value_name) { return value_name == "FILE"; }
+
+// Parses the words after the command words against the spec; `files` (if
+// not null) receives where the file arguments are.
 Status ParseCommandArgs(const std::vector<std::string>& args, size_t start,
-                        Invocation& inv) {
+                        Invocation& inv,
+                        std::vector<FileArgRef>* files = nullptr) {
   const CommandSpec& spec = *inv.spec;
   bool only_positionals = false;
   for (size_t i = start; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (only_positionals || !LooksLikeFlag(arg)) {
+      const size_t k = inv.positional.size();
+      if (files && k < spec.positionals.size() &&
+          IsFileValue(spec.positionals[k])) {
+        files->push_back({i, 0});
+      }
       inv.positional.push_back(arg);
       continue;
     }
@@ -280,8 +297,14 @@ Status ParseCommandArgs(const std::vector<std::string>& args, size_t start,
     switch (flag->kind) {
       case FlagKind::kValue:
         if (inline_value) {
+          if (files && IsFileValue(flag->value_name)) {
+            files->push_back({i, name.size() + 1});
+          }
           inv.values[key] = *inline_value;
         } else if (i + 1 < args.size()) {
+          if (files && IsFileValue(flag->value_name)) {
+            files->push_back({i + 1, 0});
+          }
           inv.values[key] = args[++i];
         } else {
           return inv.Usage("flag '" + key + "' for '" + inv.Name() +
@@ -405,6 +428,36 @@ bool NeedsServices(const std::vector<std::string>& original) {
   const CommandSpec* spec =
       FindCommand(args[0], args.size() > 1 ? std::string_view(args[1]) : "");
   return spec != nullptr;
+}
+
+std::vector<std::string> AbsoluteFileArgs(
+    const std::vector<std::string>& original) {
+  std::vector<std::string> words = original;
+  GlobalFlags globals;
+  std::vector<size_t> kept;
+  if (!ExtractGlobalFlagsIndexed(words, &globals, &kept).ok() ||
+      words.empty() || !IsGroup(words[0])) {
+    return original;
+  }
+  const bool has_verb = words.size() > 1 && !LooksLikeFlag(words[1]);
+  const CommandSpec* spec = FindCommand(words[0], has_verb ? words[1] : "");
+  if (spec == nullptr) return original;
+  Invocation inv;
+  inv.spec = spec;
+  std::vector<FileArgRef> files;
+  if (!ParseCommandArgs(words, spec->verb.empty() ? 1 : 2, inv, &files).ok()) {
+    return original;
+  }
+  std::vector<std::string> out = original;
+  for (const FileArgRef& f : files) {
+    std::string& word = out[kept[f.index]];
+    const std::string value = word.substr(f.offset);
+    if (value.empty()) continue;
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(value, ec);
+    if (!ec) word = word.substr(0, f.offset) + abs.string();
+  }
+  return out;
 }
 
 CommandOutput RunCommand(const std::vector<std::string>& original,

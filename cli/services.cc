@@ -6,6 +6,8 @@
 #include <system_error>
 
 #include "cmkfs/cli.h"
+#include "cmkfs/path_guard.h"
+#include "command_support.h"
 
 namespace cmkfs::cli {
 namespace {
@@ -93,13 +95,21 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
 }  // namespace
 
 Status ExtractGlobalFlags(std::vector<std::string>& args, GlobalFlags* flags) {
+  return ExtractGlobalFlagsIndexed(args, flags, nullptr);
+}
+
+Status ExtractGlobalFlagsIndexed(std::vector<std::string>& args,
+                                 GlobalFlags* flags,
+                                 std::vector<size_t>* kept) {
   std::vector<std::string> rest;
   rest.reserve(args.size());
+  if (kept) kept->clear();
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--") {  // everything after it is left alone
       rest.insert(rest.end(), args.begin() + static_cast<ptrdiff_t>(i),
                   args.end());
+      for (size_t j = i; kept && j < args.size(); ++j) kept->push_back(j);
       break;
     }
     std::string_view name = arg;
@@ -112,6 +122,7 @@ Status ExtractGlobalFlags(std::vector<std::string>& args, GlobalFlags* flags) {
     const GlobalFlagName* flag = FindGlobalFlag(name);
     if (flag == nullptr) {
       rest.push_back(arg);
+      if (kept) kept->push_back(i);
       continue;
     }
     std::string value;
@@ -167,21 +178,43 @@ Result<Config> LoadEffectiveConfig(const GlobalFlags& flags) {
   return config;
 }
 
+namespace {
+
+bool IsInside(const std::filesystem::path& p,
+              const std::filesystem::path& dir) {
+  auto rel = p.lexically_normal().lexically_relative(dir.lexically_normal());
+  return !rel.empty() && *rel.begin() != "..";
+}
+
+}  // namespace
+
+Status CheckStateFiles(const Config& config) {
+  const std::filesystem::path& dir = config.state_dir;
+  CMKFS_RETURN_IF_ERROR(path_guard::PrepareStateDir(dir).WithContext(
+      "unsafe state directory " + dir.string()));
+  const std::filesystem::path& ks = config.keystore.dir;
+  if (!ks.empty() && !IsInside(ks, dir)) {
+    CMKFS_RETURN_IF_ERROR(path_guard::PrepareStateDir(ks).WithContext(
+        "unsafe keystore directory " + ks.string()));
+  }
+  const std::filesystem::path& key = config.keystore.master_key_file;
+  if (!key.empty() && !IsInside(key, dir) && !IsInside(key, ks)) {
+    CMKFS_RETURN_IF_ERROR(
+        path_guard::CheckAncestors(key.parent_path())
+            .WithContext("unsafe directory for the vault master key " +
+                         key.string()));
+  }
+  return Status::Ok();
+}
+
 Result<Services> OpenServices(const Config& config) {
   std::error_code ec;
-  if (!std::filesystem::exists(config.state_dir, ec)) {
-    std::filesystem::create_directories(config.state_dir, ec);
-    if (ec) {
-      return IOError("cannot create state directory " +
-                     config.state_dir.string() + ": " + ec.message());
-    }
-    if (::chmod(config.state_dir.c_str(), 0700) != 0) {
-      return ErrnoError("chmod 0700 " + config.state_dir.string(), errno);
-    }
-  } else if (!std::filesystem::is_directory(config.state_dir, ec)) {
+  if (std::filesystem::exists(config.state_dir, ec) &&
+      !std::filesystem::is_directory(config.state_dir, ec)) {
     return InvalidArgumentError("state directory " + config.state_dir.string() +
                                 " exists and is not a directory");
   }
+  CMKFS_RETURN_IF_ERROR(CheckStateFiles(config));
 
   keystore::KeyStoreOptions ks;
   ks.dir = config.keystore.dir;

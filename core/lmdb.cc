@@ -11,6 +11,8 @@
 #include <mutex>
 #include <system_error>
 
+#include "cmkfs/path_guard.h"
+
 namespace cmkfs::lmdb {
 namespace internal {
 
@@ -325,22 +327,34 @@ Status Env::MapError(int rc, std::string_view what) const {
   return MapLmdbError(rc, what, dir_);
 }
 
+namespace {
+
+// LMDB opens data.mdb and lock.mdb itself, with O_CREAT and following
+// symbolic links: both files (when present) must pass the state-directory
+// rule before it does, and the files it opened after. The directory passed
+// MakePrivateDir.
+Status CheckEnvFiles(const std::filesystem::path& dir) {
+  for (const std::filesystem::path& p : {dir / "data.mdb", dir / "lock.mdb"}) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoError("stat " + p.string(), errno);
+    }
+    CMKFS_RETURN_IF_ERROR(path_guard::CheckEntry(st, p));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Env>> Env::Open(const std::filesystem::path& dir,
                                        const EnvOptions& options) {
   if (options.max_map_size < options.initial_map_size) {
     return InvalidArgumentError("lmdb environment " + dir.string() +
                                 ": max_map_size is below initial_map_size");
   }
-  std::error_code ec;
-  if (!std::filesystem::exists(dir, ec)) {
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      return ErrnoError("create directory " + dir.string(), ec.value());
-    }
-    if (::chmod(dir.c_str(), 0700) != 0) {
-      return ErrnoError("chmod 0700 " + dir.string(), errno);
-    }
-  }
+  CMKFS_RETURN_IF_ERROR(path_guard::MakePrivateDir(dir));  // 0700 if missing
+  CMKFS_RETURN_IF_ERROR(CheckEnvFiles(dir));
   std::unique_ptr<Env> env(new Env());
   env->dir_ = dir;
   env->options_ = options;
@@ -355,6 +369,11 @@ Result<std::unique_ptr<Env>> Env::Open(const std::filesystem::path& dir,
   if (!options.sync_on_commit) flags |= MDB_NOSYNC;
   rc = mdb_env_open(env->env_, dir.c_str(), flags, 0600);
   if (rc != 0) return env->MapError(rc, "open");
+  mdb_filehandle_t data_fd = -1;
+  if (mdb_env_get_fd(env->env_, &data_fd) == 0 && data_fd >= 0) {
+    CMKFS_RETURN_IF_ERROR(path_guard::CheckOpenFile(data_fd, dir / "data.mdb"));
+  }
+  CMKFS_RETURN_IF_ERROR(CheckEnvFiles(dir));
   int dead = 0;
   rc = mdb_reader_check(env->env_, &dead);
   if (rc != 0) return env->MapError(rc, "check stale readers");

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "cmkfs/lmdb.h"
+#include "cmkfs/path_guard.h"
 #include "cmkfs/record.h"
 #include "key_backend.h"
 #include "master_key.h"
@@ -1589,13 +1590,9 @@ Result<std::unique_ptr<KeyStore>> OpenKeyStore(const KeyStoreOptions& options) {
   if (options.dir.empty()) {
     return InvalidArgumentError("keystore needs a directory (keystore.dir)");
   }
-  std::error_code ec;
-  std::filesystem::create_directories(options.dir, ec);
-  if (ec) {
-    return IOError("create keystore directory " + options.dir.string() + ": " +
-                   ec.message());
-  }
-  ::chmod(options.dir.c_str(), 0700);
+  CMKFS_RETURN_IF_ERROR(
+      path_guard::MakePrivateDir(options.dir)
+          .WithContext("keystore directory " + options.dir.string()));
   lmdb::EnvOptions env_options;
   env_options.sync_on_commit = true;
   CMKFS_ASSIGN_OR_RETURN(std::unique_ptr<lmdb::Env> env,

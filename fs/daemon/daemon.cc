@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -22,6 +23,7 @@
 #include <utility>
 
 #include "cmkfs/log.h"
+#include "cmkfs/path_guard.h"
 #include "cmkfs/watcher.h"
 #include "fuse_adapter.h"
 
@@ -121,9 +123,13 @@ stdfs::path PidFilePath(const Config& config) {
 }
 
 std::optional<pid_t> ReadLivePid(const stdfs::path& pid_file) {
-  std::ifstream in(pid_file);
-  long pid = 0;
-  if (!(in >> pid) || pid <= 0) return std::nullopt;
+  auto fd = path_guard::OpenNoFollow(pid_file, O_RDONLY);
+  if (!fd.ok()) return std::nullopt;
+  char buf[32] = {};
+  ssize_t n = ::read(*fd, buf, sizeof(buf) - 1);
+  ::close(*fd);
+  long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+  if (pid <= 0) return std::nullopt;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
     return std::nullopt;
   return static_cast<pid_t>(pid);
@@ -213,12 +219,31 @@ class PidFile {
       stdfs::remove(path_, ec);
     }
   }
+  // A stale pid file (the engine's lock proves its daemon is gone) is
+  // removed only if it is a regular file; the new one is made with O_EXCL
+  // and O_NOFOLLOW, relative to the state directory.
   Status Write() {
-    std::ofstream out(path_, std::ios::trunc);
-    out << ::getpid() << "\n";
-    out.close();
-    if (!out) return ErrnoError("cannot write " + path_.string(), errno);
+    struct stat st {};
+    if (::lstat(path_.c_str(), &st) == 0) {
+      if (!S_ISREG(st.st_mode)) {
+        CMKFS_RETURN_IF_ERROR(path_guard::CheckEntry(st, path_));
+        return FailedPreconditionError(path_.string() +
+                                       " is not a regular file; remove it");
+      }
+      if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
+        return ErrnoError("remove stale " + path_.string(), errno);
+      }
+    }
+    CMKFS_ASSIGN_OR_RETURN(
+        int fd, path_guard::OpenNoFollow(path_, O_WRONLY | O_CREAT | O_EXCL));
+    std::string text = std::to_string(::getpid()) + "\n";
+    ssize_t n = ::write(fd, text.data(), text.size());
+    int err = errno;
+    ::close(fd);
     written_ = true;
+    if (n != static_cast<ssize_t>(text.size())) {
+      return ErrnoError("cannot write " + path_.string(), n < 0 ? err : EIO);
+    }
     return Status::Ok();
   }
 
@@ -434,6 +459,9 @@ std::vector<std::unique_ptr<DaemonComponent>> MakeComponents(
 }
 
 int DaemonMain(int argc, char** argv, std::string_view version) {
+  // Whatever the daemon creates (exports, the socket, LMDB files) is private
+  // unless it sets a mode itself.
+  ::umask(077);
   std::vector<std::string> words(argv + 1, argv + argc);
   auto parsed = ParseDaemonArgs(std::move(words));
   if (!parsed.ok()) {

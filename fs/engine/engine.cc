@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cmkfs/path_guard.h"
 #include "cmkfs/record.h"
 #include "engine_impl.h"
 
@@ -79,16 +80,12 @@ Status EngineImpl::Init() {
   if (options_.dir.empty()) {
     return InvalidArgumentError("engine state directory is not set");
   }
-  std::error_code ec;
-  std::filesystem::create_directories(options_.dir / "meta", ec);
-  if (!ec) std::filesystem::create_directories(options_.dir / "extents", ec);
-  if (ec) {
-    return IOError("cannot create state directory " + options_.dir.string() +
-                   ": " + ec.message());
-  }
+  CMKFS_RETURN_IF_ERROR(path_guard::MakePrivateDir(options_.dir));
+  CMKFS_RETURN_IF_ERROR(path_guard::MakePrivateDir(options_.dir / "meta"));
+  CMKFS_RETURN_IF_ERROR(path_guard::MakePrivateDir(options_.dir / "extents"));
   std::string lock_path = (options_.dir / "LOCK").string();
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) return ErrnoError("open " + lock_path, errno);
+  CMKFS_ASSIGN_OR_RETURN(lock_fd_,
+                         path_guard::OpenNoFollow(lock_path, O_RDWR | O_CREAT));
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err != EWOULDBLOCK) return ErrnoError("lock " + lock_path, err);
@@ -1530,14 +1527,17 @@ Status EngineImpl::Export(ResourceKind kind, std::string_view name,
                           const Progress& progress) {
   CMKFS_ASSIGN_OR_RETURN(auto h, Open(kind, name, false));
   Fd out;
-  out.fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (out.fd < 0) {
-    if (errno == EEXIST) {
+  // 0600 whatever the umask; never through a symbolic link.
+  auto created =
+      path_guard::OpenNoFollow(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!created.ok()) {
+    if (created.status().kind() == ErrorKind::kAlreadyExists) {
       return AlreadyExistsError("file " + file.string() +
                                 " already exists; choose a new file name");
     }
-    return ErrnoError("create " + file.string(), errno);
+    return created.status().WithContext("create " + file.string());
   }
+  out.fd = *created;
   Status st = [&]() -> Status {
     uint64_t size = h->size();
     if (::ftruncate(out.fd, static_cast<off_t>(size)) != 0) {

@@ -10,6 +10,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cmkfs/path_guard.h"
+
 namespace cmkfs::fs {
 namespace {
 
@@ -87,8 +89,8 @@ class PosixIoLayer : public IoLayer {
  public:
   Result<std::shared_ptr<IoFile>> Open(
       const std::filesystem::path& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return ErrnoError("open " + path.string(), errno);
+    CMKFS_ASSIGN_OR_RETURN(int fd,
+                           path_guard::OpenNoFollow(path, O_RDWR | O_CREAT));
     return std::shared_ptr<IoFile>(std::make_shared<PosixFile>(fd, path));
   }
 };

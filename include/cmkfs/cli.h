@@ -44,6 +44,11 @@ Result<Config> LoadEffectiveConfig(const GlobalFlags& flags);
 // The keystore (<state_dir>/vault unless configured) and the engine
 // (<state_dir>) of one state directory, opened together. Engine Busy when a
 // daemon (or another cmkctl) holds the state directory.
+// The trust checks of docs/threat-model.md on the state directory (created
+// 0700 if missing), the keystore directory and the master key's directory:
+// PermissionDenied naming the path, its owner and mode. OpenServices runs it.
+Status CheckStateFiles(const Config& config);
+
 struct Services {
   std::unique_ptr<keystore::KeyStore> keystore;
   std::unique_ptr<fs::Engine> engine;
@@ -97,6 +102,13 @@ class ControlServer {
 Result<CommandOutput> SendControlCommand(
     const std::filesystem::path& socket_path,
     const std::vector<std::string>& args);
+
+// `args` with each file argument made absolute against the current
+// directory, for a daemon that runs in another one. File arguments are found
+// by their place in the command table (a FILE positional, the value of a flag
+// whose value is a FILE), never by matching text; every other word is kept
+// as it is, and a command line that does not parse is returned unchanged.
+std::vector<std::string> AbsoluteFileArgs(const std::vector<std::string>& args);
 
 // Where the daemon listens: <state_dir>/control.sock.
 std::filesystem::path ControlSocketPath(const Config& config);

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "cli_support.h"
@@ -150,6 +151,41 @@ TEST(EffectiveConfigTest, ScopeFlagsOverrideConfigDefaults) {
   EXPECT_EQ(config->defaults.subscription, "s1");
   EXPECT_EQ(config->defaults.region, "r1");
   EXPECT_EQ(config->defaults.resource_group, "default");
+}
+
+// The daemon resolves file names in its own working directory: cmkctl makes
+// exactly the file arguments absolute, found by their place in the command
+// table (issue 14, item 5: text matching rewrote the wrong word).
+TEST(AbsoluteFileArgsTest, RewritesTheFilePositionalNotAnEqualFlagValue) {
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(AbsoluteFileArgs(
+                {"--subscription", "o.raw", "disk", "export", "d1", "o.raw"}),
+            (std::vector<std::string>{"--subscription", "o.raw", "disk",
+                                      "export", "d1", cwd + "/o.raw"}));
+  EXPECT_EQ(AbsoluteFileArgs({"disk", "export", "d1", "d1"}),
+            (std::vector<std::string>{"disk", "export", "d1", cwd + "/d1"}));
+  EXPECT_EQ(AbsoluteFileArgs(
+                {"snapshot", "export", "s1", "-o", "json", "/abs/s1.raw"}),
+            (std::vector<std::string>{"snapshot", "export", "s1", "-o", "json",
+                                      "/abs/s1.raw"}));
+}
+
+TEST(AbsoluteFileArgsTest, RewritesFileFlagValuesOnly) {
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(AbsoluteFileArgs({"disk", "create", "img.raw", "--import=img.raw",
+                              "--size", "1G"}),
+            (std::vector<std::string>{"disk", "create", "img.raw",
+                                      "--import=" + cwd + "/img.raw", "--size",
+                                      "1G"}));
+  EXPECT_EQ(
+      AbsoluteFileArgs({"key", "import", "k.pem", "k.pem", "--pem", "k.pem"}),
+      (std::vector<std::string>{"key", "import", "k.pem", "k.pem", "--pem",
+                                cwd + "/k.pem"}));
+  // A line that does not parse, or has no file, is left as it is.
+  const std::vector<std::string> odd = {"disk", "export", "d1"};
+  EXPECT_EQ(AbsoluteFileArgs(odd), odd);
+  const std::vector<std::string> list = {"disk", "list", "--as", "x.raw"};
+  EXPECT_EQ(AbsoluteFileArgs(list), list);
 }
 
 }  // namespace

@@ -5,13 +5,15 @@
 # Usage: bad_input.sh CMKFS CMKCTL FSX CRASH_WRITER [ROW...]
 # Rows: corrupt_lmdb extent_file wrong_master_key unsupported_key
 #       malformed_config backing_full racing_commands socket_not_allowed
-#       bad_names (default: all)
+#       bad_names untrusted_state_dir state_symlink fake_daemon export_mode
+#       file_args (default: all)
 # shellcheck source=tests/reliability/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is not installed"
 ROWS=("${@:5}")
 [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(corrupt_lmdb extent_file wrong_master_key unsupported_key
-  malformed_config backing_full racing_commands socket_not_allowed bad_names)
+  malformed_config backing_full racing_commands socket_not_allowed bad_names
+  untrusted_state_dir state_symlink fake_daemon export_mode file_args)
 TESTDATA=$(cd "$(dirname "$0")/../core/testdata" && pwd)
 
 # expect_error REGEX CMD...: CMD fails (exit 1..127), prints an error that
@@ -344,6 +346,174 @@ row_bad_names() {
   [[ "$n" == 1 ]] || fail "refused names left $n disks (expected only ok1)"
   [[ "$(ls "$MNT/disks")" == ok1 ]] || fail "unexpected entries in $MNT/disks: $(ls "$MNT/disks")"
   expect_fsck_clean
+  stop_daemon
+}
+
+# Another user, and a root-owned sticky directory (like /tmp) it can create
+# things in; REL_ROOT is opened for traversal (restored by restore_rel_root).
+NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+PUB=$REL_ROOT/pub
+public_dir() {
+  chmod 0711 "$REL_ROOT"
+  mkdir -p "$PUB"
+  chmod 1777 "$PUB"
+}
+restore_rel_root() { chmod 0700 "$REL_ROOT"; }
+
+# Issue 14 item 1: a state directory, an ancestor or a file that someone else
+# owns or may write is refused before anything is created in it.
+row_untrusted_state_dir() {
+  public_dir
+  local evil=$PUB/evil
+  log "another user pre-creates a state directory with its own (empty, 0666) files"
+  "${NOBODY[@]}" bash -c "umask 000 && mkdir -p '$evil/vault' '$evil/extents' &&
+    head -c 32 /dev/urandom >'$evil/vault.key' && chmod 600 '$evil/vault.key' &&
+    : >'$evil/vault/data.mdb' && : >'$evil/extents/pool.0'"
+  expect_error "$evil is owned by uid 65534, mode 0777" ctl_in "$evil" vault create v1 --purge-protection
+  expect_error "$evil is owned by uid 65534" timeout 60 "$CMKFS_BIN" --state-dir "$evil" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted a state directory owned by another user"
+  [[ ! -s "$evil/vault/data.mdb" && ! -s "$evil/extents/pool.0" ]] ||
+    fail "root wrote into a state directory owned by another user"
+
+  log "a group-writable (not sticky) directory above the state directory"
+  mkdir -p "$REL_ROOT/gw"
+  chmod 0777 "$REL_ROOT/gw"
+  expect_error "$REL_ROOT/gw is writable by group or others" ctl_in "$REL_ROOT/gw/state" vault list
+  [[ ! -e "$REL_ROOT/gw/state" ]] || fail "a state directory was created under a group-writable directory"
+
+  log "a state directory made by cmkfs is 0700 all through"
+  local st=$WORK/fresh
+  ctl_in "$st" vault list >/dev/null
+  local d
+  for d in "$st" "$st/meta" "$st/extents" "$st/vault"; do
+    [[ "$(stat -c %a "$d")" == 700 ]] || fail "$d has mode $(stat -c %a "$d"), not 0700"
+  done
+  log "files inside it that another user owns, or that others may write"
+  chown 65534 "$st/vault.key"
+  expect_error "vault.key is owned by uid 65534, mode 0600" ctl_in "$st" vault list
+  chown 0 "$st/vault.key"
+  chmod 0666 "$st/extents/pool.0"
+  expect_error "pool.0 has uid 0, mode 0666; it must not be writable by group or others" ctl_in "$st" disk list
+  expect_error "pool.0 has uid 0, mode 0666" timeout 60 "$CMKFS_BIN" --state-dir "$st" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted with a world-writable extent pool"
+  chmod 0600 "$st/extents/pool.0"
+  chmod 0664 "$st/meta/data.mdb"
+  expect_error "data.mdb has uid 0, mode 0664" ctl_in "$st" disk list
+  chmod 0600 "$st/meta/data.mdb"
+  ctl_in "$st" vault list >/dev/null || fail "the repaired state directory is refused"
+  restore_rel_root
+}
+
+# Issue 14 item 2: a symbolic link in the state directory is refused; the
+# daemon never writes through one.
+row_state_symlink() {
+  cmkctl vault list >/dev/null
+  printf 'root only\n' >"$WORK/root-only"
+  chmod 0600 "$WORK/root-only"
+  log "cmkfs.pid is a symbolic link to a root-only file"
+  ln -s "$WORK/root-only" "$STATE/cmkfs.pid"
+  expect_error "cmkfs.pid is a symbolic link" timeout 60 "$CMKFS_BIN" --state-dir "$STATE" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted with a cmkfs.pid symlink"
+  [[ "$(cat "$WORK/root-only")" == "root only" ]] || fail "the daemon wrote through the cmkfs.pid symlink"
+  rm "$STATE/cmkfs.pid"
+  log "the extent pool and LMDB's lock file as symbolic links"
+  mv "$STATE/extents/pool.0" "$WORK/pool.0"
+  ln -s "$WORK/root-only" "$STATE/extents/pool.0"
+  expect_error "extents/pool.0 is a symbolic link" cmkctl disk list
+  rm "$STATE/extents/pool.0"
+  mv "$WORK/pool.0" "$STATE/extents/pool.0"
+  mv "$STATE/meta/lock.mdb" "$WORK/lock.mdb"
+  ln -s "$WORK/root-only" "$STATE/meta/lock.mdb"
+  expect_error "meta/lock.mdb is a symbolic link" cmkctl disk list
+  [[ "$(cat "$WORK/root-only")" == "root only" ]] || fail "LMDB wrote through the lock.mdb symlink"
+  rm "$STATE/meta/lock.mdb"
+  log "a stale regular pid file is replaced by a new 0600 one"
+  echo 999999 >"$STATE/cmkfs.pid"
+  chmod 0644 "$STATE/cmkfs.pid"
+  start_daemon
+  [[ "$(daemon_pid)" != 999999 ]] || fail "the stale pid file was kept"
+  [[ "$(stat -c %a "$STATE/cmkfs.pid")" == 600 ]] || fail "cmkfs.pid has mode $(stat -c %a "$STATE/cmkfs.pid")"
+  stop_daemon
+}
+
+# Issue 14 item 3: cmkctl sends nothing to a control socket that another
+# user serves.
+row_fake_daemon() {
+  public_dir
+  local fake=$PUB/fake
+  "${NOBODY[@]}" mkdir -m 0755 "$fake"
+  "${NOBODY[@]}" /usr/bin/python3 - "$fake/control.sock" "$fake/got" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(4)
+open(sys.argv[2] + ".ready", "w").close()
+s.settimeout(60)
+c, _ = s.accept()
+c.settimeout(10)
+data = b""
+try:
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        data += b
+except socket.timeout:
+    pass
+open(sys.argv[2], "wb").write(data)
+PY
+  local server=$!
+  REL_CHILDREN+=("$server")
+  for _ in $(seq 1 100); do [[ -e "$fake/got.ready" ]] && break; sleep 0.1; done
+  [[ -e "$fake/got.ready" ]] || fail "the fake daemon did not start"
+  expect_error "control socket $fake/control.sock is served by uid 65534" \
+    ctl_in "$fake" key set-attributes v1 k1 --enabled false
+  wait "$server" || fail "the fake daemon failed"
+  [[ ! -s "$fake/got" ]] || fail "cmkctl sent its command to a socket served by uid 65534: $(tr -c '[:print:]' . <"$fake/got")"
+  echo "  ok: the fake daemon received nothing"
+  restore_rel_root
+}
+
+# Issue 14 item 4: exports are 0600 whatever the umask, and never written
+# through a symbolic link.
+row_export_mode() {
+  (umask 000 && start_daemon) || fail "cmkfs did not start"
+  cmkctl disk create ex1 --size 1M >/dev/null
+  head -c 64K /dev/urandom >"$WORK/ex1.bin"
+  dd if="$WORK/ex1.bin" of="$MNT/disks/ex1" bs=64K conv=notrunc,fsync status=none
+  cmkctl disk export ex1 "$WORK/ex1.raw" >/dev/null
+  [[ "$(stat -c %a "$WORK/ex1.raw")" == 600 ]] || fail "the daemon's export has mode $(stat -c %a "$WORK/ex1.raw")"
+  cmp -s "$WORK/ex1.bin" <(head -c 64K "$WORK/ex1.raw") || fail "the export holds other data"
+  local f
+  for f in cmkfs.pid control.sock; do
+    [[ "$(stat -c %a "$STATE/$f")" == 600 ]] || fail "$f has mode $(stat -c %a "$STATE/$f")"
+  done
+  printf 'keep\n' >"$WORK/victim"
+  ln -s "$WORK/victim" "$WORK/link.raw"
+  expect_error "already exists" cmkctl disk export ex1 "$WORK/link.raw"
+  [[ "$(cat "$WORK/victim")" == keep ]] || fail "the export wrote through a symbolic link"
+  stop_daemon
+  (umask 000 && cmkctl disk export ex1 "$WORK/ex2.raw" >/dev/null) || fail "local export failed"
+  [[ "$(stat -c %a "$WORK/ex2.raw")" == 600 ]] || fail "cmkctl's export has mode $(stat -c %a "$WORK/ex2.raw")"
+}
+
+# Issue 14 item 5: the forwarded command's file arguments are found by their
+# place in the command, not by their text.
+row_file_args() {
+  start_daemon
+  cmkctl disk create d1 --size 1M >/dev/null
+  local f="o$$.raw"
+  [[ ! -e "/$f" ]] || fail "/$f exists already"
+  (cd "$WORK" && cmkctl --subscription "$f" disk export d1 "$f" >/dev/null) ||
+    fail "disk export with a flag value equal to the file name failed"
+  if [[ -e "/$f" ]]; then
+    rm -f "/$f"
+    fail "the export went to /$f, the daemon's working directory"
+  fi
+  [[ -f "$WORK/$f" ]] || fail "no export in the caller's directory $WORK/$f"
+  (cd "$WORK" && cmkctl disk export d1 d1 >/dev/null) || fail "'disk export d1 d1' failed"
+  [[ -f "$WORK/d1" && "$(stat -c %s "$WORK/d1")" == 1048576 ]] || fail "'disk export d1 d1' made no 1 MiB $WORK/d1"
+  echo "  ok: exports land in the caller's directory"
   stop_daemon
 }
 
