@@ -11,6 +11,9 @@
 #                            under REAPER, which records the exit status of the
 #                            daemon it leaves behind; returns CMD's status
 #                            (124 if it has not returned within 60 s)
+#   reports_wrapper FILE BIN writes FILE, an executable that runs BIN as
+#                            reports_launch does, for scripts that start the
+#                            daemon themselves (quickstart.sh, mount helper)
 #   reports_killed PID       PID was killed with SIGKILL on purpose
 #   reports_check            at teardown: prints every sanitizer report and
 #                            every daemon that did not exit 0 (nor was killed
@@ -35,6 +38,16 @@ reports_launch() {
   mkdir -p "$run"
   echo "$*" >"$run/command"
   timeout 60 "$REPORTS_REAPER" "$run" "$@"
+}
+
+reports_wrapper() {
+  cat >"$1" <<WRAP
+#!/bin/sh
+run=$REPORTS_DIR/run.\$\$
+mkdir -p "\$run" && echo "$2 \$*" >"\$run/command"
+exec "$REPORTS_REAPER" "\$run" "$2" "\$@"
+WRAP
+  chmod 0755 "$1"
 }
 
 reports_killed() { [ -z "${REPORTS_DIR:-}" ] || : >"$REPORTS_DIR/killed.$1"; }

@@ -203,6 +203,7 @@ void MountTest::CheckDaemonsAndReports() {
                     << DescribeStatus(status);
     }
   }
+  started_daemons_.clear();
   std::error_code ec;
   for (const auto& entry : stdfs::directory_iterator(root_ / "reports", ec)) {
     std::ifstream in(entry.path());

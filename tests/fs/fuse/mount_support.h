@@ -76,8 +76,12 @@ class MountTest : public ::testing::Test {
   std::filesystem::path mnt_;
   pid_t daemon_pid_ = -1;
 
- private:
+  // TearDown's check (each daemon is checked once): fails the test for each
+  // daemon started by StartDaemon that did not exit 0 and each sanitizer
+  // report under root_/reports.
   void CheckDaemonsAndReports();
+
+ private:
   std::vector<pid_t> started_daemons_;
 };
 
