@@ -19,6 +19,8 @@
 #                            every daemon that did not exit 0 (nor was killed
 #                            on purpose, nor is still running); returns 1 if
 #                            there was any
+#   alive PID                PID exists and is neither a zombie nor dead (a
+#                            process reaped between two looks is gone)
 
 reports_init() {
   REPORTS_DIR=$1
@@ -81,4 +83,10 @@ reports_check() {
     bad=1
   done
   return $bad
+}
+
+alive() {
+  local st
+  st=$(grep '^State:' "/proc/$1/status" 2>/dev/null) || return 1
+  [[ $st != *Z* && $st != *X* ]]
 }

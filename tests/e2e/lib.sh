@@ -41,13 +41,10 @@ stop_daemon() {
   [[ -n "$pid" ]] || fail "no daemon to stop: $STATE/cmkfs.pid is missing"
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 200); do
-    if ! kill -0 "$pid" 2>/dev/null || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
-      break
-    fi
+    alive "$pid" || break
     sleep 0.1
   done
-  kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null \
-    && fail "cmkfs (pid $pid) did not exit after SIGTERM"
+  alive "$pid" && fail "cmkfs (pid $pid) did not exit after SIGTERM"
   is_mounted "$MNT" && fail "$MNT still mounted after the daemon exited"
   return 0
 }
@@ -60,9 +57,9 @@ e2e_cleanup() {
   for l in "${E2E_LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
   local pid
   pid=$(daemon_pid)
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  if [[ -n "$pid" ]] && alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 200); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
   fi
   if is_mounted "$MNT"; then fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT"; fi

@@ -34,7 +34,6 @@ cmkctl() { timeout 120 "$CMKCTL_BIN" --state-dir "$STATE" "$@"; }
 
 daemon_pid() { cat "$STATE/cmkfs.pid" 2>/dev/null || true; }
 is_mounted() { findmnt -rn --mountpoint "$1" >/dev/null 2>&1; }
-alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 
 # Starts the daemon detached; returns once the mount is up.
 start_daemon() {
@@ -63,7 +62,7 @@ kill9_daemon() {
   reports_killed "$pid"
   kill -KILL "$pid" 2>/dev/null || true
   for _ in $(seq 1 200); do alive "$pid" || break; sleep 0.05; done
-  alive "$pid" && fail "cmkfs (pid $pid) survived kill -9"
+  alive "$pid" && fail "cmkfs (pid $pid) survived kill -9: $(grep '^State' "/proc/$pid/status" 2>&1)"
   clean_stale_mount
 }
 
