@@ -79,6 +79,15 @@ echo "data after unsealing: ok"
 
 step "The vault's audit log recorded it"
 ctl vault audit rev-vault --key rev-key | tail -n 5
+audit=$(ctl_quiet vault audit rev-vault --key rev-key -o json)
+# In order: the key disabled, the disk sealed, the key enabled, the disk back.
+events=$(jq -r '[.[] | select(.operation | test("^(key[.]update|disk[.](un)?seal)$"))][-4:]
+  | map(.operation + "=" + (.result | split(" ")[0])) | join(" ")' <<<"$audit")
+[[ "$events" =~ ^key\.update=ok\ disk\.seal=[^\ ]+\ key\.update=ok\ disk\.unseal=[^\ ]+$ ]] ||
+  fail "the audit log does not show disable, seal, enable, unseal in order: $events"
+[ "$(jq -r '[.[] | select(.operation == "disk.seal")][-1].identity' <<<"$audit")" = "$identity" ] ||
+  fail "the audit's disk.seal entry does not name the DES identity $identity"
+echo "audit: key disabled, disk sealed, key enabled, disk unsealed"
 
 unmount_cmkfs
 echo

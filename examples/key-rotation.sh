@@ -7,8 +7,9 @@
 #      a handle on the disk stays open and keeps working;
 #   3. `disk show -o json` reports the new key version; the data reads back,
 #      also after a remount;
-#   4. the old version is disabled: the disk no longer depends on it and stays
-#      active.
+#   4. the old version is disabled: a second disk left on it seals (so the key
+#      watcher has seen the change), and the rotated disk no longer depends on
+#      it and stays active.
 # Environment: see examples/lib.sh (CMKFS_BIN_DIR, CMKFS_WORK_DIR, CMKFS_KEEP).
 set -euo pipefail
 # shellcheck source=examples/lib.sh
@@ -26,6 +27,10 @@ identity=$(ctl des create rot-des --key-id "$v1_id")
 ctl vault set-policy rot-vault --object-id "$identity" --key-permissions get wrapKey unwrapKey >/dev/null
 ctl disk create "$disk" --size 64M --des rot-des >/dev/null
 [ "$(disk_field "$disk" key_id)" = "$v1_id" ] || fail "the new disk is not wrapped by $v1_id"
+# A second disk, under a DES that stays on version 1, for comparison in step 4.
+old_identity=$(ctl des create old-des --key-id "$v1_id")
+ctl vault set-policy rot-vault --object-id "$old_identity" --key-permissions get wrapKey unwrapKey >/dev/null
+ctl disk create left-on-v1 --size 16M --des old-des >/dev/null
 
 step "Mount and write data"
 mount_cmkfs
@@ -66,8 +71,10 @@ echo "after remount: ok"
 
 step "Disable the old version: the disk no longer depends on it"
 ctl key set-attributes rot-vault rot-key --version "${v1_id##*/}" --enabled false >/dev/null
-sleep 3 # three watcher polls (poll_interval = 1s)
-[ "$(disk_field "$disk" state)" = active ] || fail "disabling the old version sealed the disk"
+# The disk left on version 1 seals: the watcher has acted on the change.
+wait_for_state left-on-v1 sealed 15
+echo "left-on-v1 (still on version 1): sealed"
+[ "$(disk_field "$disk" state)" = active ] || fail "disabling the old version sealed the rotated disk"
 [ "$(dd if="$file" bs=1M skip=2 count=1 status=none | sha256sum)" = "$sum_before" ] ||
   fail "with the old version disabled, the data reads back differently"
 ctl disk show "$disk"

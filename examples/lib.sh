@@ -7,6 +7,8 @@
 #   CMKFS_WORK_DIR  where state, config and mountpoint go (default: a fresh
 #                   directory under /var/tmp, removed on exit)
 #   CMKFS_KEEP=1    keep the work directory on exit (for a look afterwards)
+#   CMKFS_TEST_REAPER  set by the test suite: the daemon's sanitizer reports
+#                   and exit status are checked on exit (tests/daemon_reports.sh)
 # Without any of these, the binaries come from the build tree build/ next to
 # examples/ when it has them, else from /usr/bin (the installed package).
 
@@ -42,6 +44,11 @@ state=$work/state
 mnt=$work/mnt
 config=$work/cmkfs.toml
 mkdir -p "$state" "$mnt"
+if [ -n "${CMKFS_TEST_REAPER:-}" ]; then
+  # shellcheck source=tests/daemon_reports.sh
+  source "$repo_dir/tests/daemon_reports.sh"
+  reports_init "$work/reports" "$CMKFS_TEST_REAPER" || exit 1
+fi
 
 # A config of its own, so the walkthrough never touches /etc/cmkfs or
 # /var/lib/cmkfs, and the key watcher reacts within a second.
@@ -69,7 +76,11 @@ ctl_quiet() { "$CMKCTL" --config "$config" "$@"; }
 # Mounts cmkfs on $mnt in the background and waits until the mount is up.
 mount_cmkfs() {
   echo "+ cmkfs --config $config $mnt" >&2
-  "$CMKFS" --config "$config" "$mnt"
+  if [ -n "${REPORTS_DIR:-}" ]; then
+    reports_launch "$CMKFS" --config "$config" "$mnt"
+  else
+    "$CMKFS" --config "$config" "$mnt"
+  fi
   for _ in $(seq 100); do
     mountpoint -q "$mnt" && return 0
     sleep 0.1
@@ -95,6 +106,9 @@ cleanup_example() {
   if mountpoint -q "$mnt" 2>/dev/null; then
     fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null
     for _ in $(seq 50); do mountpoint -q "$mnt" 2>/dev/null || break; sleep 0.1; done
+  fi
+  if [ -n "${REPORTS_DIR:-}" ]; then
+    reports_check || [ "$rc" -ne 0 ] || rc=1
   fi
   if [ "$work_owned" = 1 ] && [ "${CMKFS_KEEP:-0}" != 1 ]; then
     rm -rf "$work"

@@ -39,10 +39,29 @@ packaging/install-deps.sh
 scripts/check-format.sh
 # Let ccache reuse objects across checkouts in different directories.
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-# A sanitizer report fails the test that triggered it.
+# A sanitizer report fails the test that triggered it. Reports are written to
+# files (log_path): each harness that starts the daemon points log_path at a
+# directory of its own and fails on any report there (tests/daemon_reports.sh);
+# everything else reports under DIR/sanitizer-logs/, and any report left there
+# fails the part (san_checked), even one whose exit status nobody saw.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+san_checked() { # COMMAND...: runs it with reports under ./sanitizer-logs/
+  local logs=$PWD/sanitizer-logs rc=0
+  rm -rf "$logs"
+  mkdir -p "$logs"
+  ASAN_OPTIONS=$ASAN_OPTIONS:log_path=$logs/asan \
+    UBSAN_OPTIONS=$UBSAN_OPTIONS:log_path=$logs/ubsan \
+    TSAN_OPTIONS=$TSAN_OPTIONS:log_path=$logs/tsan "$@" || rc=$?
+  if compgen -G "$logs/*" >/dev/null; then
+    echo "run-all.sh: sanitizer reports in $logs:" >&2
+    tail -n +1 "$logs"/* >&2
+    rc=1
+  fi
+  return $rc
+}
 
 build() { # DIR CMAKE_FLAGS...
   local dir=$1
@@ -55,7 +74,7 @@ run_ctest() { # DIR TITLE CTEST_ARGS...
   local dir=$1 title=$2
   shift 2
   echo "=== $title"
-  (cd "$dir" && ctest --output-on-failure --timeout 900 "$@")
+  (cd "$dir" && san_checked ctest --output-on-failure --timeout 900 "$@")
 }
 
 failed=()

@@ -9,5 +9,6 @@ setup_disk wdel-vault wdel-des wdel-disk Premium_LRS
 mount_cmkfs
 revoke_and_restore wdel-disk \
   "ctl key delete wdel-vault k" \
-  "ctl key recover wdel-vault k"
+  "ctl key recover wdel-vault k" \
+  "key deleted"
 echo "PASS"

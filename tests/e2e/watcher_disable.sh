@@ -9,7 +9,8 @@ setup_disk wdis-vault wdis-des wdis-disk Premium_LRS
 mount_cmkfs
 revoke_and_restore wdis-disk \
   "ctl key set-attributes wdis-vault k --enabled false" \
-  "ctl key set-attributes wdis-vault k --enabled true"
+  "ctl key set-attributes wdis-vault k --enabled true" \
+  "key version disabled"
 step "audit"
 ctl_quiet vault audit wdis-vault -o json | jq -e '[.[] | select(.operation == "disk.seal")] | length >= 1' >/dev/null ||
   fail "no disk.seal entry in the vault's audit log"

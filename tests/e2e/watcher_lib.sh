@@ -10,6 +10,8 @@
 set -euo pipefail
 
 e2e_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The daemon's sanitizer reports and exit status are checked at exit.
+: "${CMKFS_TEST_REAPER:?set CMKFS_TEST_REAPER to the cmkfs_test_reaper binary}"
 # shellcheck source=examples/lib.sh
 source "$e2e_dir/../../examples/lib.sh"
 
@@ -67,13 +69,15 @@ fio_max_latency_ms() {
     "$work/fio.json"
 }
 
-# revoke_and_restore DISK TAKE_AWAY GIVE_BACK: fio runs on the disk while
-# TAKE_AWAY (a shell command) removes access to the key; fio must fail with
-# EIO within the bound; a new open must fail; the disk shows sealed with a
-# reason; on_seal ran with its name. GIVE_BACK restores access: the disk comes
-# back without a remount and fio verifies again.
+# revoke_and_restore DISK TAKE_AWAY GIVE_BACK REASON: fio runs on the disk
+# while TAKE_AWAY (a shell command) removes access to the key; fio must fail
+# with EIO within the bound; a new open must fail with EIO; the disk shows
+# sealed with a seal reason "key cmk://... unusable: ..." that matches REASON
+# (an extended regex: what was taken away); on_seal ran with its name.
+# GIVE_BACK restores access: the disk comes back without a remount and fio
+# verifies again.
 revoke_and_restore() {
-  local disk=$1 take_away=$2 give_back=$3
+  local disk=$1 take_away=$2 give_back=$3 want_reason=$4
   local file=$mnt/disks/$disk
   step "fio writes to $disk; then: $take_away"
   fio_verify "$file" 2 >/dev/null || fail "fio failed before the key went away"
@@ -94,7 +98,8 @@ revoke_and_restore() {
   end=$(now_ms)
   [ "$rc" -ne 0 ] || fail "fio kept running: I/O did not fail after '$take_away'"
   grep -q -i "input/output error" "$work/fio-revoke.err" ||
-    fail "fio failed without EIO: $(head -n 3 "$work/fio-revoke.err")"
+    fail "fio failed (exit $rc) without EIO: $(head -n 3 "$work/fio-revoke.err")" \
+      "$(jq -c '[.jobs[] | {error, read: .read.io_bytes, write: .write.io_bytes}]' "$work/fio-revoke.json" 2>&1)"
   local took=$((end - start))
   echo "I/O failed ${took} ms after '$take_away' (bound ${bound_ms} ms + ${slack_ms} ms for fio to exit)"
   [ "$took" -le $((bound_ms + slack_ms)) ] || fail "seal took ${took} ms"
@@ -102,11 +107,19 @@ revoke_and_restore() {
   [ "$(disk_field "$disk" state)" = sealed ] || fail "$disk does not show sealed"
   [ "$(xattr "$file" user.cmkfs.state)" = sealed ] ||
     fail "user.cmkfs.state of $disk is not sealed"
-  echo "reason: $(ctl_quiet disk show "$disk" -o json | jq -r '.seal_reason // empty')"
+  local reason
+  reason=$(ctl_quiet disk show "$disk" -o json | jq -r '.seal_reason // empty')
+  echo "reason: $reason"
+  [[ "$reason" == "key cmk://"*" unusable: "* ]] ||
+    fail "the seal reason of $disk does not name the unusable key: '$reason'"
+  grep -qE -- "$want_reason" <<<"$reason" ||
+    fail "the seal reason of $disk does not say /$want_reason/: '$reason'"
   if dd if="$file" bs=4k count=1 iflag=direct status=none of=/dev/null 2>"$work/open.err"; then
     fail "a new open of sealed $disk could read"
   fi
   echo "new open: $(head -n 1 "$work/open.err")"
+  grep -q -i "input/output error" "$work/open.err" ||
+    fail "a new open of sealed $disk failed without EIO: $(head -n 1 "$work/open.err")"
   for _ in $(seq 50); do grep -qx "$disk" "$seal_log" 2>/dev/null && break; sleep 0.1; done
   grep -qx "$disk" "$seal_log" || fail "on_seal did not run with '$disk'"
 

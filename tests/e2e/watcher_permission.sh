@@ -9,8 +9,10 @@ setup_disk wperm-vault wperm-des wperm-disk StandardSSD_LRS
 mount_cmkfs
 revoke_and_restore wperm-disk \
   "ctl vault set-policy wperm-vault --object-id $identity --key-permissions get wrapKey" \
-  "ctl vault set-policy wperm-vault --object-id $identity --key-permissions get wrapKey unwrapKey"
+  "ctl vault set-policy wperm-vault --object-id $identity --key-permissions get wrapKey unwrapKey" \
+  "identity $identity lacks '?unwrapKey"
 revoke_and_restore wperm-disk \
   "ctl vault delete-policy wperm-vault --object-id $identity" \
-  "ctl vault set-policy wperm-vault --object-id $identity --key-permissions get wrapKey unwrapKey"
+  "ctl vault set-policy wperm-vault --object-id $identity --key-permissions get wrapKey unwrapKey" \
+  "identity $identity lacks"
 echo "PASS"

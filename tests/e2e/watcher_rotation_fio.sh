@@ -4,7 +4,10 @@
 # key is rotated: auto-rotation must pick the new version up within the 5 s
 # window, fio must see no error and no verify failure. Prints the longest I/O
 # pause fio saw (the figure for docs/BENCHMARKS.md; for the 1000-disk figure:
-# WATCHER_E2E_DISKS=999 WATCHER_E2E_FIO_SECONDS=60).
+# WATCHER_E2E_DISKS=999 WATCHER_E2E_FIO_SECONDS=60) and fails if it exceeds
+# CMKFS_E2E_MAX_PAUSE_MS (default 1500 ms: the < 100 ms target is the
+# benchmark's; this bound holds for an ASan build on a loaded 2-core machine
+# and still fails when I/O stalls for seconds during the re-wrap).
 set -euo pipefail
 # shellcheck source=tests/e2e/watcher_lib.sh
 source "$(dirname "$0")/watcher_lib.sh"
@@ -43,6 +46,11 @@ echo "auto-rotation from $old to $new: picked up after ${picked} ms (window 5 s)
 [ "$picked" -le 6000 ] || fail "auto-rotation took longer than its 5 s window"
 wait "$fio_pid" || fail "fio saw an error during rotation: $(head -n 3 "$work/fio-rot.err")"
 [ "$(disk_field "wrot-extra$extra" key_id)" = "$new" ] || fail "wrot-extra$extra was not re-wrapped"
-echo "longest I/O pause during rotation of $((extra + 1)) disks: $(fio_max_latency_ms) ms"
+pause_ms=$(fio_max_latency_ms)
+max_pause_ms=${CMKFS_E2E_MAX_PAUSE_MS:-1500}
+echo "longest I/O pause during rotation of $((extra + 1)) disks: ${pause_ms} ms (bound ${max_pause_ms} ms)"
+awk -v p="$pause_ms" 'BEGIN { exit !(p > 0) }' || fail "fio reported no I/O latency: '$pause_ms'"
+awk -v p="$pause_ms" -v m="$max_pause_ms" 'BEGIN { exit !(p <= m) }' ||
+  fail "an I/O paused ${pause_ms} ms during the rotation (bound ${max_pause_ms} ms)"
 ctl des show wrot-des
 echo "PASS"

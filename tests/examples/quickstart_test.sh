@@ -5,6 +5,8 @@
 set -euo pipefail
 : "${CMKFS:?set CMKFS to the cmkfs binary}" "${CMKCTL:?set CMKCTL to the cmkctl binary}"
 examples=$(cd "$(dirname "$0")/../../examples" && pwd)
+# shellcheck source=tests/daemon_reports.sh
+source "$(dirname "$0")/../daemon_reports.sh"
 fail() {
   echo "FAIL: $*" >&2
   exit 1
@@ -18,13 +20,17 @@ cleanup() {
     fusermount3 -u "$demo/mnt" 2>/dev/null || fusermount3 -u -z "$demo/mnt"
     for _ in $(seq 50); do mountpoint -q "$demo/mnt" || break; sleep 0.1; done
   fi
+  reports_check || [ "$rc" -ne 0 ] || rc=1
   rm -rf "$tmp"
   exit "$rc"
 }
 trap cleanup EXIT
 
 mkdir -p "$tmp/bin"
-ln -s "$CMKFS" "$tmp/bin/cmkfs"
+# cmkfs runs through cmkfs_test_reaper: the daemon's sanitizer reports and
+# exit status are checked on exit.
+reports_init "$tmp/reports" "${CMKFS_TEST_REAPER:?set CMKFS_TEST_REAPER to cmkfs_test_reaper}"
+reports_wrapper "$tmp/bin/cmkfs" "$CMKFS"
 ln -s "$CMKCTL" "$tmp/bin/cmkctl"
 CMKFS_BIN_DIR=$tmp/bin CMKFS_DEMO_DIR=$demo bash "$examples/quickstart.sh" || fail "quickstart.sh failed"
 

@@ -9,7 +9,8 @@
 set -euo pipefail
 : "${CMKFS:?set CMKFS to the cmkfs binary}" "${CMKCTL:?set CMKCTL to the cmkctl binary}"
 helper=$(cd "$(dirname "$0")/../../packaging" && pwd)/mount.fuse.cmkfs
-export CMKFS_MOUNT_HELPER_CMKFS=$CMKFS
+# shellcheck source=tests/daemon_reports.sh
+source "$(dirname "$0")/../daemon_reports.sh"
 fail() {
   echo "FAIL: $*" >&2
   exit 1
@@ -24,11 +25,18 @@ cleanup() {
     umount "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt"
     for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
   fi
+  reports_check || [ "$rc" -ne 0 ] || rc=1
   rm -rf "$tmp"
   exit "$rc"
 }
 trap cleanup EXIT
 mkdir -p "$state" "$mnt"
+
+# The helper runs the build's cmkfs through cmkfs_test_reaper: the daemon's
+# sanitizer reports and exit status are checked on exit.
+reports_init "$tmp/reports" "${CMKFS_TEST_REAPER:?set CMKFS_TEST_REAPER to cmkfs_test_reaper}"
+reports_wrapper "$tmp/cmkfs-reaped" "$CMKFS"
+export CMKFS_MOUNT_HELPER_CMKFS=$tmp/cmkfs-reaped
 
 "$CMKCTL" --state-dir "$state" disk create fstab-disk --size 16M >/dev/null
 head -c 1048576 /dev/urandom >"$tmp/data"

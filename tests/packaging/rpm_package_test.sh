@@ -70,8 +70,10 @@ grep -q 'install -d -m 0700 -o root -g root /var/lib/cmkfs' <<<"$scripts" || fai
 grep -q 'systemctl stop cmkfs.service' <<<"$scripts" || fail "%preun does not stop the service"
 
 step "unpack into a scratch root"
-rpm --root "$tmp/root" --dbpath /rpmdb -i --nodeps --noscripts --nosignature "$rpm" 2>&1 |
-  grep -v 'RPM should not be used directly\|assuming you know what you are doing' || true
+out=$(rpm --root "$tmp/root" --dbpath /rpmdb -i --nodeps --noscripts --nosignature "$rpm" 2>&1) ||
+  fail "rpm -i into a scratch root failed: $out"
+# rpm warns that it is not the native package manager here; show the rest.
+sed '/RPM should not be used directly/d; /assuming you know what you are doing/d' <<<"$out"
 [ "$(stat -c '%a' "$tmp/root/var/lib/cmkfs")" = 700 ] || fail "unpacked /var/lib/cmkfs is not 0700"
 for b in cmkfs cmkctl; do [ -x "$tmp/root/usr/bin/$b" ] || fail "unpacked /usr/bin/$b is missing"; done
 cmp "$tmp/root/etc/cmkfs/cmkfs.toml" "$(dirname "$0")/../../packaging/cmkfs.toml" ||

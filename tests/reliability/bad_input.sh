@@ -260,7 +260,7 @@ row_backing_full() {
   cmp -s "$WORK/early.bin" <(head -c 4M "$MNT/disks/full") || fail "early data lost after a remount"
   expect_fsck_clean
   log "after freeing space, writes work again"
-  cmkctl disk delete full >/dev/null 2>&1 || true
+  out=$(cmkctl disk delete full 2>&1) || fail "cannot delete a disk to free space on a full backing filesystem: $out"
   cmkctl disk create again --size 8M >/dev/null || fail "cannot create a disk after freeing space"
   dd if="$WORK/early.bin" of="$MNT/disks/again" bs=1M conv=notrunc,fsync status=none ||
     fail "writes fail after space was freed"

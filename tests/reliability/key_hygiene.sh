@@ -28,6 +28,14 @@ TOOLS=$(dirname "$CRASH_WRITER_BIN")
 DEK_PROBE=$TOOLS/dek_probe
 MEMSCAN=$TOOLS/memscan
 [[ -x "$DEK_PROBE" && -x "$MEMSCAN" ]] || fail "dek_probe/memscan not built next to $CRASH_WRITER_BIN"
+# memscan tells an error (exit 2) from "found" (exit 1): a bad needle and a
+# process it cannot read are errors.
+for args in "$$ not-hex-not-hex-not-hex-not-hex" "2147483647 $(printf '%064d' 0)"; do
+  rc=0
+  # shellcheck disable=SC2086 # two words on purpose
+  "$MEMSCAN" $args >/dev/null 2>&1 || rc=$?
+  [[ $rc -eq 2 ]] || fail "memscan $args exited $rc, expected 2 (an error)"
+done
 
 CONF=$WORK/cmkfs.toml
 cat >"$CONF" <<TOML
@@ -38,6 +46,17 @@ poll_interval = "1s"
 TOML
 DLOG=$WORK/daemon.log
 cmkctl() { timeout 120 "$CMKCTL_BIN" --config "$CONF" "$@"; }
+# scan PID HEX...: memscan; returns 0 when no needle is in the process's
+# memory, 1 when one is ($scan_out has the report); a scan error (exit 2, or
+# memscan dying) fails the test: it is neither "found" nor "not found".
+scan() {
+  local rc=0
+  scan_out=$("$MEMSCAN" "$@" 2>&1) || rc=$?
+  case $rc in
+    0 | 1) return $rc ;;
+    *) fail "memscan $1 could not scan (exit $rc): $scan_out" ;;
+  esac
+}
 FG_PID=
 start_fg() {
   "$CMKFS_BIN" --config "$CONF" --foreground --log-level trace "$MNT" >>"$DLOG" 2>&1 &
@@ -85,8 +104,8 @@ start_fg
 PID=$FG_PID
 exec 3<"$MNT/disks/hd"
 cmp -s <(head -c 8M <&3) "$WORK/data.bin" || fail "disk data differs after a restart"
-out=$("$MEMSCAN" "$PID" "$DEK") && fail "positive control: the live daemon's memory does not hold the DEK of an open disk (dek_probe or memscan is broken): $out"
-log "positive control: $(grep 'found' <<<"$out")"
+scan "$PID" "$DEK" && fail "positive control: the live daemon's memory does not hold the DEK of an open disk (dek_probe or memscan is broken): $scan_out"
+log "positive control: $(grep 'found' <<<"$scan_out")"
 vmlck=$(awk '/^VmLck:/{print $2}' "/proc/$PID/status")
 [[ ${vmlck:-0} -gt 0 ]] || fail "VmLck is ${vmlck:-0} kB with an open customer-key disk: key memory is not mlocked"
 log "VmLck ${vmlck} kB"
@@ -94,11 +113,11 @@ log "VmLck ${vmlck} kB"
 log "close: the last handle of hd2 closes, its DEK must go"
 exec 4<"$MNT/disks/hd2"
 cmp -s <(head -c 1M <&4) <(head -c 1M "$WORK/data.bin") || fail "hd2 data differs"
-"$MEMSCAN" "$PID" "$DEK2" >/dev/null && fail "positive control: hd2's DEK is not in memory while hd2 is open"
+scan "$PID" "$DEK2" && fail "positive control: hd2's DEK is not in memory while hd2 is open"
 exec 4<&-
 sleep 0.5
-out=$("$MEMSCAN" "$PID" "$DEK2" "${DEK2:0:64}" "${DEK2:64:64}") || { echo "$out" >&2; fail "hd2's DEK (or an XTS half) is still in the daemon's memory after its last handle closed"; }
-log "after close of hd2: $(tail -1 <<<"$out"), no DEK"
+scan "$PID" "$DEK2" "${DEK2:0:64}" "${DEK2:64:64}" || { echo "$scan_out" >&2; fail "hd2's DEK (or an XTS half) is still in the daemon's memory after its last handle closed"; }
+log "after close of hd2: $(tail -1 <<<"$scan_out"), no DEK"
 
 log "seal: disable the key version"
 cmkctl key set-attributes hygv k --enabled false >/dev/null
@@ -115,18 +134,14 @@ if dd bs=4096 count=1 skip=100 status=none <&3 >/dev/null 2>&1; then
     fail "the sealed disk still reads"
 fi
 sleep 0.5
-out=$("$MEMSCAN" "$PID" "$DEK" "$H1" "$H2") || { echo "$out" >&2; fail "the DEK (or an XTS half) is still in the daemon's memory after the seal, with a handle open"; }
-log "after seal, handle open: $(tail -1 <<<"$out"), no DEK"
+scan "$PID" "$DEK" "$H1" "$H2" || { echo "$scan_out" >&2; fail "the DEK (or an XTS half) is still in the daemon's memory after the seal, with a handle open"; }
+log "after seal, handle open: $(tail -1 <<<"$scan_out"), no DEK"
 exec 3<&-
 sleep 0.5
-out=$("$MEMSCAN" "$PID" "$DEK" "$H1" "$H2") || { echo "$out" >&2; fail "the DEK is in the daemon's memory after the seal and close"; }
+scan "$PID" "$DEK" "$H1" "$H2" || { echo "$scan_out" >&2; fail "the DEK is in the daemon's memory after the seal and close"; }
 log "after close: no DEK"
-# Informational: does the daemon keep the vault private key in memory?
-if pout=$("$MEMSCAN" "$PID" "$prime1"); then
-  log "private key prime not in daemon memory"
-else
-  log "NOTE: the vault private key (prime1) is in the daemon's memory: $(grep found <<<"$pout")"
-fi
+scan "$PID" "$prime1" || { echo "$scan_out" >&2; fail "the vault private key (prime1) is in the daemon's memory after the seal and close"; }
+log "after close: no vault private key (prime1)"
 
 cmkctl key set-attributes hygv k --enabled true >/dev/null
 stop_fg

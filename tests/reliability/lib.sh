@@ -2,10 +2,13 @@
 # Shared setup of the reliability scripts: a fresh state directory and
 # mountpoint under /tmp, cmkctl/cmkfs wrappers with timeouts, kill -9 and
 # stale-mount cleanup, and an EXIT trap that always unmounts, stops the
-# daemon and removes the directory (kept after a failure when
-# CMKFS_KEEP_FAILED=1).
+# daemon, fails on any sanitizer report or bad daemon exit
+# (tests/daemon_reports.sh) and removes the directory (kept after a failure
+# when CMKFS_KEEP_FAILED=1).
 # Usage: source lib.sh CMKFS CMKCTL FSX CRASH_WRITER
 set -euo pipefail
+# shellcheck source=tests/daemon_reports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../daemon_reports.sh"
 
 CMKFS_BIN=${1:?path to cmkfs}
 CMKCTL_BIN=${2:?path to cmkctl}
@@ -18,6 +21,8 @@ STATE=$REL_ROOT/state
 MNT=$REL_ROOT/mnt
 WORK=$REL_ROOT/work
 mkdir -p "$STATE" "$MNT" "$WORK"
+reports_init "$REL_ROOT/reports" \
+  "${CMKFS_TEST_REAPER:-$(dirname "$CMKFS_BIN")/../../tests/support/cmkfs_test_reaper}"
 REL_EXTRA_MOUNTS=()   # unmounted (lazily) by the trap, last first
 REL_CHILDREN=()       # background pids killed by the trap
 
@@ -29,11 +34,10 @@ cmkctl() { timeout 120 "$CMKCTL_BIN" --state-dir "$STATE" "$@"; }
 
 daemon_pid() { cat "$STATE/cmkfs.pid" 2>/dev/null || true; }
 is_mounted() { findmnt -rn --mountpoint "$1" >/dev/null 2>&1; }
-alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 
 # Starts the daemon detached; returns once the mount is up.
 start_daemon() {
-  timeout 60 "$CMKFS_BIN" --state-dir "$STATE" "$@" "$MNT" || fail "cmkfs did not start"
+  reports_launch "$CMKFS_BIN" --state-dir "$STATE" "$@" "$MNT" || fail "cmkfs did not start"
   is_mounted "$MNT" || fail "cmkfs reported success but $MNT is not mounted"
 }
 
@@ -55,9 +59,10 @@ kill9_daemon() {
   local pid
   pid=$(daemon_pid)
   [[ -n "$pid" ]] || fail "no daemon pid to kill"
+  reports_killed "$pid"
   kill -KILL "$pid" 2>/dev/null || true
   for _ in $(seq 1 200); do alive "$pid" || break; sleep 0.05; done
-  alive "$pid" && fail "cmkfs (pid $pid) survived kill -9"
+  alive "$pid" && fail "cmkfs (pid $pid) survived kill -9: $(grep '^State' "/proc/$pid/status" 2>&1)"
   clean_stale_mount
 }
 
@@ -87,7 +92,7 @@ rel_cleanup() {
   pid=$(daemon_pid)
   if [[ -n "$pid" ]] && alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    for _ in $(seq 1 200); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
   fi
   for ((i = ${#REL_EXTRA_MOUNTS[@]} - 1; i >= 0; i--)); do
@@ -95,6 +100,7 @@ rel_cleanup() {
   done
   if is_mounted "$MNT"; then fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT"; fi
   for m in "${REL_EXTRA_MOUNTS[@]}"; do is_mounted "$m" && umount -l "$m" 2>/dev/null; done
+  reports_check || [[ $rc -ne 0 ]] || rc=1
   if [[ $rc -eq 0 || "${CMKFS_KEEP_FAILED:-0}" != 1 ]]; then
     is_mounted "$MNT" || rm -rf "$REL_ROOT"
   else

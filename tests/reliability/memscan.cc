@@ -5,7 +5,10 @@
 // Prints one line per needle: "HEX_PREFIX... found N times" with the
 // mapping of each hit, and "regions=R bytes=B unreadable=U skipped=S"
 // (mappings over 1 TiB, i.e. a sanitizer's shadow, are skipped). Exit 0 when no
-// needle was found, 1 when one was, 2 on error.
+// needle was found, 1 when one was, 2 on error: a needle that is not an even
+// number of hex digits or is shorter than 16 bytes, a process whose maps or
+// memory cannot be opened, or a scan that read no memory at all (nothing
+// scanned is not "not found").
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -24,11 +27,20 @@ namespace {
 // No real mapping of the daemon comes near this; sanitizer shadows do.
 constexpr uint64_t kMaxMappingBytes = 1ull << 40;
 
+// Empty when `h` is not an even number of hex digits.
 std::vector<uint8_t> FromHex(const std::string& h) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) {
-    out.push_back(
-        static_cast<uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
+  if (h.size() % 2 != 0) return out;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < h.size(); i += 2) {
+    const int hi = digit(h[i]), lo = digit(h[i + 1]);
+    if (hi < 0 || lo < 0) return {};
+    out.push_back(static_cast<uint8_t>(hi * 16 + lo));
   }
   return out;
 }
@@ -48,7 +60,9 @@ int main(int argc, char** argv) {
     names.push_back(std::string(argv[i]).substr(0, 16) + "...(" +
                     std::to_string(needles.back().size()) + " bytes)");
     if (needles.back().size() < 16) {
-      std::fprintf(stderr, "memscan: needle %d is shorter than 16 bytes\n",
+      std::fprintf(stderr,
+                   "memscan: needle %d is not hex of at least 16 bytes; "
+                   "accepted: an even number (>= 32) of hex digits\n",
                    i - 1);
       return 2;
     }
@@ -126,6 +140,13 @@ int main(int argc, char** argv) {
     }
   }
   close(mem);
+  if (regions == 0 || bytes == 0) {
+    std::fprintf(stderr,
+                 "memscan: read no memory of process %s (%" PRIu64
+                 " unreadable mappings): nothing was scanned\n",
+                 pid.c_str(), unreadable);
+    return 2;
+  }
   bool any = false;
   for (size_t k = 0; k < needles.size(); ++k) {
     std::printf("%s found %" PRIu64 " times\n", names[k].c_str(), hits[k]);

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,6 +117,38 @@ bool ProcessAlive(pid_t pid) {
   return state != 'Z' && state != 'X';
 }
 
+namespace {
+
+// Points each sanitizer's log_path of the processes started from now on
+// under `dir`, keeping the options the test process was started with.
+void DirectSanitizerReportsTo(const stdfs::path& dir) {
+  static const char* const kVars[][2] = {{"ASAN_OPTIONS", "asan"},
+                                         {"UBSAN_OPTIONS", "ubsan"},
+                                         {"TSAN_OPTIONS", "tsan"}};
+  static std::vector<std::string> original = [] {
+    std::vector<std::string> out;
+    for (const auto& v : kVars) {
+      const char* value = getenv(v[0]);
+      out.push_back(value ? value : "");
+    }
+    return out;
+  }();
+  for (size_t i = 0; i < std::size(kVars); ++i) {
+    std::string value = original[i];
+    if (!value.empty()) value += ":";
+    value += "log_path=" + (dir / kVars[i][1]).string();
+    setenv(kVars[i][0], value.c_str(), 1);
+  }
+}
+
+std::string DescribeStatus(int status) {
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
+
 void MountTest::SetUp() {
   unsetenv("CMKFS_CONFIG");
   unsetenv("CMKFS_STATE_DIR");
@@ -126,13 +159,20 @@ void MountTest::SetUp() {
   mnt_ = root_ / "mnt";
   stdfs::create_directories(state_);
   stdfs::create_directories(mnt_);
+  stdfs::create_directories(root_ / "reports");
+  DirectSanitizerReportsTo(root_ / "reports");
+  // The detached daemon (a grandchild) is re-parented to this process, so
+  // TearDown can read its exit status.
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0) << strerror(errno);
   ASSERT_TRUE(stdfs::exists(CmkfsBinary())) << CmkfsBinary();
   ASSERT_TRUE(stdfs::exists(CmkctlBinary())) << CmkctlBinary();
 }
 
 void MountTest::TearDown() {
   if (IsMounted(mnt_) || ProcessAlive(daemon_pid_)) {
-    if (!StopDaemon(10s)) {
+    if (!StopDaemon(20s)) {
+      ADD_FAILURE() << "cmkfs (pid " << daemon_pid_
+                    << ") did not stop within 20 s of SIGTERM";
       RunProgram({"/usr/bin/fusermount3", "-u", "-z", mnt_.string()}, 10s);
       if (ProcessAlive(daemon_pid_)) kill(daemon_pid_, SIGKILL);
       WaitDaemonGone(5s);
@@ -140,9 +180,37 @@ void MountTest::TearDown() {
   }
   if (IsMounted(mnt_))
     RunProgram({"/usr/bin/umount", "-l", mnt_.string()}, 10s);
+  CheckDaemonsAndReports();
   if (!root_.empty() && !IsMounted(mnt_)) {
     std::error_code ec;
     stdfs::remove_all(root_, ec);
+  }
+}
+
+void MountTest::CheckDaemonsAndReports() {
+  for (pid_t pid : started_daemons_) {
+    int status = 0;
+    pid_t got = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
+    if (got != pid) {
+      ADD_FAILURE() << "cmkfs (pid " << pid << ") could not be reaped ("
+                    << (got == 0 ? "still running" : strerror(errno)) << ")";
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ADD_FAILURE() << "cmkfs (pid " << pid << ") ended with "
+                    << DescribeStatus(status);
+    }
+  }
+  started_daemons_.clear();
+  std::error_code ec;
+  for (const auto& entry : stdfs::directory_iterator(root_ / "reports", ec)) {
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    ADD_FAILURE() << "sanitizer report " << entry.path().filename() << ":\n"
+                  << text.str();
   }
 }
 
@@ -172,6 +240,7 @@ RunResult MountTest::StartDaemon(const std::vector<std::string>& extra) {
     pid_t pid = -1;
     in >> pid;
     daemon_pid_ = pid;
+    if (pid > 0) started_daemons_.push_back(pid);
   }
   return r;
 }

@@ -32,7 +32,12 @@ bool IsMounted(const std::filesystem::path& dir);
 bool ProcessAlive(pid_t pid);
 
 // A temporary state directory and mountpoint; helpers for cmkctl and the
-// daemon. TearDown unmounts (lazily if needed) and kills the daemon.
+// daemon. TearDown stops the daemon (a daemon that does not stop on SIGTERM
+// fails the test, and is killed), unmounts (lazily if needed), and fails the
+// test if a daemon started by StartDaemon ended with anything but exit 0 or
+// if any process started by the test wrote a sanitizer report (each one's
+// log_path points under root_/reports; the test process is the daemon's
+// subreaper, so the detached daemon's exit status reaches it).
 class MountTest : public ::testing::Test {
  protected:
   void SetUp() override;
@@ -70,6 +75,14 @@ class MountTest : public ::testing::Test {
   std::filesystem::path state_;
   std::filesystem::path mnt_;
   pid_t daemon_pid_ = -1;
+
+  // TearDown's check (each daemon is checked once): fails the test for each
+  // daemon started by StartDaemon that did not exit 0 and each sanitizer
+  // report under root_/reports.
+  void CheckDaemonsAndReports();
+
+ private:
+  std::vector<pid_t> started_daemons_;
 };
 
 // Bytes of a recognisable 4 KiB block: `tag` and `index` repeated.
