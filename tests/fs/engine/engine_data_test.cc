@@ -393,6 +393,10 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
   std::atomic<bool> failed{false};
   std::mutex error_mu;
   std::string write_error;
+  auto errors = [&] {  // writers may still run: read under the lock
+    std::lock_guard lk(error_mu);
+    return write_error;
+  };
   std::atomic<uint64_t> acked[kThreads];
   std::atomic<uint64_t> started[kThreads];
   for (int t = 0; t < kThreads; ++t) {
@@ -438,7 +442,7 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
     for (int t = 0; t < kThreads; ++t) previous[t] = acked[t].load();
     if (!WaitForProgress(acked, previous, failed)) {
       FAIL() << "writers made no progress before snapshot round " << round
-             << ": " << write_error;
+             << ": " << errors();
     }
     uint64_t before[kThreads], after[kThreads];
     for (int t = 0; t < kThreads; ++t) before[t] = acked[t].load();
@@ -449,7 +453,7 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
     // ...and after it: the snapshot was taken while they were writing.
     if (!WaitForProgress(acked, after, failed)) {
       FAIL() << "writers made no progress after snapshot round " << round
-             << ": " << write_error;
+             << ": " << errors();
     }
     ASSERT_OK_AND_ASSIGN(auto sh,
                          engine_->Open(ResourceKind::kSnapshot, name, false));
@@ -477,7 +481,7 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
     }
   }
   stop_writers();
-  EXPECT_FALSE(failed.load()) << write_error;
+  EXPECT_FALSE(failed.load()) << errors();
   h.reset();
   ExpectFsckClean();
 }

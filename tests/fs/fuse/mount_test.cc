@@ -394,6 +394,10 @@ TEST_F(FuseMountTest, WriterThreadsSnapshotIsPointInTime) {
   std::atomic<bool> failed{false};
   std::mutex error_mu;
   std::string write_error;
+  auto errors = [&] {  // writers may still run: read under the lock
+    std::lock_guard lk(error_mu);
+    return write_error;
+  };
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
     acked[w] = 0;
@@ -442,7 +446,7 @@ TEST_F(FuseMountTest, WriterThreadsSnapshotIsPointInTime) {
   };
   for (int w = 0; w < kWriters; ++w)
     ASSERT_TRUE(wait_past(w, 16)) << "writer " << w << " made no progress "
-                                  << "before the snapshot: " << write_error;
+                                  << "before the snapshot: " << errors();
   uint64_t before[kWriters];
   for (int w = 0; w < kWriters; ++w) before[w] = acked[w];
   MustCmkctl({"snapshot", "create", "pit", "--source", "d1"});
@@ -452,10 +456,10 @@ TEST_F(FuseMountTest, WriterThreadsSnapshotIsPointInTime) {
   for (int w = 0; w < kWriters; ++w) {
     EXPECT_TRUE(wait_past(w, after[w]))
         << "writer " << w << " wrote nothing after the snapshot returned ("
-        << after[w] << " of " << kRegionBlocks << " blocks): " << write_error;
+        << after[w] << " of " << kRegionBlocks << " blocks): " << errors();
   }
   stop_writers();
-  ASSERT_FALSE(failed) << write_error;
+  ASSERT_FALSE(failed) << errors();
   Fd s(open(Snapshot("pit").c_str(), O_RDONLY));
   ASSERT_GE(s.fd, 0);
   std::vector<uint8_t> got(4096);
