@@ -72,9 +72,10 @@ const std::vector<Column> kResourceColumns = {
 // its key, the message names the exact command that grants access.
 Status WithGrantHint(Invocation& inv, Status s, std::string_view des) {
   if (s.ok() || des.empty()) return s;
+  // Not FailedPrecondition: those refusals (guest-encrypted, purge
+  // protection, a source on another key) are not fixed by a grant.
   if (s.kind() != ErrorKind::kPermissionDenied &&
-      s.kind() != ErrorKind::kKeyUnavailable &&
-      s.kind() != ErrorKind::kFailedPrecondition) {
+      s.kind() != ErrorKind::kKeyUnavailable) {
     return s;
   }
   if (s.message().find("set-policy") != std::string::npos) return s;

@@ -792,6 +792,16 @@ Result<ResourceRecord> EngineImpl::CloneLocked(ResourceKind kind,
                                   ", " + src.scope.region + ")");
     }
     r.scope = scope;
+    // Never-customer-keys travels with the data: a guest-encrypted source,
+    // or a clone declared guest-encrypted, cannot use a customer key.
+    if (r.guest_encrypted &&
+        (src.encryption == EncryptionType::kCustomer || !spec->des.empty())) {
+      return FailedPreconditionError(
+          "disk " + std::string(name) +
+          (src.guest_encrypted ? " is made from guest-encrypted " + r.source
+                               : std::string(" is guest-encrypted")) +
+          " and cannot use customer-managed keys");
+    }
     if (spec->size != 0) {
       if (spec->size % kSectorBytes != 0 || spec->size < src.size) {
         return InvalidArgumentError(

@@ -180,8 +180,12 @@ Result<PollReport> KeyWatcher::PollOnce() {
   return report;
 }
 
+SteadyClock::time_point KeyWatcher::TimerNow() const {
+  return options_.timer_clock ? options_.timer_clock() : SteadyClock::now();
+}
+
 void KeyWatcher::ApplyRotationPoliciesIfDue(PollReport& report) {
-  const auto now = SteadyClock::now();
+  const auto now = TimerNow();
   if (last_policy_run_ &&
       now - *last_policy_run_ < options_.rotation_policy_interval) {
     return;
@@ -220,7 +224,7 @@ void KeyWatcher::AutoRotate(bool keystore_changed, PollReport& report) {
   }
   // A new key version only appears with a keystore change; the periodic
   // check covers a change missed while a DES was being edited.
-  const auto now = SteadyClock::now();
+  const auto now = TimerNow();
   const auto periodic =
       std::max(options_.poll_interval, options_.auto_rotation_window / 4);
   const bool due = keystore_changed || fingerprint != last_des_fingerprint_ ||

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -39,6 +40,10 @@ struct WatcherOptions {
   std::string on_seal;
   // How often KeyStore::ApplyRotationPolicies runs. Zero: every poll.
   std::chrono::milliseconds rotation_policy_interval{std::chrono::minutes(1)};
+  // The clock of the two timers above (the rotation-policy interval and the
+  // periodic auto-rotation re-check). Empty: std::chrono::steady_clock.
+  // Tests set it to step time without waiting.
+  std::function<std::chrono::steady_clock::time_point()> timer_clock;
 };
 
 // What one poll did. Resources are named "disks/NAME", "snapshots/NAME",
@@ -113,6 +118,7 @@ class KeyWatcher {
   };
 
   void Run();
+  std::chrono::steady_clock::time_point TimerNow() const;
   void ApplyRotationPoliciesIfDue(PollReport& report);
   void AutoRotate(bool keystore_changed, PollReport& report);
   // Whether `candidate` comes after `current` in its key's version list.

@@ -22,7 +22,7 @@ std::string CmkctlPath() {
 
 RunResult RunCmkctl(const std::vector<std::string>& args,
                     const std::vector<std::string>& env,
-                    int interrupt_after_ms) {
+                    const std::function<bool()>& interrupt_when) {
   RunResult result;
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
@@ -51,21 +51,20 @@ RunResult RunCmkctl(const std::vector<std::string>& args,
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
   int open_fds = 2;
-  const auto start = std::chrono::steady_clock::now();
+  bool interrupt_pending = static_cast<bool>(interrupt_when);
+  const auto deadline = std::chrono::steady_clock::now() + kCmkctlTimeout;
   while (open_fds > 0) {
-    int timeout = -1;
-    if (interrupt_after_ms >= 0) {
-      auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::steady_clock::now() - start)
-                         .count();
-      if (elapsed >= interrupt_after_ms) {
-        ::kill(pid, SIGINT);
-        interrupt_after_ms = -1;
-      } else {
-        timeout = static_cast<int>(interrupt_after_ms - elapsed);
-      }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "cmkctl still running after " << kCmkctlTimeout.count()
+                    << " s; killed";
+      ::kill(pid, SIGKILL);
+      break;
     }
-    if (::poll(fds, 2, timeout) < 0) {
+    if (interrupt_pending && interrupt_when()) {
+      ::kill(pid, SIGINT);
+      interrupt_pending = false;
+    }
+    if (::poll(fds, 2, interrupt_pending ? 5 : 1000) < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -81,6 +80,9 @@ RunResult RunCmkctl(const std::vector<std::string>& args,
         --open_fds;
       }
     }
+  }
+  for (pollfd& f : fds) {
+    if (f.fd >= 0) ::close(f.fd);
   }
   int status = 0;
   ::waitpid(pid, &status, 0);

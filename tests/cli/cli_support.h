@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,11 +21,14 @@ struct RunResult {
 };
 
 // Runs CMKFS_BINARY_DIR/cli/cmkctl with `args`, stdin from /dev/null, and
-// the given extra environment ("NAME=value"). Waits for it.
-// With interrupt_after_ms >= 0, sends SIGINT that long after the start.
+// the given extra environment ("NAME=value"). Waits for it, at most
+// kCmkctlTimeout (then kills it and fails the test).
+// With `interrupt_when`, polls it every few milliseconds while cmkctl runs
+// and sends SIGINT once, the first time it returns true.
+inline constexpr std::chrono::seconds kCmkctlTimeout{120};
 RunResult RunCmkctl(const std::vector<std::string>& args,
                     const std::vector<std::string>& env = {},
-                    int interrupt_after_ms = -1);
+                    const std::function<bool()>& interrupt_when = {});
 
 // A fresh directory under the system temp dir, removed at destruction.
 class TempDir {

@@ -79,8 +79,18 @@ TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
   // Customer-key disks cannot move to another resource group.
   RunResult move = Ctl({"disk", "move", "d1", "--resource-group", "rg2"});
   EXPECT_EQ(move.exit_code, 1);
-  EXPECT_TRUE(move.err.starts_with("cmkctl: ")) << move.err;
+  EXPECT_EQ(move.out, "");
+  EXPECT_EQ(move.err,
+            "cmkctl: disk d1 uses a customer-managed key (disk encryption set "
+            "des1); customer-key resources cannot move to another resource "
+            "group or subscription\n");
   EXPECT_EQ(Show("disk", "d1")["resource_group"].as_string(), "default");
+  // Nor to another subscription in the same resource group.
+  RunResult sub_move = Ctl({"disk", "move", "d1", "--resource-group", "default",
+                            "--subscription", "sub2"});
+  EXPECT_EQ(sub_move.exit_code, 1);
+  EXPECT_EQ(sub_move.err, move.err);
+  EXPECT_EQ(Show("disk", "d1")["subscription"].as_string(), "default");
 
   // Rotation through the DES re-wraps the disk under the new version.
   std::string v2 = CtlOk({"key", "rotate", "vault1", "key1"});
@@ -217,6 +227,157 @@ TEST_F(DiskCommandsTest, DiskRefusals) {
   RunResult soft = Ctl({"des", "create", "x", "--key-id", "cmk://soft/keys/k"});
   EXPECT_EQ(soft.exit_code, 1);
   EXPECT_NE(soft.err.find("purge protection"), std::string::npos) << soft.err;
+}
+
+// SIGINT during a local import cancels it cleanly: exit 130, one line
+// naming the cancel, no half-imported disk. The signal goes once the import
+// is copying (the extent pool has grown), not after a guessed delay.
+TEST_F(DiskCommandsTest, SigintCancelsAnImportAndLeavesNoDisk) {
+  CtlOk({"disk", "list"});  // state made: the platform key exists
+  const std::filesystem::path pool =
+      std::filesystem::path(state_dir()) / "extents" / "pool.0";
+  auto pool_size = [&]() -> uintmax_t {
+    std::error_code ec;
+    uintmax_t n = std::filesystem::file_size(pool, ec);
+    return ec ? 0 : n;
+  };
+  const uintmax_t pool_before = pool_size();
+  // 16 GiB, one data block per MiB: 16384 extents to copy, far more than
+  // are copied between the pool's first growth and the signal.
+  const std::string in = (tmp() / "big.raw").string();
+  {
+    std::ofstream f(in, std::ios::binary);
+    const std::string block(4096, 'x');
+    for (uint64_t off = 0; off < (uint64_t{16} << 30); off += 1 << 20) {
+      f.seekp(static_cast<std::streamoff>(off));
+      f.write(block.data(), static_cast<std::streamsize>(block.size()));
+    }
+    ASSERT_TRUE(f.good());
+  }
+  RunResult r = RunCmkctl(
+      {"--state-dir", state_dir(), "disk", "create", "big", "--import", in}, {},
+      [&] { return pool_size() > pool_before; });
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(r.err.starts_with("cmkctl: ")) << r.err;
+  EXPECT_NE(r.err.find("import of " + in + " cancelled"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(ParseJsonOrFail(Ctl({"disk", "list", "-o", "json"})).size(), 0u)
+      << "half-imported disk left";
+  std::string fsck = CtlOk({"fsck"});
+  EXPECT_NE(fsck.find("clean"), std::string::npos) << fsck;
+}
+
+// The one line cmkctl prints for a refused command, checked whole.
+void ExpectRefused(const RunResult& r, const std::string& reason) {
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "cmkctl: " + reason + "\n");
+}
+
+TEST_F(DiskCommandsTest, GuestEncryptedDisksNeverUseCustomerKeys) {
+  Grant(MakeDes());
+  CtlOk({"disk", "create", "g1", "--size", "64M", "--guest-encrypted"});
+  EXPECT_TRUE(Show("disk", "g1")["guest_encrypted"].as_bool());
+  ExpectRefused(Ctl({"disk", "update", "g1", "--des", "des1"}),
+                "disk g1 was guest-encrypted and cannot switch to "
+                "customer-managed keys");
+  EXPECT_EQ(Show("disk", "g1")["encryption"].as_string(), "platform");
+  ExpectRefused(Ctl({"disk", "create", "g2", "--size", "64M",
+                     "--guest-encrypted", "--des", "des1"}),
+                "disk g2 is guest-encrypted and cannot use customer-managed "
+                "keys");
+  EXPECT_EQ(Ctl({"disk", "show", "g2"}).exit_code, 1) << "refused disk made";
+
+  // Through a clone: the flag travels with the data.
+  CtlOk({"snapshot", "create", "gs", "--source", "g1"});
+  EXPECT_TRUE(Show("snapshot", "gs")["guest_encrypted"].as_bool());
+  ExpectRefused(
+      Ctl({"disk", "create", "c1", "--source", "gs", "--des", "des1"}),
+      "disk c1 is made from guest-encrypted snapshots/gs and "
+      "cannot use customer-managed keys");
+  EXPECT_EQ(Ctl({"disk", "show", "c1"}).exit_code, 1) << "refused disk made";
+  CtlOk({"disk", "create", "c2", "--source", "gs"});
+  EXPECT_TRUE(Show("disk", "c2")["guest_encrypted"].as_bool());
+  ExpectRefused(Ctl({"disk", "update", "c2", "--des", "des1"}),
+                "disk c2 was guest-encrypted and cannot switch to "
+                "customer-managed keys");
+
+  // A guest-encrypted clone of a customer-key disk is refused as well.
+  CtlOk({"disk", "create", "cmk", "--size", "64M", "--des", "des1"});
+  CtlOk({"snapshot", "create", "cs", "--source", "cmk"});
+  ExpectRefused(
+      Ctl({"disk", "create", "c3", "--source", "cs", "--guest-encrypted"}),
+      "disk c3 is guest-encrypted and cannot use customer-managed "
+      "keys");
+  EXPECT_EQ(Ctl({"disk", "show", "c3"}).exit_code, 1) << "refused disk made";
+}
+
+TEST_F(DiskCommandsTest, DiskFromACustomerKeyImageStaysInItsRegion) {
+  Grant(MakeDes());
+  CtlOk({"disk", "create", "d1", "--size", "64M", "--des", "des1"});
+  CtlOk({"image", "create", "i1", "--source", "d1"});
+  ExpectRefused(
+      Ctl({"disk", "create", "far", "--source", "i1", "--region", "west"}),
+      "disk far must be in the subscription and region of its customer-key "
+      "source images/i1 (default, local)");
+  EXPECT_EQ(Ctl({"disk", "show", "far"}).exit_code, 1) << "refused disk made";
+  ExpectRefused(Ctl({"disk", "create", "far", "--source", "i1",
+                     "--subscription", "sub2"}),
+                "disk far must be in the subscription and region of its "
+                "customer-key source images/i1 (default, local)");
+  // In its own region it is made, on the image's key.
+  CtlOk({"disk", "create", "near", "--source", "i1"});
+  Json near = Show("disk", "near");
+  EXPECT_EQ(near["region"].as_string(), "local");
+  EXPECT_EQ(near["key_id"].as_string(),
+            Show("disk", "d1")["key_id"].as_string());
+}
+
+TEST_F(DiskCommandsTest, SubscriptionOnlyMove) {
+  CtlOk({"disk", "create", "d1", "--size", "64M"});
+  // The target resource group is always named: without it nothing moves.
+  RunResult bare = Ctl({"disk", "move", "d1", "--subscription", "sub2"});
+  EXPECT_EQ(bare.exit_code, 2);
+  EXPECT_NE(bare.err.find("--resource-group"), std::string::npos) << bare.err;
+  EXPECT_EQ(Show("disk", "d1")["subscription"].as_string(), "default");
+  // Same resource group, another subscription: a platform-key disk moves.
+  CtlOk({"disk", "move", "d1", "--resource-group", "default", "--subscription",
+         "sub2"});
+  Json d1 = Show("disk", "d1");
+  EXPECT_EQ(d1["subscription"].as_string(), "sub2");
+  EXPECT_EQ(d1["resource_group"].as_string(), "default");
+}
+
+TEST_F(DiskCommandsTest, DesQuotaFromTheConfigFileIsPerSubscriptionAndRegion) {
+  const std::string config = (tmp() / "cmkfs.toml").string();
+  std::ofstream(config) << "[limits]\ndisk_encryption_sets_per_region = 2\n";
+  auto with_config = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", config});
+    return args;
+  };
+  CtlOk(with_config({"vault", "create", "vault1", "--purge-protection"}));
+  CtlOk(with_config({"key", "create", "vault1", "k", "--size", "2048"}));
+  for (const char* name : {"a", "b"}) {
+    CtlOk(with_config(
+        {"des", "create", name, "--key-id", "cmk://vault1/keys/k"}));
+  }
+  ExpectRefused(
+      Ctl(with_config(
+          {"des", "create", "c", "--key-id", "cmk://vault1/keys/k"})),
+      "quota reached: subscription default already has 2 disk encryption "
+      "sets in region local (limit 2, [limits] "
+      "disk_encryption_sets_per_region)");
+  // Another region has a quota of its own.
+  CtlOk(with_config(
+      {"vault", "create", "vault2", "--purge-protection", "--region", "west"}));
+  CtlOk(with_config({"key", "create", "vault2", "k", "--size", "2048"}));
+  CtlOk(with_config({"des", "create", "c", "--key-id", "cmk://vault2/keys/k",
+                     "--region", "west"}));
+  // Without the config file the default (1000) applies.
+  CtlOk({"des", "create", "d", "--key-id", "cmk://vault1/keys/k"});
+  EXPECT_EQ(ParseJsonOrFail(Ctl({"des", "list", "-o", "json"})).size(), 4u);
 }
 
 TEST_F(DiskCommandsTest, StateDirectoryIsCreatedPrivate) {

@@ -1,6 +1,7 @@
 #include "cmkfs/units.h"
 
 #include <gtest/gtest.h>
+#include <time.h>
 
 namespace cmkfs {
 namespace {
@@ -161,12 +162,19 @@ TEST(FormatSize, UsesBinaryUnits) {
   EXPECT_EQ(FormatSize(1ull << 40), "1 TiB");
 }
 
-TEST(Now, IsCloseToTheSystemClock) {
-  int64_t now = Now().time_since_epoch().count();
-  int64_t sys =
-      std::chrono::duration_cast<seconds>(Clock::now().time_since_epoch())
-          .count();
-  EXPECT_LE(std::abs(now - sys), 1);
+// Checked against the kernel's realtime clock read directly (not the
+// std::chrono clock Now() wraps): Now() is whole seconds since the Unix
+// epoch, taken between the two readings (a Now() on another clock, such
+// as steady_clock, or in other units, lands outside them).
+TEST(Now, IsTheRealtimeClockInWholeSeconds) {
+  timespec before{};
+  timespec after{};
+  ASSERT_EQ(clock_gettime(CLOCK_REALTIME, &before), 0);
+  const TimePoint now = Now();
+  ASSERT_EQ(clock_gettime(CLOCK_REALTIME, &after), 0);
+  const int64_t secs = now.time_since_epoch().count();
+  EXPECT_GE(secs, static_cast<int64_t>(before.tv_sec));
+  EXPECT_LE(secs, static_cast<int64_t>(after.tv_sec));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   auto config = cmkfs::ParseConfig(text, "fuzz.toml");
+  FuzzReport(config.ok());
   if (config.ok()) {
     FUZZ_CHECK(config->watcher.poll_interval.count() >= 0,
                "negative poll interval accepted");

@@ -29,6 +29,7 @@ void FuzzFrameReader(std::string_view bytes) {
   }
   shutdown(fds[1], SHUT_WR);
   auto frame = cli::ReadFrame(fds[0]);
+  FuzzReport(frame.ok());
   if (frame.ok()) {
     FUZZ_CHECK(frame->size() <= cli::kMaxFrameBytes, "oversized frame");
     FUZZ_CHECK(bytes.substr(0, 4 + frame->size()) == cli::Frame(*frame),
@@ -51,6 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (data[0] % 3) {
     case 0: {
       auto args = cli::ParseControlRequest(payload);
+      FuzzReport(args.ok());
       if (args.ok()) {
         FUZZ_CHECK(args->size() <= cli::kMaxArgs, "too many args accepted");
         auto again = cli::EncodeControlRequest(*args);
@@ -64,6 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 1: {
       auto reply = cli::ParseControlReply(payload);
+      FuzzReport(reply.ok());
       if (reply.ok()) {
         FUZZ_CHECK(cli::EncodeControlReply(*reply) == payload,
                    "reply parser is not strict");

@@ -17,13 +17,15 @@ namespace efs = cmkfs::fs;
 
 namespace {
 
-void KeyIdRoundTrip(std::string_view text) {
+// Returns whether `text` parses as a key id.
+bool KeyIdRoundTrip(std::string_view text) {
   auto id = cmkfs::keystore::KeyId::Parse(text);
-  if (!id.ok()) return;
+  if (!id.ok()) return false;
   std::string printed = id->ToString();
   auto again = cmkfs::keystore::KeyId::Parse(printed);
   FUZZ_CHECK(again.ok(), "a printed key id does not parse");
   FUZZ_CHECK(again->ToString() == printed, "key id printing is not stable");
+  return true;
 }
 
 }  // namespace
@@ -36,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       RoundTrip(value, efs::DecodeResource, efs::EncodeResource);
       auto r = efs::DecodeResource(value);
       if (r.ok()) {
-        KeyIdRoundTrip(r->key_id);
+        (void)KeyIdRoundTrip(r->key_id);
         (void)efs::ValidateName("disk", r->name);
       }
       break;
@@ -45,14 +47,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       RoundTrip(value, efs::DecodeDes, efs::EncodeDes);
       auto d = efs::DecodeDes(value);
       if (d.ok()) {
-        KeyIdRoundTrip(d->key_id);
-        KeyIdRoundTrip(d->previous_key_id);
-        KeyIdRoundTrip(d->rotation_target);
+        (void)KeyIdRoundTrip(d->key_id);
+        (void)KeyIdRoundTrip(d->previous_key_id);
+        (void)KeyIdRoundTrip(d->rotation_target);
       }
       break;
     }
     case 2: {
       auto slot = efs::DecodeSlot(value);
+      FuzzReport(slot.ok());
       if (slot.ok()) {
         FUZZ_CHECK(efs::EncodeSlot(*slot) == value, "slot not canonical");
       }
@@ -60,6 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 3: {
       auto n = efs::DecodeCount(value, "refcount");
+      FuzzReport(n.ok());
       if (n.ok()) {
         FUZZ_CHECK(efs::EncodeCount(*n) == value, "count not canonical");
       } else {
@@ -75,14 +79,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto idx = cmkfs::DecodeU64Key(value.substr(8));
         FUZZ_CHECK(rid.ok() && idx.ok(), "16-byte map key rejected");
         FUZZ_CHECK(efs::MapKey(*rid, *idx) == value, "map key not canonical");
+        FuzzReport(true);
       } else {
-        (void)cmkfs::DecodeU64Key(value);
+        FuzzReport(cmkfs::DecodeU64Key(value).ok());
       }
       break;
     }
     case 5: {
-      KeyIdRoundTrip(value);
+      // Accepted: a valid key id or a valid resource name.
+      const bool key_id = KeyIdRoundTrip(value);
       auto st = efs::ValidateName("disk", value);
+      FuzzReport(key_id || st.ok());
       if (st.ok()) {
         FUZZ_CHECK(value.find('/') == std::string_view::npos,
                    "a name with a slash was accepted");
@@ -92,6 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 6: {
       auto f = efs::DecodeFormatRecord(value);
+      FuzzReport(f.ok());
       if (f.ok()) {
         FUZZ_CHECK(efs::EncodeFormatRecord(*f) == value,
                    "format record not canonical");

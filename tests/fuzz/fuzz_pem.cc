@@ -21,6 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (data[0] % 3) {
     case 0: {
       auto key = crypto::RsaKey::FromPrivatePem(text);
+      FuzzReport(key.ok());
       FUZZ_CHECK(!crypto::DescribePem(text).empty(), "empty PEM description");
       if (key.ok()) {
         FUZZ_CHECK(key->valid() && key->has_private(), "unusable key");
@@ -35,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 1: {
       auto key = crypto::RsaKey::FromPrivateDer(body);
+      FuzzReport(key.ok());
       if (key.ok()) {
         auto der = key->PrivateDer();
         FUZZ_CHECK(der.ok(), "accepted private DER does not re-export");
@@ -43,6 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 2: {
       auto key = crypto::RsaKey::FromPublicDer(body);
+      FuzzReport(key.ok());
       if (key.ok()) {
         FUZZ_CHECK(!key->has_private(), "public DER yielded a private key");
         auto der = key->PublicDer();

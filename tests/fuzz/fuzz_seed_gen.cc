@@ -2,7 +2,9 @@
 // valid encodings of every record kind, so fuzzing starts from inputs that
 // get past the first field. Usage: fuzz_seed_gen CORPUS_DIR
 // The committed seeds were produced by this program; rerun it after a record
-// format change.
+// format change (ctest fuzz.seeds_current fails until then). Each name ends
+// in .ok (its decoder must accept it) or .bad (must refuse it): the replay
+// (replay_main.cc) checks it.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -52,7 +54,7 @@ void KeystoreSeeds() {
   v.info.admin_identity = "0f5e2d1c-admin";
   v.info.created = T(1700000000);
   v.info.policies = {{"id-1", 0x7ff}, {"id-2", 0x3}};
-  Put("keystore_records", "vault", 0, ks::EncodeVault(v));
+  Put("keystore_records", "vault.ok", 0, ks::EncodeVault(v));
 
   ks::KeyRecord k;
   k.bits = 3072;
@@ -63,7 +65,7 @@ void KeystoreSeeds() {
   k.rotation_policy.notify_before = std::chrono::hours(24 * 7);
   k.last_rotation = T(1700000050);
   k.versions = {"aaaa", "bbbb", "cccc"};
-  Put("keystore_records", "key", 1, ks::EncodeKey(k));
+  Put("keystore_records", "key.ok", 1, ks::EncodeKey(k));
 
   ks::VersionRecord ver;
   ver.bits = 2048;
@@ -72,7 +74,7 @@ void KeystoreSeeds() {
   ver.updated = T(1700000001);
   ver.stored.public_der = std::vector<uint8_t>(40, 0x30);
   ver.stored.material = std::vector<uint8_t>(60, 0x99);
-  Put("keystore_records", "version", 2, ks::EncodeVersion(ver));
+  Put("keystore_records", "version.ok", 2, ks::EncodeVersion(ver));
 
   ks::AuditRecord a;
   a.entry.time = T(1700000002);
@@ -81,13 +83,13 @@ void KeystoreSeeds() {
   a.entry.key_id = "cmk://vault1/keys/k1/aaaa";
   a.entry.result = "denied: no unwrapKey permission";
   a.key_name = "k1";
-  Put("keystore_records", "audit", 3, ks::EncodeAudit(a));
+  Put("keystore_records", "audit.ok", 3, ks::EncodeAudit(a));
 
   ks::KdfRecord kdf;
   kdf.salt = std::vector<uint8_t>(16, 0xa5);
-  Put("keystore_records", "kdf", 4, ks::EncodeKdf(kdf));
-  Put("keystore_records", "format", 5, ks::EncodeFormat(ks::kFormatVersion));
-  Put("keystore_records", "counter", 6, ks::EncodeCounter(123456789));
+  Put("keystore_records", "kdf.ok", 4, ks::EncodeKdf(kdf));
+  Put("keystore_records", "format.ok", 5, ks::EncodeFormat(ks::kFormatVersion));
+  Put("keystore_records", "counter.ok", 6, ks::EncodeCounter(123456789));
 }
 
 void EngineSeeds() {
@@ -98,7 +100,7 @@ void EngineSeeds() {
   r.sku = efs::DiskSku::kUltraSsdLrs;
   r.encryption = efs::EncryptionType::kCustomer;
   r.des = "des1";
-  r.key_id = "cmk://vault1/keys/k1/0123456789abcdef";
+  r.key_id = "cmk://vault1/keys/k1/0123456789abcdef0123456789abcdef";
   r.identity = "3e1f-identity";
   r.wrapped_dek = std::vector<uint8_t>(256, 0xa5);
   r.uuid = "00000000-0000-4000-8000-000000000000";
@@ -107,59 +109,67 @@ void EngineSeeds() {
   r.created = 1700000000;
   r.state = efs::ResourceState::kSealed;
   r.seal_reason = "key version disabled";
-  Put("engine_records", "resource", 0, efs::EncodeResource(r));
+  Put("engine_records", "resource.ok", 0, efs::EncodeResource(r));
   r.kind = efs::ResourceKind::kSnapshot;
   r.state = efs::ResourceState::kActive;
   r.seal_reason.clear();
-  Put("engine_records", "snapshot", 0, efs::EncodeResource(r));
+  Put("engine_records", "snapshot.ok", 0, efs::EncodeResource(r));
 
   efs::DesRecord d;
   d.name = "des1";
-  d.key_id = "cmk://vault1/keys/k1/0123456789abcdef";
+  d.key_id = "cmk://vault1/keys/k1/0123456789abcdef0123456789abcdef";
   d.auto_rotate = true;
   d.identity = "3e1f-identity";
   d.created = 1700000000;
   d.last_rotation = 1700000500;
-  d.previous_key_id = "cmk://vault1/keys/k1/fedcba9876543210";
-  d.rotation_target = "cmk://vault1/keys/k2/00ff00ff00ff00ff";
-  Put("engine_records", "des", 1, efs::EncodeDes(d));
-  Put("engine_records", "slot", 2, efs::EncodeSlot(12345));
-  Put("engine_records", "count", 3, efs::EncodeCount(3));
-  Put("engine_records", "mapkey", 4, efs::MapKey(7, 99));
-  Put("engine_records", "keyid", 5, "cmk://vault1/keys/k1/0123456789abcdef");
-  Put("engine_records", "keyid_versionless", 5, "cmk://vault1/keys/k1");
-  Put("engine_records", "name", 5, "my-disk_01.raw");
-  Put("engine_records", "format", 6, efs::EncodeFormatRecord({}));
+  d.previous_key_id = "cmk://vault1/keys/k1/fedcba9876543210fedcba9876543210";
+  d.rotation_target = "cmk://vault1/keys/k2/00ff00ff00ff00ff00ff00ff00ff00ff";
+  Put("engine_records", "des.ok", 1, efs::EncodeDes(d));
+  Put("engine_records", "slot.ok", 2, efs::EncodeSlot(12345));
+  Put("engine_records", "count.ok", 3, efs::EncodeCount(3));
+  Put("engine_records", "mapkey.ok", 4, efs::MapKey(7, 99));
+  Put("engine_records", "keyid.ok", 5,
+      "cmk://vault1/keys/k1/0123456789abcdef0123456789abcdef");
+  Put("engine_records", "keyid_versionless.ok", 5, "cmk://vault1/keys/k1");
+  Put("engine_records", "name.ok", 5, "my-disk_01.raw");
+  Put("engine_records", "format.ok", 6, efs::EncodeFormatRecord({}));
 }
 
 void ControlSeeds() {
   auto req = cmkfs::cli::EncodeControlRequest(
       {"disk", "create", "d1", "--size", "64M", "-o", "json"});
-  Put("control_protocol", "request", 0, *req);
+  Put("control_protocol", "request.ok", 0, *req);
   auto empty = cmkfs::cli::EncodeControlRequest({});
-  Put("control_protocol", "request_empty", 0, *empty);
+  Put("control_protocol", "request_empty.ok", 0, *empty);
   cmkfs::cli::CommandOutput out;
   out.exit_code = 2;
   out.out = "{\"name\": \"d1\"}\n";
   out.err = "error: disk 'd1' already exists\n";
-  Put("control_protocol", "reply", 1, cmkfs::cli::EncodeControlReply(out));
-  Put("control_protocol", "frame", 2, cmkfs::cli::Frame(*req));
+  Put("control_protocol", "reply.ok", 1, cmkfs::cli::EncodeControlReply(out));
+  Put("control_protocol", "frame.ok", 2, cmkfs::cli::Frame(*req));
 }
 
 void KeySeeds() {
-  for (const char* name :
-       {"rsa2048_pkcs1.pem", "rsa2048_pkcs8.pem", "rsa1024_pkcs8.pem",
-        "rsa2048_public.pem", "rsa2048_encrypted_pkcs8.pem",
-        "ec_p256_pkcs8.pem", "ed25519.pem"}) {
+  // Private RSA keys import; a public key, an encrypted or a non-RSA key
+  // is refused.
+  const struct {
+    const char* file;
+    bool ok;
+  } pems[] = {
+      {"rsa2048_pkcs1.pem", true},   {"rsa2048_pkcs8.pem", true},
+      {"rsa1024_pkcs8.pem", true},  // size checked at import, not here
+      {"rsa2048_public.pem", false}, {"rsa2048_encrypted_pkcs8.pem", false},
+      {"ec_p256_pkcs8.pem", false},  {"ed25519.pem", false}};
+  for (const auto& p : pems) {
     std::string pem = cmkfs::fuzz::ReadFileOrDie(
-        std::string(CMKFS_SOURCE_DIR) + "/tests/core/testdata/" + name);
-    Put("pem", name, 0, pem);
+        std::string(CMKFS_SOURCE_DIR) + "/tests/core/testdata/" + p.file);
+    Put("pem", std::string(p.file) + (p.ok ? ".ok" : ".bad"), 0, pem);
   }
   cmkfs::crypto::RsaKey key = cmkfs::fuzz::FixtureRsaKey();
   auto der = key.PrivateDer();
-  PutBytes("pem", "private_der", 1,
+  PutBytes("pem", "private_der.ok", 1,
            std::vector<uint8_t>(der->data(), der->data() + der->size()));
-  PutBytes("pem", "public_der", 2, *key.PublicDer());
+  PutBytes("pem", "public_der.ok", 2, *key.PublicDer());
 
   cmkfs::crypto::SecretBytes master = cmkfs::fuzz::FixtureMasterKey();
   auto backend = ks::NewSoftwareKeyBackend(master);
@@ -168,9 +178,9 @@ void KeySeeds() {
   std::span<const uint8_t> label(
       reinterpret_cast<const uint8_t*>(cmkfs::fuzz::kDekLabel),
       sizeof(cmkfs::fuzz::kDekLabel) - 1);
-  PutBytes("wrapped_dek", "wrapped_dek", 0, *key.Wrap(dek, label));
-  PutBytes("wrapped_dek", "sealed_material", 1, stored->material);
-  PutBytes("wrapped_dek", "aead_blob", 2, stored->material);
+  PutBytes("wrapped_dek", "wrapped_dek.ok", 0, *key.Wrap(dek, label));
+  PutBytes("wrapped_dek", "sealed_material.ok", 1, stored->material);
+  PutBytes("wrapped_dek", "aead_blob.ok", 2, stored->material);
 }
 
 }  // namespace

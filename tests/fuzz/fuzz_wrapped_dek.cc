@@ -67,6 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {  // wrapped DEK from a resource record
       auto dek = f.backend->Unwrap(f.stored, cmkfs::fuzz::kKeyId, body,
                                    Fixture::Label(), crypto::OaepHash::kSha256);
+      FuzzReport(dek.ok());
       ExpectCorruptionOrSmallSecret(dek, "wrapped DEK decoder");
       break;
     }
@@ -75,6 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       tampered.material.assign(body.begin(), body.end());
       auto dek = f.backend->Unwrap(tampered, cmkfs::fuzz::kKeyId, f.good_blob,
                                    Fixture::Label(), crypto::OaepHash::kSha256);
+      FuzzReport(dek.ok());
       if (dek.ok()) {
         FUZZ_CHECK(dek->size() == 64, "sealed material yielded a wrong DEK");
       } else {
@@ -89,6 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           std::span<const uint8_t>(
               reinterpret_cast<const uint8_t*>(cmkfs::fuzz::kKeyId),
               sizeof(cmkfs::fuzz::kKeyId) - 1));
+      FuzzReport(opened.ok());
       if (!opened.ok()) {
         FUZZ_CHECK(
             opened.status().kind() == cmkfs::ErrorKind::kCorruption ||

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -366,11 +367,36 @@ TEST_P(EngineDataTest, SnapshotIsPointInTimeAndClonesAreIndependent) {
   ExpectFsckClean();
 }
 
+// Waits (bounded) until every writer has acknowledged more than `floor[t]`
+// writes; false on timeout or when a writer stopped on an error.
+template <int N>
+bool WaitForProgress(const std::atomic<uint64_t> (&acked)[N],
+                     const uint64_t (&floor)[N],
+                     const std::atomic<bool>& failed) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int t = 0; t < N; ++t) {
+    while (acked[t].load() <= floor[t]) {
+      if (failed.load() || std::chrono::steady_clock::now() > deadline)
+        return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  return true;
+}
+
 TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
   constexpr int kThreads = 4;
   MakeDisk("d", kThreads * kExt);
   auto h = OpenDisk("d");
   std::atomic<bool> stop{false};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  std::string write_error;
+  auto errors = [&] {  // writers may still run: read under the lock
+    std::lock_guard lk(error_mu);
+    return write_error;
+  };
   std::atomic<uint64_t> acked[kThreads];
   std::atomic<uint64_t> started[kThreads];
   for (int t = 0; t < kThreads; ++t) {
@@ -385,19 +411,50 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
         for (size_t i = 0; i < 4096; i += 8) std::memcpy(&sector[i], &seq, 8);
         started[t].store(seq);
         // Alternate in-place and a second sector of the same extent.
-        if (!h->Write(t * kExt + (seq % 2) * 4096, sector).ok()) return;
-        if (!h->Write(t * kExt, sector).ok()) return;
+        for (uint64_t off : {t * kExt + (seq % 2) * 4096, t * kExt}) {
+          Result<size_t> w = h->Write(off, sector);
+          if (!w.ok() || *w != sector.size()) {
+            std::lock_guard lk(error_mu);
+            write_error = "writer " + std::to_string(t) + " at " +
+                          std::to_string(off) + ": " +
+                          (w.ok() ? "short write" : w.status().ToString());
+            failed = true;
+            return;
+          }
+        }
         acked[t].store(seq);
       }
     });
   }
+  auto stop_writers = [&] {
+    stop = true;
+    for (auto& w : writers) w.join();
+    writers.clear();
+  };
+  // A failed ASSERT returns with the writers still running: join them.
+  struct Joiner {
+    decltype(stop_writers)& f;
+    ~Joiner() { f(); }
+  } joiner{stop_writers};
   for (int round = 0; round < 5; ++round) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Every writer acknowledged writes before the snapshot...
+    uint64_t previous[kThreads];
+    for (int t = 0; t < kThreads; ++t) previous[t] = acked[t].load();
+    if (!WaitForProgress(acked, previous, failed)) {
+      FAIL() << "writers made no progress before snapshot round " << round
+             << ": " << errors();
+    }
     uint64_t before[kThreads], after[kThreads];
     for (int t = 0; t < kThreads; ++t) before[t] = acked[t].load();
     std::string name = "s" + std::to_string(round);
-    ASSERT_TRUE(engine_->CreateSnapshot(name, "d").ok());
+    Status snap = engine_->CreateSnapshot(name, "d").status();
     for (int t = 0; t < kThreads; ++t) after[t] = started[t].load();
+    ASSERT_TRUE(snap.ok()) << snap.ToString();
+    // ...and after it: the snapshot was taken while they were writing.
+    if (!WaitForProgress(acked, after, failed)) {
+      FAIL() << "writers made no progress after snapshot round " << round
+             << ": " << errors();
+    }
     ASSERT_OK_AND_ASSIGN(auto sh,
                          engine_->Open(ResourceKind::kSnapshot, name, false));
     for (int t = 0; t < kThreads; ++t) {
@@ -408,8 +465,7 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
         uint64_t w;
         std::memcpy(&w, &s[i], 8);
         if (w != v) {
-          stop = true;
-          for (auto& wr : writers) wr.join();
+          stop_writers();
           auto f = engine_->Fsck();
           for (auto& p : f->problems) ADD_FAILURE() << p;
           auto dd = ReadAll(*h, t * kExt, 4096);
@@ -424,8 +480,8 @@ TEST_P(EngineDataTest, SnapshotUnderConcurrentWritersIsPointInTime) {
       EXPECT_LE(v, after[t]) << "write started after the snapshot is in it";
     }
   }
-  stop = true;
-  for (auto& w : writers) w.join();
+  stop_writers();
+  EXPECT_FALSE(failed.load()) << errors();
   h.reset();
   ExpectFsckClean();
 }

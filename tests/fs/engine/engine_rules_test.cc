@@ -206,9 +206,18 @@ TEST_F(EngineRulesTest, MoveOfCustomerKeyDiskRefusedPlatformAllowed) {
   ASSERT_OK_AND_ASSIGN(auto moved, engine_->Move("plat", "rg2", "sub2"));
   EXPECT_EQ(moved.scope.resource_group, "rg2");
   EXPECT_EQ(moved.scope.subscription, "sub2");
+  // Subscription only (the resource group stays): the same rules.
+  auto sub_only = engine_->Move("cust", "default", "sub2");
+  ASSERT_FALSE(sub_only.ok());
+  EXPECT_EQ(sub_only.status().kind(), ErrorKind::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(auto cust, engine_->Get(ResourceKind::kDisk, "cust"));
+  EXPECT_EQ(cust.scope.subscription, "default");
+  ASSERT_OK_AND_ASSIGN(auto plat, engine_->Move("plat", "rg2", "sub3"));
+  EXPECT_EQ(plat.scope.resource_group, "rg2");
+  EXPECT_EQ(plat.scope.subscription, "sub3");
 }
 
-TEST_F(EngineRulesTest, GuestEncryptedDiskCannotUseCustomerKeys) {
+TEST_F(EngineRulesTest, GuestEncryptedDiskAndItsClonesCannotUseCustomerKeys) {
   MakeKey("v1", "k1");
   MakeDes("des1", "v1", "k1");
   DiskSpec spec;
@@ -223,6 +232,37 @@ TEST_F(EngineRulesTest, GuestEncryptedDiskCannotUseCustomerKeys) {
   spec.des = "des1";
   EXPECT_EQ(engine_->CreateDisk(spec).status().kind(),
             ErrorKind::kFailedPrecondition);
+
+  // The flag travels with the data: a clone of a guest-encrypted source, or
+  // a clone declared guest-encrypted, never gets a customer key.
+  ASSERT_TRUE(engine_->CreateSnapshot("gs", "g").ok());
+  DiskSpec c;
+  c.name = "c1";
+  c.source = "gs";
+  c.des = "des1";
+  auto refused = engine_->CreateDisk(c);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            "disk c1 is made from guest-encrypted snapshots/gs and cannot use "
+            "customer-managed keys");
+  EXPECT_FALSE(engine_->Get(ResourceKind::kDisk, "c1").ok());
+  c.des.clear();
+  ASSERT_OK_AND_ASSIGN(auto plain, engine_->CreateDisk(c));
+  EXPECT_TRUE(plain.guest_encrypted);
+  EXPECT_EQ(engine_->SetDiskDes("c1", "des1").status().kind(),
+            ErrorKind::kFailedPrecondition);
+
+  MakeDisk("cmk", 1 << 20, "des1");
+  ASSERT_TRUE(engine_->CreateSnapshot("cs", "cmk").ok());
+  DiskSpec c3;
+  c3.name = "c3";
+  c3.source = "cs";
+  c3.guest_encrypted = true;
+  auto declared = engine_->CreateDisk(c3);
+  ASSERT_FALSE(declared.ok()) << "a guest-encrypted disk on a customer key";
+  EXPECT_EQ(declared.status().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_FALSE(engine_->Get(ResourceKind::kDisk, "c3").ok());
 }
 
 TEST_F(EngineRulesTest, SnapshotKeepsSourceKeyAndIsReadOnly) {

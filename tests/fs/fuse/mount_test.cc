@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -382,35 +383,83 @@ TEST_F(FuseMountTest, WriterThreadsSnapshotIsPointInTime) {
   // Each writer fills its own region block by block, in order, and counts
   // the blocks acknowledged. A point-in-time snapshot holds, per writer, a
   // prefix of its blocks that includes every block acknowledged before the
-  // snapshot command started, and no torn block.
+  // snapshot command started, and no torn block. Every writer must have
+  // written before the command and again after it returned (so the
+  // snapshot was taken under writes), and none may hit an error.
   constexpr int kWriters = 4;
-  constexpr uint64_t kRegionBlocks = 2048;  // 8 MiB each
+  constexpr uint64_t kRegionBlocks = 4096;  // 16 MiB each
   std::atomic<uint64_t> acked[kWriters];
   std::atomic<bool> stop{false};
+  std::atomic<bool> snapshot_returned{false};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  std::string write_error;
+  auto errors = [&] {  // writers may still run: read under the lock
+    std::lock_guard lk(error_mu);
+    return write_error;
+  };
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
     acked[w] = 0;
     writers.emplace_back([&, w] {
+      auto fail = [&](const std::string& what) {
+        std::lock_guard lk(error_mu);
+        write_error += "writer " + std::to_string(w) + ": " + what + "; ";
+        failed = true;
+      };
       int fd = open(Disk("d1").c_str(), O_RDWR);
-      if (fd < 0) return;
+      if (fd < 0) return fail(std::string("open: ") + std::strerror(errno));
       for (uint64_t b = 0; b < kRegionBlocks && !stop; ++b) {
         std::vector<uint8_t> block = PatternBlock("w" + std::to_string(w), b);
         uint64_t off = (w * kRegionBlocks + b) * 4096;
-        if (pwrite(fd, block.data(), 4096, off) != 4096) break;
+        ssize_t n = pwrite(fd, block.data(), 4096, off);
+        if (n != 4096) {
+          fail("pwrite at " + std::to_string(off) + ": " +
+               (n < 0 ? std::strerror(errno) : "short write"));
+          break;
+        }
         acked[w] = b + 1;
+        // Paced until the snapshot returns, so the region outlasts it.
+        if (!snapshot_returned)
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
       close(fd);
     });
   }
-  while (acked[kWriters - 1] < 64)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto stop_writers = [&] {
+    stop = true;
+    for (auto& t : writers) t.join();
+    writers.clear();
+  };
+  struct Joiner {
+    decltype(stop_writers)& f;
+    ~Joiner() { f(); }
+  } joiner{stop_writers};
+  // Waits (bounded) until writer w acknowledged more than `floor` blocks.
+  auto wait_past = [&](int w, uint64_t floor) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (acked[w] <= floor && !failed && acked[w] < kRegionBlocks &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return acked[w] > floor;
+  };
+  for (int w = 0; w < kWriters; ++w)
+    ASSERT_TRUE(wait_past(w, 16)) << "writer " << w << " made no progress "
+                                  << "before the snapshot: " << errors();
   uint64_t before[kWriters];
   for (int w = 0; w < kWriters; ++w) before[w] = acked[w];
   MustCmkctl({"snapshot", "create", "pit", "--source", "d1"});
   uint64_t after[kWriters];
   for (int w = 0; w < kWriters; ++w) after[w] = acked[w];
-  stop = true;
-  for (auto& t : writers) t.join();
+  snapshot_returned = true;
+  for (int w = 0; w < kWriters; ++w) {
+    EXPECT_TRUE(wait_past(w, after[w]))
+        << "writer " << w << " wrote nothing after the snapshot returned ("
+        << after[w] << " of " << kRegionBlocks << " blocks): " << errors();
+  }
+  stop_writers();
+  ASSERT_FALSE(failed) << errors();
   Fd s(open(Snapshot("pit").c_str(), O_RDONLY));
   ASSERT_GE(s.fd, 0);
   std::vector<uint8_t> got(4096);

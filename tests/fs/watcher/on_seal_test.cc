@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -74,18 +75,26 @@ TEST_F(OnSealTest, InlineCommandGetsTheNameAppended) {
   EXPECT_EQ(ReadFile(out), "stop d1\n");
 }
 
+// The command runs until the test releases it (after the poll returned):
+// a poll that waited for it would never return.
 TEST_F(OnSealTest, SlowCommandDoesNotBlockThePoll) {
+  const std::filesystem::path release = dir_ / "release";
   WatcherOptions options;
-  options.on_seal = "sleep 3; true";
+  options.on_seal =
+      "while [ ! -e '" + release.string() + "' ]; do sleep 0.01; done; true";
   auto watcher = MakeWatcher(options);
   MakeDisk("d1", DiskSku::kPremiumLrs);
   CMKFS_ASSERT_OK(SetEnabled(false));
-  const auto start = std::chrono::steady_clock::now();
-  Poll(*watcher);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
+  auto polled = std::async(std::launch::async, [&] { return Poll(*watcher); });
+  if (polled.wait_for(seconds(30)) != std::future_status::ready) {
+    std::ofstream(release.string()) << "go\n";  // let the poll finish
+    FAIL() << "the poll waited for the on_seal command";
+  }
+  EXPECT_EQ(polled.get().sealed, std::vector<std::string>{"disks/d1"});
   EXPECT_EQ(StateOf(ResourceKind::kDisk, "d1"), ResourceState::kSealed);
   EXPECT_EQ(watcher->stats().on_seal_running, 1u);
-  EXPECT_EQ(watcher->WaitForOnSealCommands(seconds(10)), 0u);
+  std::ofstream(release.string()) << "go\n";
+  EXPECT_EQ(watcher->WaitForOnSealCommands(seconds(30)), 0u);
   EXPECT_EQ(watcher->stats().on_seal_failed, 0u);
 }
 

@@ -129,6 +129,38 @@ TEST_F(SealTest, ExpiredKeySealsAndClearingExpiryUnseals) {
                  [&] { return set_expires(std::nullopt); }, "expired");
 }
 
+// Time alone, with nothing written to the keystore (its change counter does
+// not move), on the keystore's clock (the fixture's test clock).
+TEST_F(SealTest, ExpiryReachedByTheClockAloneSeals) {
+  keystore::AttributeUpdate u;
+  u.expires = Now() + hours(1);
+  CMKFS_VALUE(ks_->UpdateKeyAttributes("", key(), u));
+  PollReport before = Poll(*watcher_);
+  EXPECT_TRUE(before.sealed.empty()) << "sealed before the expiry";
+  ExpectPattern(*handle_, 1);
+  clock_offset_seconds_ = 2 * 3600;
+  PollReport after = Poll(*watcher_);
+  EXPECT_EQ(after.change_counter, before.change_counter)
+      << "the keystore was written to";
+  EXPECT_EQ(after.sealed, std::vector<std::string>{"disks/d1"});
+  ExpectSealed("expired");
+}
+
+TEST_F(SealTest, NotBeforeReachedByTheClockAloneUnseals) {
+  keystore::AttributeUpdate u;
+  u.not_before = Now() + hours(1);
+  CMKFS_VALUE(ks_->UpdateKeyAttributes("", key(), u));
+  PollReport before = Poll(*watcher_);
+  EXPECT_EQ(before.sealed, std::vector<std::string>{"disks/d1"});
+  ExpectSealed("not yet valid");
+  clock_offset_seconds_ = 2 * 3600;
+  PollReport after = Poll(*watcher_);
+  EXPECT_EQ(after.change_counter, before.change_counter)
+      << "the keystore was written to";
+  EXPECT_EQ(after.unsealed, std::vector<std::string>{"disks/d1"});
+  ExpectUnsealedAndWorking();
+}
+
 TEST_F(SealTest, NotYetValidKeySealsAndClearingNotBeforeUnseals) {
   auto set_not_before = [&](std::optional<TimePoint> t) {
     keystore::AttributeUpdate u;
@@ -250,6 +282,48 @@ TEST_F(SealTest, UltraDiskKeepsWorkingWhileOpenAndCannotReopenAfterClose) {
   EXPECT_EQ(StateOf(ResourceKind::kDisk, "ultra"), ResourceState::kActive);
   u = CMKFS_VALUE(engine_->Open(ResourceKind::kDisk, "ultra", true));
   ExpectPattern(*u, 6);
+}
+
+// Several handles (a VM with its disk open twice, say): none is cut off,
+// closing one keeps the others, no new handle is given out while sealed, and
+// a key restored while they are still open just unseals.
+TEST_F(SealTest, UltraDiskWithSeveralHandlesAndTheKeyRestoredWhileOpen) {
+  MakeDisk("ultra", DiskSku::kUltraSsdLrs);
+  std::shared_ptr<DiskHandle> u1 =
+      CMKFS_VALUE(engine_->Open(ResourceKind::kDisk, "ultra", true));
+  std::shared_ptr<DiskHandle> u2 =
+      CMKFS_VALUE(engine_->Open(ResourceKind::kDisk, "ultra", false));
+  WritePattern(*u1, 5);
+  ExpectPattern(*u2, 5);
+
+  CMKFS_ASSERT_OK(SetEnabled(false));
+  PollReport sealed = Poll(*watcher_);
+  EXPECT_TRUE(Contains(sealed.sealed, "disks/ultra"));
+  EXPECT_EQ(StateOf(ResourceKind::kDisk, "ultra"), ResourceState::kSealed);
+  WritePattern(*u1, 6);
+  ExpectPattern(*u2, 6);
+  Result<std::shared_ptr<DiskHandle>> third =
+      engine_->Open(ResourceKind::kDisk, "ultra", false);
+  ASSERT_FALSE(third.ok()) << "a new handle on a sealed ultra disk";
+  EXPECT_EQ(third.status().kind(), ErrorKind::kKeyUnavailable);
+
+  u1.reset();  // not the last handle: the other keeps working
+  Poll(*watcher_);
+  ExpectPattern(*u2, 6);
+
+  CMKFS_ASSERT_OK(SetEnabled(true));  // restored while u2 is still open
+  PollReport unsealed = Poll(*watcher_);
+  EXPECT_TRUE(Contains(unsealed.unsealed, "disks/ultra"));
+  EXPECT_EQ(StateOf(ResourceKind::kDisk, "ultra"), ResourceState::kActive);
+  ExpectPattern(*u2, 6);
+  u1 = CMKFS_VALUE(engine_->Open(ResourceKind::kDisk, "ultra", true));
+  WritePattern(*u1, 7);
+  ExpectPattern(*u2, 7);
+  u1.reset();
+  u2.reset();
+  std::shared_ptr<DiskHandle> fresh =
+      CMKFS_VALUE(engine_->Open(ResourceKind::kDisk, "ultra", false));
+  ExpectPattern(*fresh, 7);
 }
 
 TEST_F(SealTest, DeletedSealedDiskIsForgotten) {
