@@ -87,7 +87,7 @@ for part in "${parts[@]}"; do
       cmkfs_build_part release build
       run_ctest build "whole suite, release build" || failed+=(release) ;;
     release-only)
-      cmkfs_build_part release-only build
+      cmkfs_build_part release-only build || { cmkfs_restore_release_tree build; exit 1; }
       cmkfs_require_tests build "${CMKFS_RELEASE_ONLY_TESTS[@]}"
       run_ctest build "packages and benchmark smoke run, release build" \
         -R "$release_only" || failed+=(release)

@@ -27,7 +27,7 @@ total() { (cd "$tree" && ctest -N "$@" | sed -n 's/^Total Tests: //p'); }
 # Both scripts use this code for build/ (a change to either shows here).
 grep -q '^ *cmkfs_configure_quickstart build$' examples/quickstart.sh ||
   fail "examples/quickstart.sh no longer configures build/ with cmkfs_configure_quickstart"
-grep -q 'cmkfs_build_part release-only build$' tests/run-all.sh ||
+grep -q 'cmkfs_build_part release-only build ' tests/run-all.sh ||
   fail "tests/run-all.sh no longer builds build/ with cmkfs_build_part release-only"
 # Every ctest call of run-all.sh that runs tests refuses to find none.
 calls=0
