@@ -87,10 +87,13 @@ for part in "${parts[@]}"; do
       cmkfs_build_part release build
       run_ctest build "whole suite, release build" || failed+=(release) ;;
     release-only)
-      cmkfs_build_part release-only build || { cmkfs_restore_release_tree build; exit 1; }
-      cmkfs_require_tests build "${CMKFS_RELEASE_ONLY_TESTS[@]}"
-      run_ctest build "packages and benchmark smoke run, release build" \
-        -R "$release_only" || failed+=(release)
+      if cmkfs_build_part release-only build &&
+        cmkfs_require_tests build "${CMKFS_RELEASE_ONLY_TESTS[@]}"; then
+        run_ctest build "packages and benchmark smoke run, release build" \
+          -R "$release_only" || failed+=(release)
+      else
+        failed+=(release)
+      fi
       cmkfs_restore_release_tree build ;;
     asan)
       cmkfs_build_part asan build-asan
