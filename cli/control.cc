@@ -172,8 +172,11 @@ class ControlServerImpl : public ControlServer {
     }
     wake_read_ = pipe_fds[0];
     wake_write_ = pipe_fds[1];
-    accept_thread_ = std::thread([this] { AcceptLoop(); });
+    // Logged before the accept thread starts: the first spdlog call of a
+    // process creates spdlog's registry, and the thread's own warnings must
+    // come after it (TSan cannot see the static-init guard inside libspdlog).
     spdlog::info("control socket listening on {}", path_.string());
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
     return Status::Ok();
   }
 

@@ -13,7 +13,11 @@ mnt=$demo/mnt
 
 if [ -z "${CMKFS_BIN_DIR:-}" ]; then
   packaging/install-deps.sh
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMKFS_BUILD_TESTS=OFF >/dev/null
+  # build/: release, tests off (tests/run-all.sh turns them on in the same
+  # tree; the configure lines of both are in tests/ci-trees.sh).
+  # shellcheck source=tests/ci-trees.sh
+  source tests/ci-trees.sh
+  cmkfs_configure_quickstart build
   cmake --build build -j"$(nproc)" --target cmkfs cmkctl >/dev/null
   bin=$PWD/build
   cmkfs=$bin/fs/daemon/cmkfs

@@ -4,11 +4,15 @@
 #
 #   tests/run-all.sh            everything CI runs, in three builds:
 #                                 build-asan/  ASan+UBSan: the whole suite except
-#                                              the two parts that need the
-#                                              shipped binaries (below)
+#                                              the tests that need the shipped
+#                                              binaries (below)
 #                                 build/       release: the packages (.deb,
-#                                              .rpm) and the benchmark smoke run
-#                                 build-tsan/  TSan: the engine and watcher tests
+#                                              .rpm) and the benchmark smoke
+#                                              run; only what they use is built
+#                                 build-tsan/  TSan: every concurrent part (core,
+#                                              keystore, cli, fuse, engine,
+#                                              watcher, fsx through the mount,
+#                                              the crash loop)
 #   tests/run-all.sh --release  the whole suite on the release build only (the
 #                               quick local loop)
 #   tests/run-all.sh --asan     only the ASan+UBSan part
@@ -16,14 +20,20 @@
 #   CMKFS_LONG_TESTS=1 tests/run-all.sh   the long variants (crash loops, model
 #                               test, fuzzing, soak) instead of the CI-sized ones
 #
-# Each part prints ctest's summary; the script fails if any part fails.
+# Each part prints ctest's summary and its wall time; the script fails if any
+# part fails, and a part that selects no test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/ci-trees.sh
+source tests/ci-trees.sh
 
-# Tests that need the binaries as shipped: packages are built from the release
-# tree, and the benchmark smoke run times the release daemon. Every other test
-# runs under ASan+UBSan.
-release_only='^(packaging\.(deb|rpm)|bench\.quick)$'
+release_only=$(cmkfs_release_only_regex)
+# The TSan part: every label whose tests run threads (each must select a test)
+# plus the tests labelled 'tsan' (fsx through the mount, the crash loop).
+tsan_labels=(core keystore cli fuse engine watcher tsan)
+# Tests that cannot run under TSan, with the reason in docs/reliability.md
+# (Sanitizers). An empty list excludes nothing.
+tsan_excluded=()
 
 parts=(asan release-only tsan)
 case "${1:-}" in
@@ -63,41 +73,68 @@ san_checked() { # COMMAND...: runs it with reports under ./sanitizer-logs/
   return $rc
 }
 
-build() { # DIR CMAKE_FLAGS...
-  local dir=$1
-  shift
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-  cmake --build "$dir" -j"$(nproc)"
-}
-
 run_ctest() { # DIR TITLE CTEST_ARGS...
   local dir=$1 title=$2
   shift 2
   echo "=== $title"
-  (cd "$dir" && san_checked ctest --output-on-failure --timeout 900 "$@")
+  (cd "$dir" && san_checked ctest --output-on-failure --no-tests=error --timeout 900 "$@")
 }
+
+# CI-sized fsx and crash-loop counts for the TSan part, unless
+# CMKFS_LONG_TESTS=1 or FSX_OPS/CRASH_CYCLES are set.
+tsan_sized() { # COMMAND...
+  if [ "${CMKFS_LONG_TESTS:-0}" != 1 ]; then
+    export FSX_OPS=${FSX_OPS:-100000} CRASH_CYCLES=${CRASH_CYCLES:-20}
+  fi
+  "$@"
+}
+
+# Wall time of each step since the script started (SECONDS counts from 0),
+# printed at the end (docs/reliability.md, CI budget).
+times=()
+step_start=0
+timed() { # NAME: records the time since the previous step
+  times+=("$(printf '%-14s %5d s' "$1" $((SECONDS - step_start)))")
+  step_start=$SECONDS
+}
+timed setup
 
 failed=()
 for part in "${parts[@]}"; do
   case "$part" in
     release)
-      build build
+      cmkfs_build_part release build
       run_ctest build "whole suite, release build" || failed+=(release) ;;
     release-only)
-      build build
-      run_ctest build "packages and benchmark smoke run, release build" \
-        -R "$release_only" || failed+=(release) ;;
+      if cmkfs_build_part release-only build &&
+        cmkfs_require_tests build "${CMKFS_RELEASE_ONLY_TESTS[@]}"; then
+        run_ctest build "packages and benchmark smoke run, release build" \
+          -R "$release_only" || failed+=(release)
+      else
+        failed+=(release)
+      fi
+      cmkfs_restore_release_tree build ;;
     asan)
-      build build-asan -DCMKFS_ASAN=ON
+      cmkfs_build_part asan build-asan
       run_ctest build-asan "whole suite under ASan+UBSan" -E "$release_only" ||
         failed+=(asan) ;;
     tsan)
-      build build-tsan -DCMKFS_TSAN=ON
-      run_ctest build-tsan "engine and watcher tests under TSan" \
-        -L 'engine|watcher' || failed+=(tsan) ;;
+      cmkfs_build_part tsan build-tsan
+      cmkfs_require_labels build-tsan "${tsan_labels[@]}"
+      labels=$(IFS='|'; echo "^(${tsan_labels[*]})\$")
+      exclude=()
+      if [ ${#tsan_excluded[@]} -gt 0 ]; then
+        exclude=(-E "^($(IFS='|'; echo "${tsan_excluded[*]}"))\$")
+      fi
+      (tsan_sized run_ctest build-tsan "every concurrent part under TSan" \
+        -L "$labels" "${exclude[@]}") || failed+=(tsan) ;;
   esac
+  timed "$part"
 done
 
+echo "=== wall time"
+printf '%s\n' "${times[@]}"
+printf '%-14s %5d s\n' total "$SECONDS"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "run-all.sh: failed: ${failed[*]}" >&2
   exit 1

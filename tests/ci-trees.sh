@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Sourced (bash) by tests/run-all.sh, examples/quickstart.sh and
+# tests/examples/readme_order_test.sh: how each build tree is configured and
+# what is built in it. Run from the top of the source tree.
+#
+# Every option a tree relies on is passed on every configure, so whatever an
+# earlier command left in its CMake cache does not matter: quickstart.sh
+# configures build/ with the tests off, run-all.sh turns them back on.
+
+# The tests that need the binaries as shipped: the packages are built from the
+# release tree, and the benchmark smoke run times the release daemon. Every
+# other test runs under ASan+UBSan.
+CMKFS_RELEASE_ONLY_TESTS=(packaging.deb packaging.rpm bench.quick)
+# What those tests use: the installed binaries and man pages (cpack) and the
+# daemon and cmkctl (the benchmark). Nothing else is compiled for them.
+CMKFS_RELEASE_ONLY_TARGETS=(cmkfs cmkctl cmkfs_man_pages)
+# ctest -R regex naming exactly CMKFS_RELEASE_ONLY_TESTS.
+cmkfs_release_only_regex() {
+  local IFS='|'
+  local names="${CMKFS_RELEASE_ONLY_TESTS[*]}"
+  echo "^(${names//./\\.})\$"
+}
+
+cmkfs_configure() { # DIR CMAKE_FLAGS...
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+}
+
+# The demo's tree (examples/quickstart.sh): release, no tests.
+cmkfs_configure_quickstart() { # DIR
+  cmkfs_configure "$1" -DCMKFS_BUILD_TESTS=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+    -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF
+}
+
+# The tree of a run-all.sh part, tests on. release-only: cpack builds the
+# 'preinstall' target, which depends on 'all' unless
+# CMAKE_SKIP_INSTALL_ALL_DEPENDENCY is on; cmkfs_restore_release_tree puts
+# the default back afterwards so that 'cmake --build build --target package'
+# builds what it packs.
+cmkfs_configure_part() { # PART DIR
+  local part=$1 dir=$2
+  case "$part" in
+    release) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+      -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
+    release-only) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+      -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON ;;
+    asan) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=ON -DCMKFS_TSAN=OFF \
+      -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
+    tsan) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=ON \
+      -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
+    *) echo "ci-trees.sh: unknown part '$part'; accepted: release, release-only, asan, tsan" >&2
+       return 2 ;;
+  esac
+}
+
+cmkfs_restore_release_tree() { # DIR
+  cmkfs_configure "$1" -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF
+}
+
+cmkfs_build_part() { # PART DIR
+  local part=$1 dir=$2
+  cmkfs_configure_part "$part" "$dir" || return
+  if [ "$part" = release-only ]; then
+    cmake --build "$dir" -j"$(nproc)" --target "${CMKFS_RELEASE_ONLY_TARGETS[@]}"
+  else
+    cmake --build "$dir" -j"$(nproc)"
+  fi
+}
+
+# Fails unless each ctest label (an exact name) selects at least one test in
+# DIR, so that a label filter cannot quietly shrink to nothing.
+cmkfs_require_labels() { # DIR LABEL...
+  local dir=$1 label n
+  shift
+  for label in "$@"; do
+    n=$(cd "$dir" && ctest -N -L "^${label}\$" | sed -n 's/^Total Tests: //p')
+    if [ "${n:-0}" -eq 0 ]; then
+      echo "ci-trees.sh: no test has label '$label' in $dir" >&2
+      return 1
+    fi
+  done
+}
+
+# Fails unless every test named is registered in DIR.
+cmkfs_require_tests() { # DIR NAME...
+  local dir=$1 name listed
+  shift
+  listed=$(cd "$dir" && ctest -N | sed -n 's/^ *Test *#[0-9]*: //p')
+  for name in "$@"; do
+    if ! grep -qxF "$name" <<<"$listed"; then
+      echo "ci-trees.sh: test '$name' is not registered in $dir" >&2
+      return 1
+    fi
+  done
+}
