@@ -269,8 +269,14 @@ class ControlServerImpl : public ControlServer {
     }
   }
 
+  // Ends a connection that has no worker: with a reply, or silently.
   void CloseWithReply(Connection& c, const CommandOutput& reply) {
     ReplyAndClose(c.fd, reply);
+    c.fd = -1;
+    c.done = true;
+  }
+  void CloseSilently(Connection& c) {
+    ::close(c.fd);
     c.fd = -1;
     c.done = true;
   }
@@ -285,9 +291,7 @@ class ControlServerImpl : public ControlServer {
                                             complete.status().message()));
       } else {
         // The client went away before its request was whole: nothing runs.
-        ::close(c.fd);
-        c.fd = -1;
-        c.done = true;
+        CloseSilently(c);
       }
       return;
     }
@@ -297,6 +301,16 @@ class ControlServerImpl : public ControlServer {
       spdlog::warn("control socket: bad request: {}", args.status().message());
       CloseWithReply(
           c, ErrorReply(2, "bad control request: " + args.status().message()));
+      return;
+    }
+    // A client that sent its request and left at once runs nothing.
+    pollfd gone{c.fd, POLLRDHUP, 0};
+    if (::poll(&gone, 1, 0) > 0 &&
+        (gone.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+      spdlog::info(
+          "control socket: client left before its command ran; "
+          "dropped");
+      CloseSilently(c);
       return;
     }
     c.args = std::move(*args);
