@@ -105,7 +105,9 @@ Status ReadInteger(const Where& w, int64_t min, int64_t max, int64_t* out) {
 
 template <typename T>
 Status ReadUnsigned(const Where& w, int64_t min, int64_t max, T* out) {
-  int64_t value;
+  // Initialized: at -Os GCC 12 cannot see that ReadInteger sets it on success
+  // (-Werror=maybe-uninitialized in a MinSizeRel build).
+  int64_t value = 0;
   CMKFS_RETURN_IF_ERROR(ReadInteger(w, min, max, &value));
   *out = static_cast<T>(value);
   return Status::Ok();
