@@ -1,11 +1,14 @@
 // The control socket: ControlServer (daemon side) and SendControlCommand
 // (cmkctl side). Wire format in control_protocol.h.
 //
-// Threads: one accept thread polls the listening socket, a wake pipe and the
-// connections whose command is running (to notice a client hanging up); each
-// accepted connection gets a worker thread that reads the request, runs the
-// handler and writes the reply. Only the accept thread closes connection fds
-// (after joining their worker), so an fd number is never reused while polled.
+// Threads: one accept thread polls the listening socket, a wake pipe and
+// every connection. It reads each request itself (non-blocking, bounded in
+// time), so an idle connection costs no thread; once a request is whole, a
+// worker thread runs the handler and writes the reply, while the accept
+// thread watches for the client hanging up (which sets the cancel flag). At
+// most ControlLimits::max_connections connections are open; more are refused
+// with a one-line reply. Only the accept thread closes connection fds (after
+// joining their worker), so an fd number is never reused while polled.
 #include <fcntl.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
@@ -14,8 +17,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -102,10 +107,21 @@ CommandOutput ErrorReply(int code, std::string message) {
   return out;
 }
 
+// Sends a short reply without ever blocking the accept thread (a fresh
+// socket's send buffer holds it; a peer that reads nothing loses it).
+void ReplyAndClose(int fd, const CommandOutput& reply) {
+  std::string frame = Frame(EncodeControlReply(reply));
+  ssize_t ignored =
+      ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)ignored;
+  ::close(fd);
+}
+
 class ControlServerImpl : public ControlServer {
  public:
-  ControlServerImpl(std::filesystem::path path, CancellableHandler handler)
-      : path_(std::move(path)), handler_(std::move(handler)) {}
+  ControlServerImpl(std::filesystem::path path, CancellableHandler handler,
+                    ControlLimits limits)
+      : path_(std::move(path)), handler_(std::move(handler)), limits_(limits) {}
 
   ~ControlServerImpl() override {
     stopping_ = true;
@@ -116,7 +132,6 @@ class ControlServerImpl : public ControlServer {
       for (auto& c : connections_) c.cancel = true;
     }
     for (auto& c : connections_) {
-      ::shutdown(c.fd, SHUT_RD);  // unblocks a worker still reading
       if (c.worker.joinable()) c.worker.join();
       ::close(c.fd);
     }
@@ -131,6 +146,9 @@ class ControlServerImpl : public ControlServer {
   }
 
   Status Init() {
+    if (limits_.max_connections == 0) {
+      return InvalidArgumentError("control server needs max_connections >= 1");
+    }
     CMKFS_ASSIGN_OR_RETURN(sockaddr_un addr, MakeAddress(path_));
     int err = 0;
     int probe = ConnectUnix(addr, &err);
@@ -148,7 +166,8 @@ class ControlServerImpl : public ControlServer {
       }
       spdlog::info("removed stale control socket {}", path_.string());
     }
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    listen_fd_ =
+        ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (listen_fd_ < 0) return ErrnoError("control socket", errno);
     mode_t old_mask = ::umask(0177);
     int rc = ::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&addr),
@@ -181,9 +200,17 @@ class ControlServerImpl : public ControlServer {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
+  // A connection first sends its request (read by the accept thread, no
+  // thread of its own), then runs its command on a worker thread.
   struct Connection {
     int fd = -1;
+    Clock::time_point deadline;  // for the whole request
+    FrameReader reader;          // accept thread only
+    bool running = false;        // accept thread only: a worker exists
     std::thread worker;
+    std::vector<std::string> args;
     std::atomic<bool> cancel{false};
     std::atomic<bool> done{false};
     bool hangup_seen = false;  // accept thread only
@@ -205,15 +232,24 @@ class ControlServerImpl : public ControlServer {
       polled.clear();
       fds.push_back({listen_fd_, POLLIN, 0});
       fds.push_back({wake_read_, POLLIN, 0});
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (auto& c : connections_) {
-          if (c.hangup_seen || c.done) continue;
-          fds.push_back({c.fd, POLLRDHUP, 0});
-          polled.push_back(&c);
+      int timeout_ms = -1;
+      const Clock::time_point now = Clock::now();
+      for (auto& c : connections_) {
+        if (c.hangup_seen || c.done) continue;
+        if (!c.running) {
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          c.deadline - now)
+                          .count() +
+                      1;
+          left = std::max<int64_t>(left, 0);
+          if (timeout_ms < 0 || left < timeout_ms)
+            timeout_ms = static_cast<int>(left);
         }
+        fds.push_back(
+            {c.fd, static_cast<short>(c.running ? POLLRDHUP : POLLIN), 0});
+        polled.push_back(&c);
       }
-      int n = ::poll(fds.data(), fds.size(), -1);
+      int n = ::poll(fds.data(), fds.size(), timeout_ms);
       if (n < 0) {
         if (errno == EINTR) continue;
         spdlog::error("control socket poll: {}", std::strerror(errno));
@@ -225,21 +261,28 @@ class ControlServerImpl : public ControlServer {
         }
       }
       for (size_t i = 2; i < fds.size(); ++i) {
-        if (fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-          polled[i - 2]->hangup_seen = true;
-          polled[i - 2]->cancel = true;
+        Connection& c = *polled[i - 2];
+        if (c.running) {
+          if (fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+            c.hangup_seen = true;
+            c.cancel = true;
+          }
+        } else if (fds[i].revents) {
+          ReadRequest(c);
         }
       }
-      if (fds[0].revents & POLLIN) AcceptOne();
+      ExpireSlowRequests();
+      if (fds[0].revents & POLLIN) AcceptAll();
     }
   }
 
+  // Drops the connections marked done (`fd` < 0: closed without a worker).
   void ReapFinished() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = connections_.begin(); it != connections_.end();) {
       if (it->done) {
         if (it->worker.joinable()) it->worker.join();
-        ::close(it->fd);
+        if (it->fd >= 0) ::close(it->fd);
         it = connections_.erase(it);
       } else {
         ++it;
@@ -247,14 +290,97 @@ class ControlServerImpl : public ControlServer {
     }
   }
 
-  void AcceptOne() {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno != EINTR && errno != EAGAIN) {
-        spdlog::warn("control socket accept: {}", std::strerror(errno));
+  // Ends a connection that has no worker: with a reply, or silently.
+  void CloseWithReply(Connection& c, const CommandOutput& reply) {
+    ReplyAndClose(c.fd, reply);
+    c.fd = -1;
+    c.done = true;
+  }
+  void CloseSilently(Connection& c) {
+    ::close(c.fd);
+    c.fd = -1;
+    c.done = true;
+  }
+
+  void ReadRequest(Connection& c) {
+    auto complete = c.reader.ReadAvailable(c.fd);
+    if (!complete.ok()) {
+      if (complete.status().kind() == ErrorKind::kInvalidArgument) {
+        spdlog::warn("control socket: bad request: {}",
+                     complete.status().message());
+        CloseWithReply(c, ErrorReply(2, "bad control request: " +
+                                            complete.status().message()));
+      } else {
+        // The client went away before its request was whole: nothing runs.
+        CloseSilently(c);
       }
       return;
     }
+    if (!*complete) return;
+    auto args = ParseControlRequest(c.reader.payload());
+    if (!args.ok()) {
+      spdlog::warn("control socket: bad request: {}", args.status().message());
+      CloseWithReply(
+          c, ErrorReply(2, "bad control request: " + args.status().message()));
+      return;
+    }
+    // A client that sent its request and left at once runs nothing.
+    pollfd gone{c.fd, POLLRDHUP, 0};
+    if (::poll(&gone, 1, 0) > 0 &&
+        (gone.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+      spdlog::info(
+          "control socket: client left before its command ran; "
+          "dropped");
+      CloseSilently(c);
+      return;
+    }
+    c.args = std::move(*args);
+    c.reader = FrameReader();
+    // The worker writes the reply with a blocking send, bounded in time.
+    int flags = ::fcntl(c.fd, F_GETFL);
+    if (flags >= 0) ::fcntl(c.fd, F_SETFL, flags & ~O_NONBLOCK);
+    timeval tv{30, 0};
+    ::setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    c.running = true;
+    std::lock_guard<std::mutex> lock(mu_);
+    c.worker = std::thread([this, &c] {
+      Serve(c);
+      c.done = true;
+      Wake();
+    });
+  }
+
+  void ExpireSlowRequests() {
+    const Clock::time_point now = Clock::now();
+    for (auto& c : connections_) {
+      if (c.running || c.done || now < c.deadline) continue;
+      spdlog::warn(
+          "control socket: closed a connection that sent no whole "
+          "request within {} ms",
+          limits_.request_timeout.count());
+      CloseWithReply(
+          c, ErrorReply(2, "bad control request: no whole request within " +
+                               std::to_string(limits_.request_timeout.count()) +
+                               " ms"));
+    }
+  }
+
+  void AcceptAll() {
+    for (;;) {
+      int fd =
+          ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+          spdlog::warn("control socket accept: {}", std::strerror(errno));
+        }
+        if (errno == EINTR) continue;
+        return;
+      }
+      AcceptOne(fd);
+    }
+  }
+
+  void AcceptOne(int fd) {
     ucred cred{};
     socklen_t len = sizeof(cred);
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -269,50 +395,50 @@ class ControlServerImpl : public ControlServer {
           "control socket: refused a command from uid {} pid {} (only root "
           "and uid {} may control this daemon)",
           cred.uid, cred.pid, own_uid);
-      CommandOutput refusal = ErrorReply(
-          1, "permission denied: only root or uid " + std::to_string(own_uid) +
-                 " may control this daemon (you are uid " +
-                 std::to_string(cred.uid) + ")");
-      timeval tv{2, 0};
-      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-      WriteAll(fd, Frame(EncodeControlReply(refusal))).IgnoreError();
-      ::close(fd);
+      ReplyAndClose(fd,
+                    ErrorReply(1, "permission denied: only root or uid " +
+                                      std::to_string(own_uid) +
+                                      " may control this daemon (you are uid " +
+                                      std::to_string(cred.uid) + ")"));
       return;
     }
-    timeval tv{30, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t open = 0;
+    for (const auto& c : connections_) open += c.done ? 0 : 1;
+    if (open >= limits_.max_connections) {
+      const auto now = Clock::now();
+      if (now - last_refusal_log_ > std::chrono::seconds(1)) {
+        spdlog::warn(
+            "control socket: refused a connection from pid {}: {} "
+            "connections open, the limit",
+            cred.pid, open);
+        last_refusal_log_ = now;
+      }
+      ReplyAndClose(
+          fd, ErrorReply(1, "the daemon is busy: " + std::to_string(open) +
+                                " control connections are open (the "
+                                "limit); try again"));
+      return;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     Connection& c = connections_.emplace_back();
     c.fd = fd;
-    c.worker = std::thread([this, &c] {
-      Serve(c);
-      c.done = true;
-      Wake();
-    });
+    c.deadline = Clock::now() + limits_.request_timeout;
   }
 
   void Serve(Connection& c) {
+    if (c.cancel) {
+      spdlog::info(
+          "control socket: client left before its command ran; "
+          "dropped");
+      return;
+    }
     CommandOutput reply;
-    auto frame = ReadFrame(c.fd);
-    if (!frame.ok()) {
-      spdlog::warn("control socket: bad request: {}", frame.status().message());
-      reply = ErrorReply(2, "bad control request: " + frame.status().message());
-    } else {
-      auto args = ParseControlRequest(*frame);
-      if (!args.ok()) {
-        spdlog::warn("control socket: bad request: {}",
-                     args.status().message());
-        reply =
-            ErrorReply(2, "bad control request: " + args.status().message());
-      } else {
-        try {
-          reply = handler_(*args, c.cancel);
-        } catch (const std::exception& e) {
-          reply = ErrorReply(1, std::string("internal error: ") + e.what());
-        } catch (...) {
-          reply = ErrorReply(1, "internal error");
-        }
-      }
+    try {
+      reply = handler_(c.args, c.cancel);
+    } catch (const std::exception& e) {
+      reply = ErrorReply(1, std::string("internal error: ") + e.what());
+    } catch (...) {
+      reply = ErrorReply(1, "internal error");
     }
     Status s = WriteAll(c.fd, Frame(EncodeControlReply(reply)));
     if (!s.ok())
@@ -321,13 +447,17 @@ class ControlServerImpl : public ControlServer {
 
   std::filesystem::path path_;
   CancellableHandler handler_;
+  ControlLimits limits_;
   int listen_fd_ = -1;
   int wake_read_ = -1;
   int wake_write_ = -1;
   ino_t socket_inode_ = 0;
   std::atomic<bool> stopping_{false};
   std::thread accept_thread_;
-  std::mutex mu_;  // guards connections_ (the list, not each entry's fields)
+  Clock::time_point last_refusal_log_{};
+  // Guards the list's structure against the destructor and the workers'
+  // creation; only the accept thread adds and removes entries.
+  std::mutex mu_;
   std::list<Connection> connections_;
 };
 
@@ -343,10 +473,11 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(
 }
 
 Result<std::unique_ptr<ControlServer>> ControlServer::StartCancellable(
-    const std::filesystem::path& socket_path, CancellableHandler handler) {
+    const std::filesystem::path& socket_path, CancellableHandler handler,
+    ControlLimits limits) {
   if (!handler) return InvalidArgumentError("control server needs a handler");
-  auto server =
-      std::make_unique<ControlServerImpl>(socket_path, std::move(handler));
+  auto server = std::make_unique<ControlServerImpl>(socket_path,
+                                                    std::move(handler), limits);
   CMKFS_RETURN_IF_ERROR(server->Init());
   return std::unique_ptr<ControlServer>(std::move(server));
 }

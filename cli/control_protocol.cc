@@ -187,6 +187,36 @@ Result<std::string> ReadFrame(int fd) {
   return payload;
 }
 
+Result<bool> FrameReader::ReadAvailable(int fd) {
+  for (;;) {
+    std::string& part = have_length_ ? payload_ : header_;
+    size_t total = have_length_ ? length_ : 4;
+    if (part.size() == total) {
+      if (have_length_) return true;
+      length_ = GetU32(header_);
+      if (length_ > kMaxFrameBytes) {
+        return InvalidArgumentError("control frame of " +
+                                    std::to_string(length_) +
+                                    " bytes; at most 1 MiB is accepted");
+      }
+      have_length_ = true;
+      continue;
+    }
+    size_t have = part.size();
+    part.resize(total);
+    ssize_t r = ::recv(fd, part.data() + have, total - have, MSG_DONTWAIT);
+    part.resize(have + (r > 0 ? static_cast<size_t>(r) : 0));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      return ErrnoError("control socket read", errno);
+    }
+    if (r == 0) {
+      return IOError("control socket closed by peer before a whole request");
+    }
+  }
+}
+
 Status WriteAll(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
     ssize_t w = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);

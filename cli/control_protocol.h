@@ -35,6 +35,23 @@ std::string Frame(std::string_view payload);
 // Reads one frame from a blocking stream socket. InvalidArgument when the
 // announced length exceeds kMaxFrameBytes; IOError on a short read.
 Result<std::string> ReadFrame(int fd);
+// Collects one frame from a non-blocking stream socket as its bytes arrive
+// (the daemon reads requests without a thread per connection).
+class FrameReader {
+ public:
+  // Reads what `fd` has now. True once the whole frame is in (then
+  // payload() holds it); false while more is to come. InvalidArgument for an
+  // announced length over kMaxFrameBytes; IOError when the peer closed first.
+  Result<bool> ReadAvailable(int fd);
+  std::string& payload() { return payload_; }
+
+ private:
+  std::string header_;
+  std::string payload_;
+  uint32_t length_ = 0;
+  bool have_length_ = false;
+};
+
 // Writes all of `frame` (MSG_NOSIGNAL: a vanished peer is an IOError).
 Status WriteAll(int fd, std::string_view bytes);
 

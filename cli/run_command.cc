@@ -3,9 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <system_error>
+#include <memory>
+#include <mutex>
 
 #include "cmkfs/cli.h"
 #include "cmkfs/units.h"
@@ -557,6 +560,49 @@ CommandOutput RunCommand(const std::vector<std::string>& original,
     out.err = "cmkctl: internal error\n";
     return out;
   }
+}
+
+bool IsDataCopyCommand(const std::vector<std::string>& original) {
+  std::vector<std::string> args = original;
+  GlobalFlags flags;
+  if (!ExtractGlobalFlags(args, &flags).ok() || args.size() < 2) return false;
+  const std::string& group = args[0];
+  const std::string& verb = args[1];
+  if ((group == "disk" || group == "snapshot" || group == "image") &&
+      verb == "export") {
+    return true;
+  }
+  if (group != "disk" || verb != "create") return false;
+  for (size_t i = 2; i < args.size(); ++i) {
+    if (args[i] == "--") break;
+    if (args[i] == "--import" || args[i].starts_with("--import=")) return true;
+  }
+  return false;
+}
+
+ControlServer::CancellableHandler DaemonCommandHandler(CommandContext ctx,
+                                                       CommandRunner run) {
+  // One lock for the control plane only: data copies never take it.
+  auto turn = std::make_shared<std::timed_mutex>();
+  return [ctx = std::move(ctx), run = std::move(run), turn](
+             const std::vector<std::string>& args,
+             const std::atomic<bool>& cancel) {
+    CommandContext mine = ctx;
+    mine.cancel = &cancel;
+    if (IsDataCopyCommand(args)) return run(args, mine);
+    std::unique_lock<std::timed_mutex> lock(*turn, std::defer_lock);
+    while (!cancel && !lock.try_lock_for(std::chrono::milliseconds(20))) {
+    }
+    // The client is gone: nobody would see the result, and a command sent
+    // long ago (a revocation undone since, say) must not run late.
+    if (cancel) {
+      CommandOutput dropped;
+      dropped.exit_code = 130;
+      dropped.err = "cmkctl: the client hung up before the command ran\n";
+      return dropped;
+    }
+    return run(args, mine);
+  };
 }
 
 }  // namespace cmkfs::cli

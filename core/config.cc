@@ -50,9 +50,14 @@ struct Where {
   std::string key;  // "watcher.poll_interval"
 
   Status Error(std::string_view what) const {
+    // Appended piece by piece: GCC 12 at -O3 reports a false -Werror=restrict
+    // in the std::string insert behind `":" + std::to_string(...)`.
     std::string m(source_name);
-    m += ":" + std::to_string(node.source().begin.line) + ": key '" + key +
-         "': ";
+    m += ':';
+    m += std::to_string(node.source().begin.line);
+    m += ": key '";
+    m += key;
+    m += "': ";
     m += what;
     return InvalidArgumentError(std::move(m));
   }
@@ -100,7 +105,9 @@ Status ReadInteger(const Where& w, int64_t min, int64_t max, int64_t* out) {
 
 template <typename T>
 Status ReadUnsigned(const Where& w, int64_t min, int64_t max, T* out) {
-  int64_t value;
+  // Initialized: at -Os GCC 12 cannot see that ReadInteger sets it on success
+  // (-Werror=maybe-uninitialized in a MinSizeRel build).
+  int64_t value = 0;
   CMKFS_RETURN_IF_ERROR(ReadInteger(w, min, max, &value));
   *out = static_cast<T>(value);
   return Status::Ok();

@@ -21,15 +21,20 @@ cmkfs_release_only_regex() {
   echo "^(${names//./\\.})\$"
 }
 
-cmkfs_configure() { # DIR CMAKE_FLAGS...
+cmkfs_configure() { # DIR CMAKE_FLAGS... (RelWithDebInfo unless the flags say)
   local dir=$1
   shift
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
 }
 
+# build/ (the demo and the release part) is Release: the build type a new user
+# picks first, so CI proves it builds with -Werror (issue 14, item 16); the
+# sanitizer trees stay RelWithDebInfo for their stack traces.
+CMKFS_RELEASE_BUILD_TYPE=-DCMAKE_BUILD_TYPE=Release
+
 # The demo's tree (examples/quickstart.sh): release, no tests.
 cmkfs_configure_quickstart() { # DIR
-  cmkfs_configure "$1" -DCMKFS_BUILD_TESTS=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+  cmkfs_configure "$1" "$CMKFS_RELEASE_BUILD_TYPE" -DCMKFS_BUILD_TESTS=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
     -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF
 }
 
@@ -41,9 +46,9 @@ cmkfs_configure_quickstart() { # DIR
 cmkfs_configure_part() { # PART DIR
   local part=$1 dir=$2
   case "$part" in
-    release) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+    release) cmkfs_configure "$dir" "$CMKFS_RELEASE_BUILD_TYPE" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
       -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
-    release-only) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+    release-only) cmkfs_configure "$dir" "$CMKFS_RELEASE_BUILD_TYPE" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
       -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON ;;
     asan) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=ON -DCMKFS_TSAN=OFF \
       -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
@@ -55,7 +60,7 @@ cmkfs_configure_part() { # PART DIR
 }
 
 cmkfs_restore_release_tree() { # DIR
-  cmkfs_configure "$1" -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF
+  cmkfs_configure "$1" "$CMKFS_RELEASE_BUILD_TYPE" -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF
 }
 
 cmkfs_build_part() { # PART DIR

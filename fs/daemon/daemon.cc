@@ -304,13 +304,11 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
   context.config = config;
   context.keystore = services->keystore.get();
   context.engine = services->engine.get();
-  std::mutex command_mu;
   const stdfs::path socket_path = cli::ControlSocketPath(config);
-  auto control = cli::ControlServer::Start(
-      socket_path, [&](const std::vector<std::string>& command) {
-        std::lock_guard<std::mutex> lock(command_mu);
-        return cli::RunCommand(command, context);
-      });
+  // Imports and exports run beside the other commands and are cancelled when
+  // their client hangs up (cmkctl's Ctrl-C); see cli::DaemonCommandHandler.
+  auto control = cli::ControlServer::StartCancellable(
+      socket_path, cli::DaemonCommandHandler(context));
   if (!control.ok()) {
     (*mount)->Unmount();
     return fail(

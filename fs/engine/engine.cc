@@ -1447,7 +1447,9 @@ Result<ResourceInfo> EngineImpl::ImportDisk(const DiskSpec& spec,
         "an imported file, not both");
   }
   Fd in;
-  in.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+  // below); it changes nothing for a regular file.
+  in.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (in.fd < 0) {
     if (errno == ENOENT)
       return NotFoundError("file " + file.string() + " not found");
@@ -1456,6 +1458,18 @@ Result<ResourceInfo> EngineImpl::ImportDisk(const DiskSpec& spec,
   struct stat st {};
   if (::fstat(in.fd, &st) != 0)
     return ErrnoError("stat " + file.string(), errno);
+  if (!S_ISREG(st.st_mode)) {
+    const char* what = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                       : S_ISDIR(st.st_mode)  ? "a directory"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return InvalidArgumentError("cannot import " + file.string() + ": it is " +
+                                what +
+                                "; only a regular file (a raw disk image) "
+                                "can be imported");
+  }
   uint64_t fsize = static_cast<uint64_t>(st.st_size);
   DiskSpec s = spec;
   if (s.size == 0)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -79,9 +80,20 @@ struct CommandOutput {
 CommandOutput RunCommand(const std::vector<std::string>& args,
                          CommandContext& ctx);
 
+// Bounds of the control server (docs/cli.md, "Control socket protocol").
+// Connections cost no thread while they send their request; a command runs
+// on a thread of its own, so at most max_connections command threads exist.
+struct ControlLimits {
+  // More connections at once are refused with a one-line error.
+  size_t max_connections = 64;
+  // A connection that has not sent its whole request by then is closed.
+  std::chrono::milliseconds request_timeout{10000};
+};
+
 // The daemon's control socket: a unix socket created 0600; a peer whose uid
 // is neither root nor the daemon's own is refused. Serves requests on its
-// own thread until destroyed.
+// own thread until destroyed. A request whose client hangs up before its
+// handler starts is dropped.
 class ControlServer {
  public:
   using Handler =
@@ -93,9 +105,23 @@ class ControlServer {
   using CancellableHandler = std::function<CommandOutput(
       const std::vector<std::string>& args, const std::atomic<bool>& cancel)>;
   static Result<std::unique_ptr<ControlServer>> StartCancellable(
-      const std::filesystem::path& socket_path, CancellableHandler handler);
+      const std::filesystem::path& socket_path, CancellableHandler handler,
+      ControlLimits limits = {});
   virtual ~ControlServer() = default;
 };
+
+// The daemon's control-socket handler: runs each command with `run` (by
+// default RunCommand) on a copy of `ctx` whose cancel flag is the client's.
+// Data copies (disk create --import, disk/snapshot/image export) run at once,
+// concurrently; every other command runs one at a time, never queued behind a
+// data copy. A command whose client hangs up while it waits for its turn is
+// dropped, not run.
+using CommandRunner = std::function<CommandOutput(
+    const std::vector<std::string>& args, CommandContext& ctx)>;
+ControlServer::CancellableHandler DaemonCommandHandler(
+    CommandContext ctx, CommandRunner run = RunCommand);
+// Whether `args` (cmkctl's words) ask for a data copy (see above).
+bool IsDataCopyCommand(const std::vector<std::string>& args);
 
 // Sends a command to a running daemon. NotFound when no daemon listens on
 // `socket_path` (no socket, or a stale one).

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -197,6 +198,23 @@ TEST_F(DiskCommandsTest, ImportExportRoundTrip) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_EQ(Ctl({"disk", "show", "imp2"}).exit_code, 1)
       << "half-made disk left";
+}
+
+// A FIFO that never delivers used to block the import in open() (holding the
+// daemon's command lock): it is refused at once, naming what is accepted.
+TEST_F(DiskCommandsTest, ImportRefusesAFifoAtOnce) {
+  std::string fifo = (tmp() / "never.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto start = std::chrono::steady_clock::now();
+  RunResult r = RunCmkctl(
+      {"--state-dir", state_dir(), "disk", "create", "f", "--import", fifo}, {},
+      /*interrupt_after_ms=*/20000);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("is a FIFO"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("regular file"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(Ctl({"disk", "show", "f"}).exit_code, 1) << "half-made disk left";
 }
 
 TEST_F(DiskCommandsTest, DiskRefusals) {

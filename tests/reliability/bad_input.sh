@@ -6,14 +6,15 @@
 # Rows: corrupt_lmdb extent_file wrong_master_key unsupported_key
 #       malformed_config backing_full racing_commands socket_not_allowed
 #       bad_names untrusted_state_dir state_symlink fake_daemon export_mode
-#       file_args (default: all)
+#       file_args stuck_import idle_connections (default: all)
 # shellcheck source=tests/reliability/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is not installed"
 ROWS=("${@:5}")
 [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(corrupt_lmdb extent_file wrong_master_key unsupported_key
   malformed_config backing_full racing_commands socket_not_allowed bad_names
-  untrusted_state_dir state_symlink fake_daemon export_mode file_args)
+  untrusted_state_dir state_symlink fake_daemon export_mode file_args
+  stuck_import idle_connections)
 TESTDATA=$(cd "$(dirname "$0")/../core/testdata" && pwd)
 
 # expect_error REGEX CMD...: CMD fails (exit 1..127), prints an error that
@@ -325,6 +326,130 @@ row_socket_not_allowed() {
   cmkctl disk show evil >/dev/null 2>&1 && fail "a refused client created a disk"
   [[ -e "$MNT/disks/evil" ]] && fail "a refused client created a disk file"
   cmkctl disk list >/dev/null || fail "root lost access after the refusals"
+  stop_daemon
+}
+
+# Item 10 of issue 14: a stuck import must not block the control plane.
+row_stuck_import() {
+  start_daemon
+  log "an import from a FIFO that never delivers is refused at once"
+  mkfifo "$WORK/never.fifo"
+  expect_error 'is a FIFO.*regular file' timeout 20 "$CMKCTL_BIN" --state-dir "$STATE" \
+    disk create fifo1 --import "$WORK/never.fifo"
+  cmkctl disk show fifo1 >/dev/null 2>&1 && fail "a half-made disk fifo1 was left"
+
+  log "a customer-key disk, and an import source on a second cmkfs that is then stopped"
+  cmkctl vault create stuckv --purge-protection >/dev/null
+  cmkctl key create stuckv sk --size 2048 >/dev/null
+  local identity
+  identity=$(cmkctl des create sdes --key-id cmk://stuckv/keys/sk)
+  cmkctl vault set-policy stuckv --object-id "$identity" --key-permissions get wrapKey unwrapKey >/dev/null
+  cmkctl disk create cust1 --size 8M --des sdes >/dev/null
+  local st2=$WORK/st2 pid2
+  mkdir -p "$st2"
+  mount_copy "$st2"
+  pid2=$(cat "$st2/cmkfs.pid")
+  REL_CHILDREN+=("$pid2")
+  ctl_in "$st2" disk create src --size 8M >/dev/null
+  # O_DIRECT: nothing of it in the page cache, so every read reaches cmkfs #2.
+  head -c 8M /dev/urandom | dd of="$M2/disks/src" bs=1M oflag=direct conv=notrunc status=none
+  kill -STOP "$pid2"
+  "$CMKCTL_BIN" --state-dir "$STATE" disk create imp --import "$M2/disks/src" >/dev/null 2>&1 &
+  local imp_pid=$!
+  REL_CHILDREN+=("$imp_pid")
+  sleep 1
+  alive "$imp_pid" || fail "the import from a stopped source finished; expected it to stall"
+
+  log "while it stalls: disk list and the revocation answer at once, and the disk seals"
+  local t0=$SECONDS
+  timeout 5 "$CMKCTL_BIN" --state-dir "$STATE" disk list >/dev/null ||
+    fail "disk list did not answer within 5 s while an import stalled"
+  timeout 5 "$CMKCTL_BIN" --state-dir "$STATE" key set-attributes stuckv sk --enabled false >/dev/null ||
+    fail "key set-attributes --enabled false did not answer within 5 s while an import stalled"
+  local state=
+  for _ in $(seq 1 150); do
+    state=$(cmkctl disk show cust1 -o json | jq -r .state)
+    [[ "$state" == sealed ]] && break
+    sleep 0.1
+  done
+  [[ "$state" == sealed ]] || fail "cust1 did not seal within 15 s of the revocation (state $state)"
+  log "  answered and sealed in $((SECONDS - t0)) s"
+
+  log "the importing client is killed: once the source wakes, the import is cancelled"
+  kill -KILL "$imp_pid"
+  wait "$imp_pid" 2>/dev/null || true
+  kill -CONT "$pid2"
+  local gone=0
+  for _ in $(seq 1 100); do
+    if ! cmkctl disk show imp >/dev/null 2>&1; then gone=1; break; fi
+    sleep 0.1
+  done
+  [[ $gone == 1 ]] || fail "the killed client's import went on: disk imp exists"
+  sleep 1
+  cmkctl disk show imp >/dev/null 2>&1 && fail "the killed client's import finished later: disk imp exists"
+  cmkctl key set-attributes stuckv sk --enabled true >/dev/null
+  expect_fsck_clean
+  umount_copy "$st2"
+  stop_daemon
+}
+
+# Item 10 of issue 14: idle control connections cost no thread, extra ones
+# are refused with a clear error, and the daemon answers once they go.
+row_idle_connections() {
+  start_daemon
+  local pid
+  pid=$(daemon_pid)
+  python3 - "$STATE/control.sock" "$pid" "$CMKCTL_BIN" "$STATE" <<'PY' || fail "idle connections: see above"
+import os, socket, struct, subprocess, sys, time
+path, pid, cmkctl, state = sys.argv[1:5]
+threads = lambda: len(os.listdir(f"/proc/{pid}/task"))
+before = threads()
+conns = []
+for _ in range(300):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    conns.append(s)
+time.sleep(0.5)
+during = threads()
+print(f"  daemon threads: {before} before, {during} with 300 idle connections")
+if during > before + 4:
+    sys.exit(f"FAIL: 300 idle connections made {during - before} threads")
+
+def reply_err(s):
+    s.settimeout(5)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    if len(data) < 16:
+        return None
+    payload = data[4:]
+    out_len = struct.unpack_from("<I", payload, 4)[0]
+    err_len = struct.unpack_from("<I", payload, 8 + out_len)[0]
+    return payload[12 + out_len:12 + out_len + err_len].decode()
+
+refused = [reply_err(s) for s in conns[64:]]
+bad = [e for e in refused if e is None or "control connections are open (the limit)" not in e]
+if bad:
+    sys.exit(f"FAIL: {len(bad)} of {len(refused)} extra connections got no clear refusal: {bad[:2]}")
+print(f"  {len(refused)} extra connections refused: {refused[0].strip()}")
+r = subprocess.run([cmkctl, "--state-dir", state, "disk", "list"], capture_output=True, text=True, timeout=20)
+if r.returncode != 1 or "the limit" not in r.stderr:
+    sys.exit(f"FAIL: cmkctl with every slot taken: exit {r.returncode}, {r.stderr!r}")
+print(f"  cmkctl with every slot taken: {r.stderr.strip()}")
+for s in conns:
+    s.close()
+time.sleep(0.3)
+r = subprocess.run([cmkctl, "--state-dir", state, "disk", "list"], capture_output=True, text=True, timeout=20)
+if r.returncode != 0:
+    sys.exit(f"FAIL: the daemon did not answer once the idle connections closed: {r.stderr!r}")
+print("  once they closed, the daemon answered")
+PY
   stop_daemon
 }
 
