@@ -7,10 +7,16 @@
 // whole stack for the key bytes: deterministic, whatever other threads do.
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -185,6 +191,53 @@ TEST_F(SecretResidue, RewrapAndImportLeaveNoKeyOnTheStack) {
   });
   ASSERT_TRUE(ok) << "the re-wrap or re-encode itself failed";
   ExpectNoKeyOnStack("a re-wrap and a private-key round trip");
+}
+
+// Without the budget to lock it, a secret still works (and is wiped), and
+// the first failure of the process is logged once, naming the limit.
+TEST(SecretBytesLock, FailedMlockIsWarnedOnceNamingTheLimit) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    // Root's CAP_IPC_LOCK ignores the limit: drop to nobody first.
+    if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) _exit(3);
+    struct rlimit lim {};
+    getrlimit(RLIMIT_MEMLOCK, &lim);
+    lim.rlim_cur = 0;
+    if (setrlimit(RLIMIT_MEMLOCK, &lim) != 0) _exit(4);
+    std::ostringstream log;
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "test", std::make_shared<spdlog::sinks::ostream_sink_st>(log)));
+    SecretBytes a(100);
+    SecretBytes b(5000);
+    const bool unlocked = !a.locked() && !b.locked();
+    a.data()[99] = 1;
+    spdlog::default_logger()->flush();
+    std::string text = (unlocked ? "unlocked\n" : "locked\n") + log.str();
+    if (write(fds[1], text.data(), text.size()) < 0) _exit(5);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "child failed with status " << status;
+  EXPECT_EQ(out.rfind("unlocked\n", 0), 0u) << out;
+  size_t warnings = 0;
+  for (size_t at = 0; (at = out.find("cannot mlock", at)) != std::string::npos;
+       ++at) {
+    ++warnings;
+  }
+  EXPECT_EQ(warnings, 1u) << out;
+  EXPECT_NE(out.find("ulimit -l"), std::string::npos) << out;
+  EXPECT_NE(out.find("0 KiB"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -79,12 +79,16 @@ echo "PASS: the control left a core dump, the daemon (pid $pid, disk open) left 
 #    daemon (unlimited core limit), it must leave no core either.
 fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 head -c 256M /dev/zero | tr '\0' 'x' >"$ROOT/fill.raw"
-ctl disk create d2 --size 256M --des des1 --import "$ROOT/fill.raw" >/dev/null
+ctl disk create d2 --size 256M --des des1 --import "$ROOT/fill.raw" >/dev/null 2>&1
 rm -f "$ROOT/fill.raw"
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0" \
   bash -c 'ulimit -c unlimited; exec "$0" --state-dir "$1" disk export d2 "$2"' \
-  "$CMKCTL_BIN" "$STATE" "$ROOT/d2.raw" &
+  "$CMKCTL_BIN" "$STATE" "$ROOT/d2.raw" >"$ROOT/export.log" 2>&1 &
 ctl_pid=$!
+ctl_fail() {
+  kill -KILL "$ctl_pid" 2>/dev/null || true
+  fail "$@"
+}
 # The export has the DEK once it writes data: stop cmkctl there.
 for _ in $(seq 1 1000); do
   [[ -s "$ROOT/d2.raw" ]] && break
@@ -92,15 +96,19 @@ for _ in $(seq 1 1000); do
   sleep 0.01
 done
 kill -STOP "$ctl_pid" 2>/dev/null ||
-  fail "cmkctl disk export ended before it could be stopped mid-export"
-[[ -s "$ROOT/d2.raw" ]] || fail "cmkctl disk export wrote nothing within 10 s"
-grep -q '^Max core file size *0 ' "/proc/$ctl_pid/limits" ||
-  fail "cmkctl did not lower its core limit to 0: $(grep 'core' "/proc/$ctl_pid/limits")"
+  fail "cmkctl disk export ended before it could be stopped mid-export: $(cat "$ROOT/export.log")"
+[[ -s "$ROOT/d2.raw" ]] || ctl_fail "cmkctl disk export wrote nothing within 10 s"
+for _ in $(seq 1 100); do
+  [[ "$(awk '{print $3}' "/proc/$ctl_pid/stat")" == T ]] && break
+  sleep 0.05
+done
 [[ "$(awk '{print $3}' "/proc/$ctl_pid/stat")" == T ]] ||
-  fail "cmkctl (pid $ctl_pid) is not stopped mid-export"
+  ctl_fail "cmkctl (pid $ctl_pid) did not stop mid-export"
+grep -q '^Max core file size *0 ' "/proc/$ctl_pid/limits" ||
+  ctl_fail "cmkctl did not lower its core limit to 0: $(grep 'core' "/proc/$ctl_pid/limits")"
 kill -ABRT "$ctl_pid"
 kill -CONT "$ctl_pid"
-wait "$ctl_pid" 2>/dev/null && fail "cmkctl finished the export despite SIGABRT"
+wait "$ctl_pid" && fail "cmkctl finished the export despite SIGABRT"
 core=$(cores_of "$ctl_pid")
 [[ -z "$core" ]] || fail "cmkctl left a core dump ($core, $(stat -c %s "$core") bytes) when aborted during disk export"
 echo "PASS: cmkctl (pid $ctl_pid), aborted during a local disk export, left no core dump"
