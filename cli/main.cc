@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cmkfs/cli.h"
+#include "cmkfs/crypto.h"
 #include "cmkfs/log.h"
 #include "command_support.h"
 
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
   if (Status s = InitLogging(flags.log_level.value_or("warn"), true); !s.ok()) {
     return Fail(2, "--log-level: " + s.message());
   }
+  // Local mode holds DEKs and vault private keys: no core dump may hold them.
+  crypto::ProtectProcessSecrets();
 
   CommandContext ctx;
   ctx.progress_on_tty = ::isatty(STDERR_FILENO) == 1;

@@ -4,6 +4,7 @@
 // after cmkfs_core, so it must not depend on symbols from status.cc.
 #include "cmkfs/crypto.h"
 
+#include <malloc.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -17,12 +18,17 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -96,7 +102,96 @@ size_t MappingSize(size_t n) {
   return (n + page - 1) / page * page;
 }
 
+// The first failed mlock of a process is logged (once): key material then
+// lives in pages the kernel may swap out.
+void WarnUnlockedOnce(size_t bytes) {
+  static std::atomic<bool> warned{false};
+  if (warned.exchange(true)) return;
+  struct rlimit lim {};
+  std::string limit = "unknown";
+  if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0) {
+    limit = lim.rlim_cur == RLIM_INFINITY
+                ? std::string("unlimited")
+                : std::to_string(lim.rlim_cur / 1024) + " KiB";
+  }
+  spdlog::warn(
+      "cannot mlock {} bytes of key memory (locked-memory limit `ulimit -l`: "
+      "{}): key material may be swapped to disk; raise the limit (ulimit -l, "
+      "or LimitMEMLOCK= in the systemd unit)",
+      bytes, limit);
+}
+
+// OpenSSL frees many temporaries that held key bytes without wiping them
+// (its DER decoders copy the whole private key into a buffer per decoder
+// tried, BIO and ASN.1 buffers grow by realloc, ...). Every block OpenSSL
+// allocates goes through these functions, which wipe a block before it is
+// freed or moved, so no freed heap chunk keeps a private key or a DEK.
+void* WipingMalloc(size_t n, const char*, int) { return std::malloc(n); }
+
+void WipingFree(void* p, const char*, int) {
+  if (p == nullptr) return;
+  OPENSSL_cleanse(p, malloc_usable_size(p));
+  std::free(p);
+}
+
+void* WipingRealloc(void* p, size_t n, const char* file, int line) {
+  if (p == nullptr) return std::malloc(n);
+  if (n == 0) {
+    WipingFree(p, file, line);
+    return nullptr;
+  }
+  const size_t old = malloc_usable_size(p);
+  void* q = std::malloc(n);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, std::min(old, n));
+  WipingFree(p, file, line);
+  return q;
+}
+
+constexpr size_t kSecureHeapSize = size_t{1} << 20;
+
+// Installed before main(), ahead of any OpenSSL allocation (OpenSSL refuses
+// new memory functions once it has allocated).
+__attribute__((constructor(101))) void InstallWipingAllocator() {
+  CRYPTO_set_mem_functions(WipingMalloc, WipingRealloc, WipingFree);
+}
+
 }  // namespace
+
+bool OpenSslFreesAreWiped() {
+  CRYPTO_malloc_fn m = nullptr;
+  CRYPTO_realloc_fn r = nullptr;
+  CRYPTO_free_fn f = nullptr;
+  CRYPTO_get_mem_functions(&m, &r, &f);
+  return m == WipingMalloc && r == WipingRealloc && f == WipingFree;
+}
+
+void ProtectProcessSecrets() {
+  // No core dump of this process: not by the kernel (dumpable 0), not by a
+  // core_pattern pipe or a suid_dumpable setting that ignores that flag
+  // (core limit 0).
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  struct rlimit none {};
+  ::setrlimit(RLIMIT_CORE, &none);
+  // OpenSSL's secure heap: the numbers of private keys (BN_FLG_SECURE, as
+  // the DER decoder and key generation allocate them) come from one
+  // mlocked, MADV_DONTDUMP arena, wiped on free. Once per process. An RSA
+  // private key takes a few KiB of it (key generation up to ~100 KiB for the
+  // largest size), so the arena holds many at once.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (CRYPTO_secure_malloc_initialized()) return;
+    const int rc = CRYPTO_secure_malloc_init(kSecureHeapSize, 16);
+    if (rc == 0) {
+      spdlog::warn(
+          "cannot set up OpenSSL's secure heap ({} KiB): private-key numbers "
+          "live in the ordinary heap (still wiped when freed)",
+          kSecureHeapSize / 1024);
+    } else if (rc == 2) {
+      WarnUnlockedOnce(kSecureHeapSize);
+    }
+  });
+}
 
 // ---------------------------------------------------------------------------
 // SecretBytes: each secret has its own anonymous mapping, so locking and the
@@ -110,6 +205,7 @@ SecretBytes::SecretBytes(size_t n) {
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   locked_ = LockPages(p, mapping);
+  if (!locked_) WarnUnlockedOnce(mapping);
   // Best effort: keep secrets out of core dumps and out of forked children.
   madvise(p, mapping, MADV_DONTDUMP);
 #ifdef MADV_WIPEONFORK

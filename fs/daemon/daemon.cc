@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -22,6 +21,7 @@
 #include <system_error>
 #include <utility>
 
+#include "cmkfs/crypto.h"
 #include "cmkfs/log.h"
 #include "cmkfs/path_guard.h"
 #include "cmkfs/watcher.h"
@@ -271,7 +271,7 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  crypto::ProtectProcessSecrets();
 
   auto services = cli::OpenServices(config);
   if (!services.ok()) {

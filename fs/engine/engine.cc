@@ -1487,7 +1487,7 @@ Result<ResourceInfo> EngineImpl::ImportDisk(const DiskSpec& spec,
   }
   Status st_copy = [&]() -> Status {
     CMKFS_ASSIGN_OR_RETURN(auto h, Open(ResourceKind::kDisk, s.name, true));
-    std::vector<uint8_t> buf(1 << 20);
+    crypto::SecretBytes buf(1 << 20);  // plaintext: locked, wiped
     uint64_t off = 0;
     while (off < fsize) {
       if (Cancelled(progress)) {
@@ -1567,7 +1567,7 @@ Status EngineImpl::Export(ResourceKind kind, std::string_view name,
     if (::ftruncate(out.fd, static_cast<off_t>(size)) != 0) {
       return ErrnoError("truncate " + file.string(), errno);
     }
-    std::vector<uint8_t> buf(1 << 20);
+    crypto::SecretBytes buf(1 << 20);  // plaintext: locked, wiped
     uint64_t off = 0;
     while (off < size) {
       auto data = h->SeekData(off);

@@ -18,14 +18,23 @@ constexpr size_t kFreeCacheMax = 4096;
 constexpr size_t kBatchCommitThreshold = 32768;
 
 // Per-thread scratch: one extent of plaintext and one of ciphertext,
-// indexed by offset within the extent. Allocated once per thread.
+// indexed by offset within the extent. Allocated once per thread. The
+// plaintext half is secret memory (mlocked, kept out of core dumps, wiped
+// when the thread ends), and every use wipes what it put there (ScopedWipe),
+// so no disk's plaintext outlives the request, let alone a seal or close.
+struct CipherScratch {
+  alignas(4096) uint8_t bytes[kExtentSize];
+};
 struct Scratch {
-  alignas(4096) uint8_t plain[kExtentSize];
-  alignas(4096) uint8_t cipher[kExtentSize];
+  crypto::SecretBytes plain_bytes{kExtentSize};
+  std::unique_ptr<CipherScratch> cipher_bytes =
+      std::make_unique<CipherScratch>();
+  uint8_t* plain = plain_bytes.data();
+  uint8_t* cipher = cipher_bytes->bytes;
 };
 Scratch& ThreadScratch() {
-  thread_local std::unique_ptr<Scratch> s = std::make_unique<Scratch>();
-  return *s;
+  thread_local Scratch s;
+  return s;
 }
 const uint8_t* Zeros() {
   static const std::vector<uint8_t> zeros(kExtentSize, 0);
@@ -455,6 +464,7 @@ Status EngineImpl::ReadExtent(OpenResource& r, const crypto::XtsCipher& c,
   uint64_t lo = eo / kSectorBytes * kSectorBytes;
   uint64_t hi = (eo + n + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
   Scratch& s = ThreadScratch();
+  crypto::ScopedWipe wipe(s.plain + lo, hi - lo);
   CMKFS_RETURN_IF_ERROR(pool_->ReadAt(base + lo, {s.cipher + lo, hi - lo}));
   CMKFS_RETURN_IF_ERROR(c.DecryptSectors(sector0 + lo / kSectorBytes,
                                          s.cipher + lo, s.plain + lo, hi - lo));
@@ -477,6 +487,8 @@ Status EngineImpl::WriteExtent(OpenResource& r, const crypto::XtsCipher& c,
   bool head = eo != lo;
   bool tail = (eo + n) != hi && !(head && hi - kSectorBytes == lo);
   Scratch& s = ThreadScratch();
+  // Set once a branch puts plaintext in s.plain.
+  crypto::ScopedWipe wipe;
   auto decrypt_sector = [&](uint64_t at) {
     return c.DecryptSectors(sector0 + at / kSectorBytes, s.cipher + at,
                             s.plain + at, kSectorBytes);
@@ -484,6 +496,7 @@ Status EngineImpl::WriteExtent(OpenResource& r, const crypto::XtsCipher& c,
 
   if (e.slot != kNoSlot && e.exclusive) {
     uint64_t base = e.slot * kExtentSize;
+    if (head || tail) wipe.Cover(s.plain + lo, hi - lo);
     if (lo == 0 && hi == kExtentSize) {
       MarkSlotRewritten(e.slot);
     } else {
@@ -518,6 +531,7 @@ Status EngineImpl::WriteExtent(OpenResource& r, const crypto::XtsCipher& c,
     CMKFS_RETURN_IF_ERROR(
         c.EncryptSectors(sector0, src, s.cipher, kExtentSize));
   } else if (e.slot != kNoSlot) {
+    wipe.Cover(s.plain + lo, hi - lo);
     CMKFS_RETURN_IF_ERROR(CheckSlotInPool(e.slot));
     // Same DEK and tweaks: untouched sectors are copied as ciphertext.
     CMKFS_RETURN_IF_ERROR(
@@ -529,6 +543,7 @@ Status EngineImpl::WriteExtent(OpenResource& r, const crypto::XtsCipher& c,
         sector0 + lo / kSectorBytes, s.plain + lo, s.cipher + lo, hi - lo));
   } else {
     // Unwritten parts of a new extent hold encrypted zeros.
+    wipe.Cover(s.plain, kExtentSize);
     std::memset(s.plain, 0, kExtentSize);
     std::memcpy(s.plain + eo, src, n);
     CMKFS_RETURN_IF_ERROR(

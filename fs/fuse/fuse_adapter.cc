@@ -33,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include "cmkfs/crypto.h"
+
 namespace cmkfs::fuse {
 namespace {
 
@@ -47,6 +49,19 @@ constexpr double kCacheTimeout = 1.0;  // seconds; changes are also notified
 constexpr size_t kMaxIo = 1u << 20;
 constexpr uint64_t kDirectIoAlignment = 512;
 constexpr uint64_t kBlockSize = 4096;
+
+// The per-thread buffer a read's plaintext is decrypted into: secret memory
+// (mlocked, kept out of core dumps, wiped when the thread ends), grown to
+// the largest read the thread has served; each read wipes it after its
+// reply.
+uint8_t* PlaintextBuffer(size_t size) {
+  thread_local crypto::SecretBytes buffer;
+  if (buffer.size() < size) {
+    buffer =
+        crypto::SecretBytes((size + kBlockSize - 1) / kBlockSize * kBlockSize);
+  }
+  return buffer.data();
+}
 
 constexpr ResourceKind kAllKinds[] = {
     ResourceKind::kDisk, ResourceKind::kSnapshot, ResourceKind::kImage};
@@ -456,18 +471,23 @@ void Adapter::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
   }
   size = static_cast<size_t>(
       std::min<uint64_t>({size, disk_size - off, kMaxIo * 2}));
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < size) buffer.resize(size);
-  auto n = file->handle->Read(off, std::span<uint8_t>(buffer.data(), size));
+  uint8_t* buffer = PlaintextBuffer(size);
+  // After the reply the kernel has its copy; none stays here.
+  crypto::ScopedWipe wipe_reply(buffer, size);
+  auto n = file->handle->Read(off, std::span<uint8_t>(buffer, size));
   if (!n.ok()) {
     fuse_reply_err(req, ToErrno(n.status()));
     return;
   }
-  fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), *n);
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buffer), *n);
 }
 
 void Adapter::Write(fuse_req_t req, const char* buf, size_t size, off_t off,
                     fuse_file_info* fi) {
+  // `buf` points into the worker's receive buffer, which libfuse reuses for
+  // the next request and frees (unwiped) when the worker exits: wipe the
+  // plaintext as soon as this request is done with it, whatever the answer.
+  crypto::ScopedWipe wipe_request(const_cast<char*>(buf), size);
   OpenFile* file = FileOf(fi);
   if (off < 0 || UnalignedDirect(fi, off, size)) {
     fuse_reply_err(req, EINVAL);

@@ -24,7 +24,9 @@ class SecretBytes {
   // Zero-filled secret of n bytes in its own page-aligned anonymous mapping,
   // mlock'ed and marked MADV_DONTDUMP and MADV_WIPEONFORK. If mlock fails
   // (RLIMIT_MEMLOCK), the bytes are still wiped on destruction and `locked()`
-  // reports false. Throws std::bad_alloc only if mmap itself fails, like new.
+  // reports false; the first such failure of a process is logged as a
+  // warning naming the locked-memory limit (`ulimit -l`). Throws
+  // std::bad_alloc only if mmap itself fails, like new.
   explicit SecretBytes(size_t n);
   SecretBytes(const uint8_t* data, size_t n);
   ~SecretBytes();
@@ -51,8 +53,39 @@ class SecretBytes {
   bool locked_ = false;
 };
 
+// Process-wide protection of key material, for every program that holds
+// keys (the daemon, cmkctl in local mode); call it first thing in main():
+// the process becomes non-dumpable (PR_SET_DUMPABLE 0) with a core limit of
+// 0, and OpenSSL's secure heap (mlocked) is set up for private-key numbers.
+// Problems (e.g. no mlock budget) are logged as warnings, never fatal.
+void ProtectProcessSecrets();
+// True when every block OpenSSL frees is wiped first (cmkfs installs such
+// memory functions before main(); false only if something allocated through
+// OpenSSL earlier).
+bool OpenSslFreesAreWiped();
+
 // Wipes memory in a way the compiler cannot elide.
 void SecureWipe(void* p, size_t n);
+// Wipes [p, p + n) (SecureWipe) when the scope ends, whichever way it ends:
+// for buffers that hold plaintext or key bytes only for one operation.
+// Cover() retargets it once a branch knows what it used.
+class ScopedWipe {
+ public:
+  ScopedWipe() = default;
+  ScopedWipe(void* p, size_t n) : p_(p), n_(n) {}
+  ~ScopedWipe() { SecureWipe(p_, n_); }
+  ScopedWipe(const ScopedWipe&) = delete;
+  ScopedWipe& operator=(const ScopedWipe&) = delete;
+  void Cover(void* p, size_t n) {
+    p_ = p;
+    n_ = n;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 // Constant-time comparison; false when sizes differ.
 bool ConstantTimeEquals(std::span<const uint8_t> a, std::span<const uint8_t> b);
 

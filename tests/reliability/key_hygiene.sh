@@ -8,6 +8,10 @@
 #  2. Daemon restarted (foreground, trace logging captured); hd is opened and
 #     read. Positive control: memscan finds the 64-byte DEK in /proc/PID/mem
 #     (so the probe and the scanner work); VmLck > 0.
+#  2b. A marker pattern is written to hd and read back through the mount
+#     (aligned and 512-byte I/O): no copy of it may stay in the daemon's
+#     memory, idle or after the seal (positive control: memscan finds it in
+#     a process holding it).
 #  3. hd2 is opened (its DEK found), then closed: neither its DEK nor either
 #     32-byte XTS half may remain (AES-256 key schedules start with the raw
 #     key).
@@ -110,6 +114,47 @@ vmlck=$(awk '/^VmLck:/{print $2}' "/proc/$PID/status")
 [[ ${vmlck:-0} -gt 0 ]] || fail "VmLck is ${vmlck:-0} kB with an open customer-key disk: key memory is not mlocked"
 log "VmLck ${vmlck} kB"
 
+log "plaintext: a marker pattern written to hd and read back through the mount"
+# 4 MiB of one random 32-byte marker, written and read with O_DIRECT in whole
+# MiB (the engine's aligned path) and in 512-byte blocks at odd sectors (its
+# partial-sector path through the per-thread scratch), all through the FUSE
+# request buffers. The daemon wipes each buffer after each request, so no
+# copy may stay in its memory: not while the disk is open and idle, not
+# after the seal (checked below).
+MARK=$(openssl rand -hex 32)
+python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]) * 131072)' "$MARK" >"$WORK/marker.bin"
+dd if="$WORK/marker.bin" of="$MNT/disks/hd" bs=1M seek=9 oflag=direct conv=notrunc,fsync status=none ||
+  fail "cannot write the marker to hd"
+dd if="$WORK/marker.bin" of="$MNT/disks/hd" bs=512 count=7 seek=$((14 * 2048 + 3)) oflag=direct conv=notrunc,fsync status=none ||
+  fail "cannot write the marker to hd with unaligned 512-byte writes"
+cmp -s <(dd if="$MNT/disks/hd" bs=1M skip=9 count=4 iflag=direct status=none) "$WORK/marker.bin" ||
+  fail "the marker does not read back from hd"
+cmp -s <(dd if="$MNT/disks/hd" bs=512 skip=$((14 * 2048 + 3)) count=7 iflag=direct status=none) <(head -c 3584 "$WORK/marker.bin") ||
+  fail "the marker does not read back from hd with unaligned 512-byte reads"
+# Positive control: memscan finds the marker in a process that holds it.
+python3 -c 'import sys, time; m = bytes.fromhex(sys.argv[1]) * 4; time.sleep(30)' "$MARK" &
+holder=$!
+REL_CHILDREN+=("$holder")
+found=0
+for _ in $(seq 1 100); do
+  rc=0
+  "$MEMSCAN" "$holder" "$MARK" >/dev/null || rc=$?
+  [[ $rc -eq 2 ]] && fail "memscan failed on the marker holder (pid $holder)"
+  if [[ $rc -eq 1 ]]; then found=1; break; fi
+  sleep 0.1
+done
+kill "$holder" 2>/dev/null || true
+[[ $found -eq 1 ]] || fail "positive control: memscan does not find the marker in a process holding it (pid $holder)"
+# Scans the daemon for the marker; any copy fails with its mappings.
+expect_no_marker() {
+  local out rc=0
+  out=$("$MEMSCAN" "$PID" "$MARK") || rc=$?
+  [[ $rc -eq 2 ]] && { echo "$out" >&2; fail "memscan failed on the daemon ($1)"; }
+  [[ $rc -eq 1 ]] && { echo "$out" >&2; fail "plaintext of hd (the marker) is in the daemon's memory $1"; }
+  log "marker $1: $(tail -1 <<<"$out"), no plaintext"
+}
+expect_no_marker "with hd open and idle"
+
 log "close: the last handle of hd2 closes, its DEK must go"
 exec 4<"$MNT/disks/hd2"
 cmp -s <(head -c 1M <&4) <(head -c 1M "$WORK/data.bin") || fail "hd2 data differs"
@@ -127,6 +172,7 @@ while ((SECONDS < deadline)); do
   sleep 0.2
 done
 [[ "$(cmkctl disk show hd -o json | jq -r .state)" == sealed ]] || fail "the disk did not seal within 10 s"
+expect_no_marker "after the seal"
 if dd bs=4096 count=1 skip=100 status=none <&3 >/dev/null 2>&1; then
   # The kernel page cache may still answer a read of cached pages; a direct
   # read must fail.
