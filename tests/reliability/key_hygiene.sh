@@ -61,22 +61,6 @@ scan() {
     *) fail "memscan $1 could not scan (exit $rc): $scan_out" ;;
   esac
 }
-FG_PID=
-start_fg() {
-  "$CMKFS_BIN" --config "$CONF" --foreground --log-level trace "$MNT" >>"$DLOG" 2>&1 &
-  FG_PID=$!
-  # shellcheck disable=SC2034
-  REL_CHILDREN=("$FG_PID")
-  for _ in $(seq 1 200); do is_mounted "$MNT" && [[ -d "$MNT/disks" ]] && return 0; sleep 0.05; done
-  cat "$DLOG" >&2
-  fail "cmkfs --foreground did not mount"
-}
-stop_fg() {
-  kill -TERM "$FG_PID"
-  wait "$FG_PID" || fail "cmkfs exited with an error on SIGTERM"
-  is_mounted "$MNT" && fail "still mounted after SIGTERM"
-  return 0
-}
 
 log "setup: imported RSA key, DES, customer-key disk with data"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/k.pem" 2>/dev/null
@@ -84,7 +68,7 @@ openssl pkey -in "$WORK/k.pem" -outform DER -out "$WORK/k.der"
 prime1=$(openssl rsa -in "$WORK/k.pem" -noout -text 2>/dev/null |
   awk '/^prime1:/{f=1;next} /^prime2:/{f=0} f' | tr -d ' :\n' | sed 's/^00//')
 [[ ${#prime1} -ge 200 ]] || fail "could not read prime1 of the test key"
-start_fg
+start_fg --log-level trace
 cmkctl vault create hygv --purge-protection >/dev/null
 kid=$(cmkctl key import hygv k --pem "$WORK/k.pem")
 identity=$(cmkctl des create hdes --key-id cmk://hygv/keys/k)
@@ -104,7 +88,7 @@ H1=${DEK:0:64}
 H2=${DEK:64:64}
 log "DEK recovered (key $kid)"
 
-start_fg
+start_fg --log-level trace
 PID=$FG_PID
 exec 3<"$MNT/disks/hd"
 cmp -s <(head -c 8M <&3) "$WORK/data.bin" || fail "disk data differs after a restart"

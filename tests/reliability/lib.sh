@@ -66,6 +66,24 @@ kill9_daemon() {
   clean_stale_mount
 }
 
+# A foreground daemon on $CONF, logging to $DLOG (both set by the script);
+# extra arguments go to cmkfs. stop_fg: SIGTERM, clean exit, unmounted.
+FG_PID=
+start_fg() { # [CMKFS_ARGS...]
+  "$CMKFS_BIN" --config "$CONF" --foreground "$@" "$MNT" >>"$DLOG" 2>&1 &
+  FG_PID=$!
+  # shellcheck disable=SC2034
+  REL_CHILDREN=("$FG_PID")
+  for _ in $(seq 1 200); do is_mounted "$MNT" && [[ -d "$MNT/disks" ]] && return 0; sleep 0.05; done
+  cat "$DLOG" >&2
+  fail "cmkfs --foreground did not mount"
+}
+stop_fg() {
+  kill -TERM "$FG_PID"
+  wait "$FG_PID" || fail "cmkfs exited with an error on SIGTERM"
+  is_mounted "$MNT" && fail "still mounted after SIGTERM"
+  return 0
+}
 clean_stale_mount() {
   if is_mounted "$MNT"; then
     fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true

@@ -29,21 +29,7 @@ on_seal = "$1"
 TOML
 }
 cmkctl() { timeout 120 "$CMKCTL_BIN" --config "$CONF" "$@"; }
-FG_PID=
 LOOP=
-start_fg() {
-  "$CMKFS_BIN" --config "$CONF" --foreground "$MNT" >>"$DLOG" 2>&1 &
-  FG_PID=$!
-  REL_CHILDREN=("$FG_PID")
-  for _ in $(seq 1 200); do is_mounted "$MNT" && [[ -d "$MNT/disks" ]] && return 0; sleep 0.05; done
-  cat "$DLOG" >&2
-  fail "cmkfs --foreground did not mount"
-}
-stop_fg() {
-  kill -TERM "$FG_PID"
-  wait "$FG_PID" || fail "cmkfs exited with an error on SIGTERM"
-  return 0
-}
 detach_loop() {
   [[ -n "$LOOP" ]] && losetup "$LOOP" >/dev/null 2>&1 && losetup -d "$LOOP" 2>/dev/null
   LOOP=
