@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "cmkfs/crypto.h"
+#include "cmkfs/file_trust.h"
 #include "key_backend.h"
 
 namespace cmkfs::keystore {
@@ -121,6 +121,8 @@ std::map<std::string, LoadedModule>& Modules() {
   return *modules;
 }
 
+// The module runs inside the daemon (as root): it must be a trusted file
+// (cmkfs/file_trust.h), and the checked, resolved path is what is loaded.
 Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
   std::lock_guard<std::mutex> lock(ModulesMutex());
   auto it = Modules().find(path);
@@ -128,8 +130,17 @@ Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
     ++it->second.users;
     return it->second.fns;
   }
+  Result<std::filesystem::path> trusted =
+      CheckTrustedFile(path, "PKCS#11 module", FileSecrecy::kShared);
+  if (trusted.status().kind() == ErrorKind::kNotFound) {
+    return FailedPreconditionError(
+        "PKCS#11 module " + path +
+        " cannot be loaded: no such file; set [pkcs11] module to the token's "
+        "library");
+  }
+  if (!trusted.ok()) return trusted.status();
   LoadedModule m;
-  m.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  m.handle = ::dlopen(trusted->c_str(), RTLD_NOW | RTLD_LOCAL);
   if (m.handle == nullptr) {
     const char* err = ::dlerror();
     return FailedPreconditionError(
@@ -170,19 +181,32 @@ void ReleaseModule(const std::string& path) {
   Modules().erase(it);
 }
 
-Result<std::string> ReadPin(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  std::string pin;
-  if (!in || !std::getline(in, pin)) {
+constexpr size_t kMaxPinFileBytes = 4096;
+
+// The user PIN: the first line of a trusted, private file, in locked memory.
+Result<crypto::SecretBytes> ReadPin(const std::filesystem::path& file) {
+  Result<std::filesystem::path> trusted =
+      CheckTrustedFile(file, "PKCS#11 PIN file", FileSecrecy::kPrivate);
+  Result<crypto::SecretBytes> bytes =
+      trusted.ok()
+          ? ReadFileToSecret(*trusted, "PKCS#11 PIN file", kMaxPinFileBytes)
+          : Result<crypto::SecretBytes>(trusted.status());
+  if (bytes.status().kind() == ErrorKind::kNotFound) {
     return FailedPreconditionError(
         "PKCS#11 PIN file " + file.string() +
-        " cannot be read; set [pkcs11] pin_file to a file holding the user "
-        "PIN");
+        " cannot be read: no such file; set [pkcs11] pin_file to a file "
+        "holding the user PIN");
   }
-  while (!pin.empty() && (pin.back() == '\r' || pin.back() == ' ')) {
-    pin.pop_back();
+  if (!bytes.ok()) return bytes.status();
+  const uint8_t* p = bytes->data();
+  size_t n = std::find(p, p + bytes->size(), '\n') - p;
+  while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ')) --n;
+  if (n == 0) {
+    return FailedPreconditionError(
+        "PKCS#11 PIN file " + file.string() +
+        " is empty; write the token's user PIN into it");
   }
-  return pin;
+  return crypto::SecretBytes(p, n);
 }
 
 std::string TrimLabel(const CK_UTF8CHAR* label, size_t n) {
@@ -201,11 +225,10 @@ class Connection {
     CMKFS_ASSIGN_OR_RETURN(CK_FUNCTION_LIST_PTR fns, AcquireModule(module));
     std::unique_ptr<Connection> c(new Connection(module, fns, cfg.token_label));
     CMKFS_RETURN_IF_ERROR(c->FindSlot());
-    CMKFS_ASSIGN_OR_RETURN(std::string pin, ReadPin(cfg.pin_file));
+    CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes pin, ReadPin(cfg.pin_file));
     CMKFS_ASSIGN_OR_RETURN(CK_SESSION_HANDLE s, c->OpenSession());
-    CK_RV rv = fns->C_Login(
-        s, CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(pin.data()), pin.size());
-    crypto::SecureWipe(pin.data(), pin.size());
+    CK_RV rv = fns->C_Login(s, CKU_USER, pin.data(), pin.size());
+    pin.Wipe();
     c->Release(s, CKR_OK);
     if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
       return FailedPreconditionError(
