@@ -48,6 +48,12 @@ Status CheckDiskSize(std::string_view what, uint64_t size, uint64_t min,
   if (size >= min && size <= max && size % kSectorBytes == 0) {
     return Status::Ok();
   }
+  if (min > max) {  // growing a disk that is already the largest
+    return InvalidArgumentError(std::string(what) + " " + std::to_string(size) +
+                                " is not accepted: the largest disk is " +
+                                std::to_string(max) + " bytes (" +
+                                FormatSize(max) + ", [limits] max_disk_size)");
+  }
   return InvalidArgumentError(
       std::string(what) + " " + std::to_string(size) +
       " is not accepted: use a multiple of 4096 bytes from " +

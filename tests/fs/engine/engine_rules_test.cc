@@ -200,6 +200,10 @@ TEST_F(EngineRulesTest, EverySizeIsBoundedByTheLargestDisk) {
             "disk size 18446744073709547520" + range +
                 "1048576 (1 MiB) to 70368744177664 (64 TiB, [limits] "
                 "max_disk_size)");
+  EXPECT_EQ(engine_->Resize("huge", 65ull << 40).status().message(),
+            "new size of disk huge 71468255805440 is not accepted: the "
+            "largest disk is 70368744177664 bytes (64 TiB, [limits] "
+            "max_disk_size)");
   ASSERT_OK_AND_ASSIGN(auto listed, engine_->Get(ResourceKind::kDisk, "d"));
   EXPECT_EQ(listed.size, 1u << 20);
 }
