@@ -631,8 +631,12 @@ class Pkcs11KeyBackend final : public KeyBackend {
   };
 
   static std::vector<uint8_t> Material(const std::vector<uint8_t>& object_id) {
-    std::vector<uint8_t> m(kMaterialMagic.begin(), kMaterialMagic.end());
-    m.insert(m.end(), object_id.begin(), object_id.end());
+    // Sized once and filled (not vector::insert, which GCC 12 at -O3 flags
+    // with a false -Warray-bounds).
+    std::vector<uint8_t> m(kMaterialMagic.size() + object_id.size());
+    std::copy(kMaterialMagic.begin(), kMaterialMagic.end(), m.begin());
+    std::copy(object_id.begin(), object_id.end(),
+              m.begin() + static_cast<ptrdiff_t>(kMaterialMagic.size()));
     return m;
   }
 
@@ -702,7 +706,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
                                           std::string_view key_id) {
     {
       std::lock_guard<std::mutex> lock(handles_mu_);
-      auto it = handles_.find(id);
+      auto it = handles_.find(HandleKey(id));
       if (it != handles_.end()) return it->second;
     }
     CMKFS_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found,
@@ -717,19 +721,24 @@ class Pkcs11KeyBackend final : public KeyBackend {
 
   void RememberHandle(const std::vector<uint8_t>& id, CK_OBJECT_HANDLE h) {
     std::lock_guard<std::mutex> lock(handles_mu_);
-    handles_[id] = h;
+    handles_[HandleKey(id)] = h;
   }
 
   void ForgetHandle(const std::vector<uint8_t>& id) {
     std::lock_guard<std::mutex> lock(handles_mu_);
-    handles_.erase(id);
+    handles_.erase(HandleKey(id));
   }
 
   const Config::Pkcs11 config_;
   std::mutex conn_mu_;
   std::shared_ptr<Connection> conn_;
   std::mutex handles_mu_;
-  std::map<std::vector<uint8_t>, CK_OBJECT_HANDLE> handles_;
+  // Keyed by the CKA_ID bytes as a string: std::map of std::vector keys
+  // trips a false -Wstringop-overread of GCC 12 at -O3.
+  static std::string HandleKey(const std::vector<uint8_t>& id) {
+    return std::string(id.begin(), id.end());
+  }
+  std::map<std::string, CK_OBJECT_HANDLE> handles_;
   // Per hash (SHA-1, SHA-256): the token refused CKM_RSA_PKCS_OAEP with
   // it, so go straight to CKM_RSA_X_509.
   std::array<std::atomic<bool>, 2> native_refused_{};
