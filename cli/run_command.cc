@@ -193,13 +193,16 @@ std::vector<const CommandSpec*> AllCommands() {
 }
 
 std::string UsageLine(const CommandSpec& spec) {
-  std::string line = "cmkctl " + std::string(spec.group);
-  if (!spec.verb.empty()) line += " " + std::string(spec.verb);
-  for (auto p : spec.positionals) line += " " + std::string(p);
+  // Appended piece by piece: GCC 12 at -O3 flags `" " + std::string(...)`
+  // here with a false -Wstringop-overflow.
+  std::string line = "cmkctl ";
+  line += spec.group;
+  if (!spec.verb.empty()) (line += ' ') += spec.verb;
+  for (auto p : spec.positionals) (line += ' ') += p;
   for (const auto& f : spec.flags) {
-    line += " [" + std::string(f.name);
-    if (!f.value_name.empty()) line += " " + std::string(f.value_name);
-    line += "]";
+    (line += " [") += f.name;
+    if (!f.value_name.empty()) (line += ' ') += f.value_name;
+    line += ']';
   }
   return line;
 }
