@@ -1,13 +1,16 @@
 // cmkctl vault ... and cmkctl key ...
-#include <fstream>
-#include <sstream>
 
+#include "cmkfs/file_trust.h"
 #include "cmkfs/keystore.h"
 #include "cmkfs/units.h"
 #include "command_support.h"
 
 namespace cmkfs::cli {
 namespace {
+
+// An RSA 4096 private key in PEM is about 3.3 KiB; anything much larger is
+// not a key this vault imports.
+constexpr size_t kMaxPemBytes = 64 * 1024;
 
 using keystore::KeyId;
 
@@ -169,6 +172,9 @@ Status VaultSetPolicy(Invocation& inv) {
   }
   auto perms = keystore::ParsePermissions(it->second);
   if (!perms.ok()) return inv.Usage(perms.status().message());
+  if (Status s = keystore::CheckObjectId(*object_id, "--object-id"); !s.ok()) {
+    return inv.Usage(s.message());
+  }
   const std::string& vault = inv.positional[0];
   CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->SetAccessPolicy(inv.caller(), vault,
                                                            *object_id, *perms));
@@ -289,13 +295,14 @@ Status KeyImport(Invocation& inv) {
   auto file = inv.Value("--pem");
   if (!file) return inv.Usage("'key import' needs --pem FILE");
   CMKFS_ASSIGN_OR_RETURN(auto kty, KtyFlag(inv));
-  std::ifstream in(*file, std::ios::binary);
-  if (!in) return NotFoundError("cannot read PEM file " + *file);
-  std::stringstream pem;
-  pem << in.rdbuf();
+  // A private key: bounded, in locked memory, wiped when it goes.
+  CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes pem,
+                         ReadFileToSecret(*file, "PEM file", kMaxPemBytes));
+  const std::string_view text(reinterpret_cast<const char*>(pem.data()),
+                              pem.size());
   CMKFS_ASSIGN_OR_RETURN(
       auto v, inv.ctx->keystore->ImportKey(inv.caller(), inv.positional[0],
-                                           inv.positional[1], pem.str(), kty));
+                                           inv.positional[1], text, kty));
   EmitNewVersion(inv, v);
   return Status::Ok();
 }

@@ -97,8 +97,13 @@ std::string Upper(std::string_view s) {
   return out;
 }
 
-void AppendRows(std::string& out,
-                const std::vector<std::vector<std::string>>& rows) {
+// Every table cell passes here: stored text (names, identities, audit
+// entries, seal reasons) is printed with its control characters escaped, so
+// that it cannot forge a row or a line.
+void AppendRows(std::string& out, std::vector<std::vector<std::string>> rows) {
+  for (auto& row : rows) {
+    for (std::string& cell : row) cell = EscapeControl(cell);
+  }
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
@@ -128,7 +133,7 @@ void PrintShow(Invocation& inv, const Json& record) {
     }
     rows.push_back({key, Cell(key, value)});
   }
-  AppendRows(inv.output.out, rows);
+  AppendRows(inv.output.out, std::move(rows));
   for (const auto& [key, value] : tables) {
     inv.output.out += "\n" + key + ":\n";
     std::vector<std::vector<std::string>> sub;
@@ -141,7 +146,7 @@ void PrintShow(Invocation& inv, const Json& record) {
       for (const auto& [k, v] : item.fields()) row.push_back(v.ToCell());
       sub.push_back(row);
     }
-    AppendRows(inv.output.out, sub);
+    AppendRows(inv.output.out, std::move(sub));
   }
 }
 
@@ -163,7 +168,7 @@ void PrintList(Invocation& inv, const Json& records,
     }
     rows.push_back(row);
   }
-  AppendRows(inv.output.out, rows);
+  AppendRows(inv.output.out, std::move(rows));
 }
 
 void Emit(Invocation& inv, const Json& record) {
@@ -193,13 +198,16 @@ std::vector<const CommandSpec*> AllCommands() {
 }
 
 std::string UsageLine(const CommandSpec& spec) {
-  std::string line = "cmkctl " + std::string(spec.group);
-  if (!spec.verb.empty()) line += " " + std::string(spec.verb);
-  for (auto p : spec.positionals) line += " " + std::string(p);
+  // Appended piece by piece: GCC 12 at -O3 flags `" " + std::string(...)`
+  // here with a false -Wstringop-overflow.
+  std::string line = "cmkctl ";
+  line += spec.group;
+  if (!spec.verb.empty()) (line += ' ') += spec.verb;
+  for (auto p : spec.positionals) (line += ' ') += p;
   for (const auto& f : spec.flags) {
-    line += " [" + std::string(f.name);
-    if (!f.value_name.empty()) line += " " + std::string(f.value_name);
-    line += "]";
+    (line += " [") += f.name;
+    if (!f.value_name.empty()) (line += ' ') += f.value_name;
+    line += ']';
   }
   return line;
 }
@@ -542,11 +550,8 @@ CommandOutput RunCommand(const std::vector<std::string>& original,
       inv.output.exit_code = inv.usage_error                     ? 2
                              : s.kind() == ErrorKind::kCancelled ? 130
                                                                  : 1;
-      std::string message = s.message();
-      for (char& c : message) {
-        if (c == '\n' || c == '\r') c = ' ';
-      }
-      inv.output.err += "cmkctl: " + message + "\n";
+      // One line, whatever the message quotes.
+      inv.output.err += "cmkctl: " + EscapeControl(s.message()) + "\n";
     }
     return std::move(inv.output);
   } catch (const std::exception& e) {

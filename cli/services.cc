@@ -74,6 +74,8 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
       flags->output = value;
       break;
     case GlobalFlag::kAs:
+      // It names the caller in audit entries: an object id, nothing else.
+      CMKFS_RETURN_IF_ERROR(keystore::CheckObjectId(value, flag_name));
       flags->as_identity = value;
       break;
     case GlobalFlag::kSubscription:
@@ -235,6 +237,7 @@ Result<Services> OpenServices(const Config& config) {
   eo.dir = config.state_dir;
   eo.cache_bytes = config.engine.cache_bytes;
   eo.des_quota_per_region = config.limits.disk_encryption_sets_per_region;
+  eo.max_disk_size = config.limits.max_disk_size;
   eo.defaults.subscription = config.defaults.subscription;
   eo.defaults.resource_group = config.defaults.resource_group;
   eo.defaults.region = config.defaults.region;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "cmkfs/file_trust.h"
 #include "cmkfs/units.h"
 
 namespace cmkfs {
@@ -148,6 +149,21 @@ Status ReadSize(const Where& w, uint64_t min, uint64_t* out) {
   if (bytes < min) {
     return w.Error(FormatSize(bytes) + " is below the minimum of " +
                    FormatSize(min));
+  }
+  *out = bytes;
+  return Status::Ok();
+}
+
+// A size that must also be a multiple of 4096 bytes and at most `max`.
+Status ReadSizeInRange(const Where& w, uint64_t min, uint64_t max,
+                       uint64_t* out) {
+  uint64_t bytes;
+  CMKFS_RETURN_IF_ERROR(ReadSize(w, min, &bytes));
+  if (bytes > max || bytes % 4096 != 0) {
+    return w.Error(
+        std::to_string(bytes) +
+        " bytes is not accepted: use a multiple of 4096 bytes from " +
+        FormatSize(min) + " to " + FormatSize(max));
   }
   *out = bytes;
   return Status::Ok();
@@ -314,6 +330,12 @@ std::vector<KeySpec> Schema(Config& c) {
                                   &c.limits.disk_encryption_sets_per_region);
             },
             {}},
+           {"max_disk_size",
+            [&](const Where& w) {
+              return ReadSizeInRange(w, kMinMaxDiskSize, kMaxMaxDiskSize,
+                                     &c.limits.max_disk_size);
+            },
+            {}},
        }},
       {"pkcs11",
        nullptr,
@@ -385,30 +407,6 @@ void Config::ResolveDefaults() {
 
 namespace {
 
-// Error messages quote the user's input; keep them on one line.
-std::string OneLine(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (u < 0x20 || u == 0x7f) {
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 Result<Config> ParseConfigText(std::string_view toml_text,
                                std::string_view source_name) {
   toml::table table;
@@ -435,11 +433,15 @@ Result<Config> ParseConfig(std::string_view toml_text,
                            std::string_view source_name) {
   Result<Config> config = ParseConfigText(toml_text, source_name);
   if (config.ok()) return config;
-  return Status(config.status().kind(), OneLine(config.status().message()));
+  return Status(config.status().kind(),
+                EscapeControl(config.status().message()));
 }
 
 Result<Config> LoadConfigFile(const std::filesystem::path& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
+  CMKFS_ASSIGN_OR_RETURN(
+      std::filesystem::path trusted,
+      CheckTrustedFile(path, "config file", FileSecrecy::kShared));
+  FILE* f = std::fopen(trusted.c_str(), "rb");
   if (f == nullptr) {
     int err = errno;
     if (err == ENOENT) {

@@ -178,9 +178,16 @@ Result<uint64_t> ParseSize(std::string_view text) {
         "invalid size '" + std::string(text) +
         "': expected bytes or a number with K, M, G or T (e.g. 64M, 10G)");
   };
+  auto too_large = [&] {
+    return InvalidArgumentError("size '" + std::string(text) +
+                                "' is too large: sizes up to 16 EiB - 1 "
+                                "(18446744073709551615 bytes) are accepted");
+  };
   size_t pos = 0;
   uint64_t n;
-  if (!ReadNumber(text, &pos, &n)) return bad();
+  if (!ReadNumber(text, &pos, &n)) {
+    return pos < text.size() && IsDigit(text[pos]) ? too_large() : bad();
+  }
   std::string suffix;
   for (char c : text.substr(pos)) suffix += Lower(c);
   unsigned shift = 0;
@@ -207,7 +214,7 @@ Result<uint64_t> ParseSize(std::string_view text) {
         rest.empty() || rest == "b" || (shift != 0 && rest == "ib");
     if (!valid_rest) return bad();
   }
-  if (shift != 0 && n > (UINT64_MAX >> shift)) return bad();
+  if (shift != 0 && n > (UINT64_MAX >> shift)) return too_large();
   return n << shift;
 }
 
@@ -331,6 +338,38 @@ std::string FormatSize(uint64_t bytes) {
     num.resize(num.size() - 2);
   }
   return num + " " + kUnits[unit];
+}
+
+std::string EscapeControl(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const auto u = static_cast<unsigned char>(c);
+    const auto next =
+        i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else if (u == 0xc2 && next >= 0x80 && next <= 0x9f) {
+      // UTF-8 of a C1 control (U+0080..U+009F, e.g. CSI).
+      out += "\\u00";
+      out += kHex[next >> 4];
+      out += kHex[next & 0xf];
+      ++i;
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 TimePoint Now() {

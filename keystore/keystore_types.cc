@@ -1,5 +1,7 @@
 // Names, ids and enums of the public keystore interface.
+#include <algorithm>
 #include <array>
+#include <iterator>
 #include <string>
 #include <utility>
 
@@ -31,6 +33,25 @@ bool IsLowerHex(std::string_view s) {
   }
   return true;
 }
+
+}  // namespace
+
+Status CheckObjectId(std::string_view id, std::string_view what) {
+  static constexpr size_t kGroupEnds[] = {8, 13, 18, 23};
+  bool ok = id.size() == 36;
+  for (size_t i = 0; ok && i < id.size(); ++i) {
+    const bool dash = std::find(std::begin(kGroupEnds), std::end(kGroupEnds),
+                                i) != std::end(kGroupEnds);
+    ok = dash ? id[i] == '-' : IsLowerHex(id.substr(i, 1));
+  }
+  if (ok) return Status::Ok();
+  return InvalidArgumentError(
+      std::string(what) + ": '" + EscapeControl(id) +
+      "' is not an object id; expected 36 characters of lowercase hex in "
+      "groups of 8-4-4-4-12, e.g. 0f8fad5b-d9cb-469f-a165-70867728950e");
+}
+
+namespace {
 
 std::string AcceptedPermissionNames() {
   std::string out;

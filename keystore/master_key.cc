@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <string>
 
+#include "cmkfs/file_trust.h"
+
 namespace cmkfs::keystore {
 namespace {
 
@@ -136,18 +138,13 @@ Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
 
 Result<crypto::SecretBytes> ReadPassphraseFile(
     const std::filesystem::path& path) {
-  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0)
-    return ErrnoError("open passphrase file " + path.string(), errno);
-  Fd fd(raw);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
-    return ErrnoError("stat " + path.string(), errno);
-  }
-  CMKFS_RETURN_IF_ERROR(CheckPrivateMode(st, path, "passphrase file"));
-  crypto::SecretBytes buf(kMaxPassphraseSize);
-  size_t got = 0;
-  CMKFS_RETURN_IF_ERROR(ReadAll(fd.get(), buf.data(), buf.size(), &got, path));
+  CMKFS_ASSIGN_OR_RETURN(
+      std::filesystem::path trusted,
+      CheckTrustedFile(path, "passphrase file", FileSecrecy::kPrivate));
+  CMKFS_ASSIGN_OR_RETURN(
+      crypto::SecretBytes buf,
+      ReadFileToSecret(trusted, "passphrase file", kMaxPassphraseSize));
+  size_t got = buf.size();
   while (got > 0 &&
          (buf.data()[got - 1] == '\n' || buf.data()[got - 1] == '\r')) {
     --got;

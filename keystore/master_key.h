@@ -17,7 +17,9 @@ Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
     const std::filesystem::path& path);
 
 // Reads a passphrase file (trailing newline dropped) into secret memory.
-// InvalidArgument for group/other permissions or an empty passphrase.
+// InvalidArgument unless it is a trusted private file (CheckTrustedFile:
+// owned by root or us, no group/other permissions, in trusted directories),
+// and for an empty passphrase or one over 4 KiB.
 Result<crypto::SecretBytes> ReadPassphraseFile(
     const std::filesystem::path& path);
 

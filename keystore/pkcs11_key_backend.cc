@@ -13,8 +13,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -25,6 +23,7 @@
 #include <vector>
 
 #include "cmkfs/crypto.h"
+#include "cmkfs/file_trust.h"
 #include "key_backend.h"
 
 namespace cmkfs::keystore {
@@ -122,6 +121,8 @@ std::map<std::string, LoadedModule>& Modules() {
   return *modules;
 }
 
+// The module runs inside the daemon (as root): it must be a trusted file
+// (cmkfs/file_trust.h), and the checked, resolved path is what is loaded.
 Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
   std::lock_guard<std::mutex> lock(ModulesMutex());
   auto it = Modules().find(path);
@@ -129,8 +130,17 @@ Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
     ++it->second.users;
     return it->second.fns;
   }
+  Result<std::filesystem::path> trusted =
+      CheckTrustedFile(path, "PKCS#11 module", FileSecrecy::kShared);
+  if (trusted.status().kind() == ErrorKind::kNotFound) {
+    return FailedPreconditionError(
+        "PKCS#11 module " + path +
+        " cannot be loaded: no such file; set [pkcs11] module to the token's "
+        "library");
+  }
+  if (!trusted.ok()) return trusted.status();
   LoadedModule m;
-  m.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  m.handle = ::dlopen(trusted->c_str(), RTLD_NOW | RTLD_LOCAL);
   if (m.handle == nullptr) {
     const char* err = ::dlerror();
     return FailedPreconditionError(
@@ -171,19 +181,32 @@ void ReleaseModule(const std::string& path) {
   Modules().erase(it);
 }
 
-Result<std::string> ReadPin(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  std::string pin;
-  if (!in || !std::getline(in, pin)) {
+constexpr size_t kMaxPinFileBytes = 4096;
+
+// The user PIN: the first line of a trusted, private file, in locked memory.
+Result<crypto::SecretBytes> ReadPin(const std::filesystem::path& file) {
+  Result<std::filesystem::path> trusted =
+      CheckTrustedFile(file, "PKCS#11 PIN file", FileSecrecy::kPrivate);
+  Result<crypto::SecretBytes> bytes =
+      trusted.ok()
+          ? ReadFileToSecret(*trusted, "PKCS#11 PIN file", kMaxPinFileBytes)
+          : Result<crypto::SecretBytes>(trusted.status());
+  if (bytes.status().kind() == ErrorKind::kNotFound) {
     return FailedPreconditionError(
         "PKCS#11 PIN file " + file.string() +
-        " cannot be read; set [pkcs11] pin_file to a file holding the user "
-        "PIN");
+        " cannot be read: no such file; set [pkcs11] pin_file to a file "
+        "holding the user PIN");
   }
-  while (!pin.empty() && (pin.back() == '\r' || pin.back() == ' ')) {
-    pin.pop_back();
+  if (!bytes.ok()) return bytes.status();
+  const uint8_t* p = bytes->data();
+  size_t n = std::find(p, p + bytes->size(), '\n') - p;
+  while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ')) --n;
+  if (n == 0) {
+    return FailedPreconditionError(
+        "PKCS#11 PIN file " + file.string() +
+        " is empty; write the token's user PIN into it");
   }
-  return pin;
+  return crypto::SecretBytes(p, n);
 }
 
 std::string TrimLabel(const CK_UTF8CHAR* label, size_t n) {
@@ -202,11 +225,10 @@ class Connection {
     CMKFS_ASSIGN_OR_RETURN(CK_FUNCTION_LIST_PTR fns, AcquireModule(module));
     std::unique_ptr<Connection> c(new Connection(module, fns, cfg.token_label));
     CMKFS_RETURN_IF_ERROR(c->FindSlot());
-    CMKFS_ASSIGN_OR_RETURN(std::string pin, ReadPin(cfg.pin_file));
+    CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes pin, ReadPin(cfg.pin_file));
     CMKFS_ASSIGN_OR_RETURN(CK_SESSION_HANDLE s, c->OpenSession());
-    CK_RV rv = fns->C_Login(
-        s, CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(pin.data()), pin.size());
-    crypto::SecureWipe(pin.data(), pin.size());
+    CK_RV rv = fns->C_Login(s, CKU_USER, pin.data(), pin.size());
+    pin.Wipe();
     c->Release(s, CKR_OK);
     if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
       return FailedPreconditionError(
@@ -684,7 +706,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
                                           std::string_view key_id) {
     {
       std::lock_guard<std::mutex> lock(handles_mu_);
-      auto it = handles_.find(id);
+      auto it = handles_.find(HandleKey(id));
       if (it != handles_.end()) return it->second;
     }
     CMKFS_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found,
@@ -699,30 +721,24 @@ class Pkcs11KeyBackend final : public KeyBackend {
 
   void RememberHandle(const std::vector<uint8_t>& id, CK_OBJECT_HANDLE h) {
     std::lock_guard<std::mutex> lock(handles_mu_);
-    handles_[id] = h;
+    handles_[HandleKey(id)] = h;
   }
 
   void ForgetHandle(const std::vector<uint8_t>& id) {
     std::lock_guard<std::mutex> lock(handles_mu_);
-    handles_.erase(id);
+    handles_.erase(HandleKey(id));
   }
 
   const Config::Pkcs11 config_;
   std::mutex conn_mu_;
   std::shared_ptr<Connection> conn_;
   std::mutex handles_mu_;
-  // Keyed by the object's CKA_ID. The comparator spells out memcmp: GCC 12
-  // at -O3 reports a false -Werror=stringop-overread inside std::vector's
-  // operator<=> (bound 2^63..2^64) for std::less<std::vector<uint8_t>>.
-  struct IdLess {
-    bool operator()(const std::vector<uint8_t>& a,
-                    const std::vector<uint8_t>& b) const {
-      const size_t n = std::min(a.size(), b.size());
-      const int c = n == 0 ? 0 : std::memcmp(a.data(), b.data(), n);
-      return c != 0 ? c < 0 : a.size() < b.size();
-    }
-  };
-  std::map<std::vector<uint8_t>, CK_OBJECT_HANDLE, IdLess> handles_;
+  // Keyed by the CKA_ID bytes as a string: std::map of std::vector keys
+  // trips a false -Wstringop-overread of GCC 12 at -O3.
+  static std::string HandleKey(const std::vector<uint8_t>& id) {
+    return std::string(id.begin(), id.end());
+  }
+  std::map<std::string, CK_OBJECT_HANDLE> handles_;
   // Per hash (SHA-1, SHA-256): the token refused CKM_RSA_PKCS_OAEP with
   // it, so go straight to CKM_RSA_X_509.
   std::array<std::atomic<bool>, 2> native_refused_{};

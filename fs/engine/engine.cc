@@ -41,6 +41,28 @@ Result<std::string> NewObjectId() {
          h.substr(16, 4) + "-" + h.substr(20);
 }
 
+// Every size a disk gets (create, clone, import, resize) passes here:
+// a multiple of 4096 bytes from `min` to the configured largest disk.
+Status CheckDiskSize(std::string_view what, uint64_t size, uint64_t min,
+                     uint64_t max) {
+  max = std::min(max, kMaxMaxDiskSize);
+  if (size >= min && size <= max && size % kSectorBytes == 0) {
+    return Status::Ok();
+  }
+  if (min > max) {  // growing a disk that is already the largest
+    return InvalidArgumentError(std::string(what) + " " + std::to_string(size) +
+                                " is not accepted: the largest disk is " +
+                                std::to_string(max) + " bytes (" +
+                                FormatSize(max) + ", [limits] max_disk_size)");
+  }
+  return InvalidArgumentError(
+      std::string(what) + " " + std::to_string(size) +
+      " is not accepted: use a multiple of 4096 bytes from " +
+      std::to_string(min) + " (" + FormatSize(min) + ") to " +
+      std::to_string(max) + " (" + FormatSize(max) +
+      ", [limits] max_disk_size)");
+}
+
 int64_t NowSeconds() { return Now().time_since_epoch().count(); }
 TimePoint FromSeconds(int64_t s) { return TimePoint(std::chrono::seconds(s)); }
 
@@ -699,11 +721,8 @@ Result<ResourceRecord> EngineImpl::CreateDiskLocked(const DiskSpec& spec) {
                            LoadResource(src_ref.first, src_ref.second));
     return CloneLocked(ResourceKind::kDisk, spec.name, src, &spec);
   }
-  if (spec.size == 0 || spec.size % kSectorBytes != 0) {
-    return InvalidArgumentError("disk size " + std::to_string(spec.size) +
-                                " is not accepted: use a positive multiple of "
-                                "4096 bytes");
-  }
+  CMKFS_RETURN_IF_ERROR(CheckDiskSize("disk size", spec.size, kSectorBytes,
+                                      options_.max_disk_size));
   ResourceRecord r;
   r.kind = ResourceKind::kDisk;
   r.name = spec.name;
@@ -803,13 +822,8 @@ Result<ResourceRecord> EngineImpl::CloneLocked(ResourceKind kind,
           " and cannot use customer-managed keys");
     }
     if (spec->size != 0) {
-      if (spec->size % kSectorBytes != 0 || spec->size < src.size) {
-        return InvalidArgumentError(
-            "disk size " + std::to_string(spec->size) +
-            " is not accepted: use a multiple of 4096 bytes of at least the "
-            "source size " +
-            std::to_string(src.size));
-      }
+      CMKFS_RETURN_IF_ERROR(CheckDiskSize("disk size", spec->size, src.size,
+                                          options_.max_disk_size));
       r.size = spec->size;
     }
     if (!spec->des.empty() && spec->des != src.des) {
@@ -1018,13 +1032,11 @@ Result<ResourceInfo> EngineImpl::Resize(std::string_view disk,
   Result<ResourceRecord> r = [&]() -> Result<ResourceRecord> {
     std::lock_guard lock(control_mu_);
     CMKFS_ASSIGN_OR_RETURN(auto r, LoadResource(ResourceKind::kDisk, disk));
-    if (new_size % kSectorBytes != 0 || new_size <= r.size) {
-      return InvalidArgumentError(
-          "new size " + std::to_string(new_size) + " of disk " + r.name +
-          " is not accepted: disks only grow, to a multiple of 4096 bytes "
-          "larger than " +
-          std::to_string(r.size));
-    }
+    // Disks only grow.
+    CMKFS_RETURN_IF_ERROR(
+        CheckDiskSize("new size of disk " + r.name, new_size,
+                      std::min(r.size, kMaxMaxDiskSize) + kSectorBytes,
+                      options_.max_disk_size));
     r.size = new_size;
     auto open = FindOpen(r.rid);
     std::unique_lock<WriterPreferringRwLock> barrier;
@@ -1121,6 +1133,12 @@ Result<std::shared_ptr<DiskHandle>> EngineImpl::Open(ResourceKind kind,
   if (r.state == ResourceState::kSealed) {
     return KeyUnavailableError(Describe(kind, name) +
                                " is sealed: " + r.seal_reason);
+  }
+  if (r.size > kMaxMaxDiskSize) {  // recorded before sizes were bounded
+    return CorruptionError(Describe(kind, name) + " has size " +
+                           std::to_string(r.size) +
+                           ", larger than any disk can be (" +
+                           FormatSize(kMaxMaxDiskSize) + "); delete it");
   }
   if (auto open = FindOpen(r.rid)) {
     {
@@ -1256,7 +1274,7 @@ Result<FsckReport> EngineImpl::Fsck() {
           problem("unreadable resource record: " + r.status().message());
         } else {
           res[r->rid] = {std::string(ResourceDirName(r->kind)) + "/" + r->name,
-                         (r->size + kExtentSize - 1) / kExtentSize};
+                         ExtentCount(r->size)};
           ++rep.resources_checked;
         }
         CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
@@ -1472,6 +1490,13 @@ Result<ResourceInfo> EngineImpl::ImportDisk(const DiskSpec& spec,
   }
   uint64_t fsize = static_cast<uint64_t>(st.st_size);
   DiskSpec s = spec;
+  if (fsize > options_.max_disk_size) {
+    return InvalidArgumentError(
+        "file " + file.string() + " (" + std::to_string(fsize) +
+        " bytes) is larger than the largest disk, " +
+        std::to_string(options_.max_disk_size) + " bytes (" +
+        FormatSize(options_.max_disk_size) + ", [limits] max_disk_size)");
+  }
   if (s.size == 0)
     s.size = (fsize + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
   if (s.size < fsize) {

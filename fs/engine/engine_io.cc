@@ -735,7 +735,7 @@ Result<uint64_t> EngineImpl::SeekData(OpenResource& r, uint64_t offset) {
                          std::to_string(offset) + " of " + r.name);
   };
   if (offset >= size) return none();
-  uint64_t nextents = (size + kExtentSize - 1) / kExtentSize;
+  uint64_t nextents = ExtentCount(size);
   uint64_t idx = offset / kExtentSize;
   while (idx < nextents) {
     ExtKey k{r.rid, idx};
@@ -756,7 +756,7 @@ Result<uint64_t> EngineImpl::SeekHole(OpenResource& r, uint64_t offset) {
     return NotFoundError("offset " + std::to_string(offset) +
                          " is at or past the end of " + r.name);
   }
-  uint64_t nextents = (size + kExtentSize - 1) / kExtentSize;
+  uint64_t nextents = ExtentCount(size);
   for (uint64_t idx = offset / kExtentSize; idx < nextents; ++idx) {
     ExtKey k{r.rid, idx};
     std::shared_lock stripe(Stripe(k));

@@ -18,6 +18,11 @@ constexpr uint64_t kSectorBytes = 4096;
 constexpr uint64_t kSectorsPerExtent = kExtentSize / kSectorBytes;
 constexpr uint8_t kFormatVersion = 1;
 
+// Extents covering `size` bytes, without the overflow of rounding up.
+constexpr uint64_t ExtentCount(uint64_t size) {
+  return size / kExtentSize + (size % kExtentSize != 0 ? 1 : 0);
+}
+
 struct ResourceRecord {
   uint64_t rid = 0;
   ResourceKind kind = ResourceKind::kDisk;

@@ -13,6 +13,13 @@
 
 namespace cmkfs {
 
+// The largest disk (and snapshot or image) size: [limits] max_disk_size,
+// 64 TiB unless configured, at most 1 EiB so that no size arithmetic of the
+// engine or of the FUSE edge (off_t) can overflow.
+constexpr uint64_t kDefaultMaxDiskSize = 64ull << 40;
+constexpr uint64_t kMinMaxDiskSize = 1ull << 20;
+constexpr uint64_t kMaxMaxDiskSize = 1ull << 60;
+
 struct Config {
   std::filesystem::path state_dir = "/var/lib/cmkfs";
   std::string log_level = "info";  // trace|debug|info|warn|error|off
@@ -39,6 +46,7 @@ struct Config {
 
   struct Limits {
     uint32_t disk_encryption_sets_per_region = 1000;
+    uint64_t max_disk_size = kDefaultMaxDiskSize;  // "64T"
   } limits;
 
   struct Pkcs11 {
@@ -72,6 +80,8 @@ struct Config {
 Result<Config> ParseConfig(std::string_view toml_text,
                            std::string_view source_name);
 // Reads and parses a file; NotFound with the path if it does not exist.
+// The file must be trusted (CheckTrustedFile, cmkfs/file_trust.h): it names
+// commands (on_seal) and a module that run as the daemon's user.
 Result<Config> LoadConfigFile(const std::filesystem::path& path);
 
 }  // namespace cmkfs

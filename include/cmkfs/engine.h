@@ -161,6 +161,9 @@ struct EngineOptions {
   std::filesystem::path dir;  // metadata (LMDB) and extents live here
   uint64_t cache_bytes = 32ull << 20;
   uint32_t des_quota_per_region = 1000;
+  // Largest size of a disk (create, clone, import, resize); at most
+  // kMaxMaxDiskSize (config.h), so that size arithmetic cannot overflow.
+  uint64_t max_disk_size = kDefaultMaxDiskSize;
   Scope defaults;
   std::string system_vault = "cmkfs-system";  // platform-managed keys
   // Size of the "platform" key created in the system vault on first open.

@@ -49,6 +49,13 @@ inline PermissionSet operator|(Permission a, Permission b) {
 Result<PermissionSet> ParsePermissions(const std::vector<std::string>& names);
 std::vector<std::string> PermissionNames(PermissionSet set);
 
+// Identities (vault admins, DES identities, policy object ids) are object ids:
+// 36 characters, lowercase hex in groups of 8-4-4-4-12 separated by '-'
+// ("0f8fad5b-d9cb-469f-a165-70867728950e"). InvalidArgument naming `what`
+// ("--as") and the form otherwise; the value is quoted with its control
+// characters escaped.
+Status CheckObjectId(std::string_view id, std::string_view what);
+
 // cmk://VAULT/keys/NAME[/VERSION]
 struct KeyId {
   std::string vault;

@@ -36,6 +36,42 @@ class DiskCommandsTest : public CmkctlTest {
   }
 };
 
+// Issue 14 item 6: this size was accepted, then listed as -4096, and the
+// disk file gave EIO. It is refused with the accepted range, and nothing is
+// created.
+TEST_F(DiskCommandsTest, HugeSizesAreRefusedWithTheAcceptedRange) {
+  RunResult r = Ctl({"disk", "create", "d1", "--size", "18446744073709547520"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "cmkctl: disk size 18446744073709547520 is not accepted: use a "
+            "multiple of 4096 bytes from 4096 (4 KiB) to 70368744177664 (64 "
+            "TiB, [limits] max_disk_size)\n");
+  RunResult units = Ctl({"disk", "create", "d1", "--size", "16777216T"});
+  EXPECT_EQ(units.exit_code, 2);
+  EXPECT_EQ(units.err,
+            "cmkctl: --size: size '16777216T' is too large: sizes up to 16 "
+            "EiB - 1 (18446744073709551615 bytes) are accepted\n");
+  EXPECT_EQ(Ctl({"disk", "show", "d1"}).exit_code, 1);
+  CtlOk({"disk", "create", "d1", "--size", "1M"});
+  RunResult grow = Ctl({"disk", "resize", "d1", "--size", "65T"});
+  EXPECT_EQ(grow.exit_code, 1);
+  EXPECT_NE(grow.err.find("to 70368744177664 (64 TiB, [limits] "
+                          "max_disk_size)"),
+            std::string::npos)
+      << grow.err;
+  // The limit comes from the config.
+  const auto config = tmp() / "cmkfs.toml";
+  std::ofstream(config) << "[limits]\nmax_disk_size = \"1G\"\n";
+  RunResult limited = Ctl(
+      {"--config", config.string(), "disk", "create", "d2", "--size", "2G"});
+  EXPECT_EQ(limited.exit_code, 1);
+  EXPECT_NE(limited.err.find("to 1073741824 (1 GiB, [limits] max_disk_size)"),
+            std::string::npos)
+      << limited.err;
+  Json d1 = Show("disk", "d1");
+  EXPECT_EQ(d1["size"].as_int(), 1 << 20);
+}
+
 TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
   std::string identity = MakeDes();
   Json des = Show("des", "des1");

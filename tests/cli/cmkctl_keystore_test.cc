@@ -5,8 +5,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "cli_support.h"
+#include "cmkfs/keystore.h"
 
 namespace cmkfs::cli::testing {
 namespace {
@@ -188,6 +190,90 @@ TEST_F(KeystoreCommandsTest, AuditFiltersByKeyAndTime) {
   RunResult bad = Ctl({"vault", "audit", "vault1", "--since", "yesterday"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_TRUE(bad.err.starts_with("cmkctl: --since: ")) << bad.err;
+}
+
+// Issue 14 item 8: `--as $'evil\n<a forged entry>'` printed a forged admin
+// line in `vault audit`. An identity that is not an object id is refused
+// before anything runs (and audited), and so is such an --object-id.
+TEST_F(KeystoreCommandsTest, IdentityThatIsNotAnObjectIdIsRefused) {
+  CreateKey();
+  const std::string forged =
+      "evil\n2020-01-01T00:00:00Z  admin  key.purge  cmk://vault1/keys/key1  "
+      "ok";
+  RunResult r = Ctl({"--as", forged, "key", "show", "vault1", "key1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "cmkctl: --as: 'evil\\n2020-01-01T00:00:00Z  admin  key.purge  "
+            "cmk://vault1/keys/key1  ok' is not an object id; expected 36 "
+            "characters of lowercase hex in groups of 8-4-4-4-12, e.g. "
+            "0f8fad5b-d9cb-469f-a165-70867728950e\n");
+  for (const std::string& bad :
+       {std::string("someone-else"), std::string(""),
+        std::string("11111111-2222-3333-4444-55555555555G"),
+        std::string("11111111-2222-3333-4444-5555555555555"),
+        std::string("11111111-2222-3333-4444-55555555555\n")}) {
+    RunResult b = Ctl({"--as=" + bad, "key", "show", "vault1", "key1"});
+    EXPECT_EQ(b.exit_code, 2) << bad;
+    EXPECT_NE(b.err.find("is not an object id"), std::string::npos) << b.err;
+  }
+  RunResult policy = Ctl({"vault", "set-policy", "vault1", "--object-id",
+                          forged, "--key-permissions", "get"});
+  EXPECT_EQ(policy.exit_code, 2);
+  EXPECT_TRUE(policy.err.starts_with("cmkctl: --object-id: 'evil\\n2020"))
+      << policy.err;
+  Json audit = ParseJsonOrFail(Ctl({"vault", "audit", "vault1", "-o", "json"}));
+  for (const auto& e : audit.items()) {
+    EXPECT_EQ(e["identity"].as_string().find("evil"), std::string::npos)
+        << e.Dump();
+  }
+}
+
+// Text already stored (by an older version, or by the keystore API) still
+// prints on one line: every table cell escapes control characters.
+TEST_F(KeystoreCommandsTest, AuditTableEscapesStoredControlCharacters) {
+  CreateKey();
+  {
+    keystore::KeyStoreOptions o;
+    o.dir = std::filesystem::path(state_dir()) / "vault";
+    o.master_key_file = std::filesystem::path(state_dir()) / "vault.key";
+    auto ks = keystore::OpenKeyStore(o);
+    ASSERT_TRUE(ks.ok()) << ks.status().ToString();
+    EXPECT_FALSE((*ks)
+                     ->GetKey("evil\n2020-01-01T00:00:00Z  admin  key.purge  "
+                              "cmk://vault1/keys/key1  ok\x1b[2K",
+                              "vault1", "key1")
+                     .ok());
+  }
+  std::string table = CtlOk({"vault", "audit", "vault1"});
+  EXPECT_NE(table.find("evil\\n2020-01-01T00:00:00Z"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("ok\\x1b[2K"), std::string::npos) << table;
+  EXPECT_EQ(table.find('\x1b'), std::string::npos);
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_FALSE(line.starts_with("2020-01-01")) << "forged line: " << line;
+  }
+}
+
+// Issue 14 item 7: the PEM file was read without a limit into an unwiped
+// stringstream. Past 64 KiB it is refused, naming the file and the limit.
+TEST_F(KeystoreCommandsTest, ImportRefusesAPemFileOverTheLimit) {
+  const std::string big = (tmp() / "big.pem").string();
+  {
+    std::ofstream out(big);
+    out << "-----BEGIN PRIVATE KEY-----\n"
+        << std::string(64 * 1024, 'A') << "\n-----END PRIVATE KEY-----\n";
+  }
+  RunResult r = Ctl({"key", "import", "vault1", "big", "--pem", big});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "cmkctl: PEM file " + big +
+                       " is larger than the limit of 64 KiB (65536 bytes)\n");
+  EXPECT_EQ(Ctl({"key", "show", "vault1", "big"}).exit_code, 1);
+  RunResult missing = Ctl({"key", "import", "vault1", "big", "--pem",
+                           (tmp() / "absent.pem").string()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err, "cmkctl: PEM file " + (tmp() / "absent.pem").string() +
+                             " not found\n");
 }
 
 TEST_F(KeystoreCommandsTest, ImportAndRotationPolicy) {

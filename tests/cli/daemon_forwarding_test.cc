@@ -56,8 +56,8 @@ TEST_F(DaemonForwardingTest, CommandsRunInTheDaemonWithTheirGlobalFlags) {
   Json key =
       ParseJsonOrFail(Ctl({"-o", "json", "key", "show", "vault1", "key1"}));
   EXPECT_EQ(key["name"].as_string(), "key1");
-  RunResult denied =
-      Ctl({"key", "show", "vault1", "key1", "--as", "someone-else"});
+  RunResult denied = Ctl({"key", "show", "vault1", "key1", "--as",
+                          "0f8fad5b-d9cb-469f-a165-70867728950e"});
   EXPECT_EQ(denied.exit_code, 1);
   EXPECT_TRUE(denied.err.starts_with("cmkctl: ")) << denied.err;
 

@@ -13,9 +13,11 @@ namespace {
 
 using testing::TempDir;
 
+const std::string kId = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
 TEST(GlobalFlagsTest, ExtractedBeforeAndAfterCommandWords) {
   std::vector<std::string> args = {
-      "--state-dir", "/tmp/s", "--as=abc",    "key",
+      "--state-dir", "/tmp/s", "--as=" + kId, "key",
       "create",      "v1",     "k1",          "-o",
       "json",        "--size", "2048",        "--subscription=sub1",
       "--region",    "eu",     "--log-level", "debug",
@@ -25,7 +27,7 @@ TEST(GlobalFlagsTest, ExtractedBeforeAndAfterCommandWords) {
   EXPECT_EQ(args, (std::vector<std::string>{"key", "create", "v1", "k1",
                                             "--size", "2048"}));
   EXPECT_EQ(flags.state_dir, std::filesystem::path("/tmp/s"));
-  EXPECT_EQ(flags.as_identity, "abc");
+  EXPECT_EQ(flags.as_identity, kId);
   EXPECT_EQ(flags.output, "json");
   EXPECT_EQ(flags.subscription, "sub1");
   EXPECT_EQ(flags.region, "eu");
@@ -43,6 +45,26 @@ TEST(GlobalFlagsTest, OutputEqualsFormAndDoubleDash) {
   EXPECT_EQ(flags.as_identity, "");
   EXPECT_EQ(args,
             (std::vector<std::string>{"disk", "list", "--", "--as", "x"}));
+}
+
+// The identity goes into audit entries: nothing but an object id passes,
+// here in cmkctl and in the daemon, which parses the same flags.
+TEST(GlobalFlagsTest, RefusesAnIdentityThatIsNotAnObjectId) {
+  for (const std::string& bad :
+       {std::string("abc"), std::string("evil\nforged line"),
+        std::string("0F8FAD5B-D9CB-469F-A165-70867728950E"),
+        std::string("0f8fad5b-d9cb-469f-a165-70867728950e "),
+        std::string("0f8fad5bd9cb-469f-a165-70867728950e-")}) {
+    std::vector<std::string> args = {"disk", "list", "--as", bad};
+    GlobalFlags flags;
+    Status s = ExtractGlobalFlags(args, &flags);
+    EXPECT_EQ(s.kind(), ErrorKind::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("' is not an object id; expected 36 "),
+              std::string::npos)
+        << s.message();
+    EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+    EXPECT_EQ(flags.as_identity, "");
+  }
 }
 
 TEST(GlobalFlagsTest, RefusesMissingValueAndUnknownFormat) {

@@ -91,9 +91,10 @@ TEST_F(RunCommandTest, EveryCommandsJsonParses) {
   RunJson({"snapshot", "list"});
   RunJson({"image", "show", "i1"});
   RunJson({"vault", "audit", "vault1"});
-  RunJson({"vault", "set-policy", "vault1", "--object-id", "reader",
-           "--key-permissions", "get"});
-  RunJson({"vault", "delete-policy", "vault1", "--object-id", "reader"});
+  RunJson({"vault", "set-policy", "vault1", "--object-id",
+           "0f8fad5b-d9cb-469f-a165-70867728950e", "--key-permissions", "get"});
+  RunJson({"vault", "delete-policy", "vault1", "--object-id",
+           "0f8fad5b-d9cb-469f-a165-70867728950e"});
   RunJson({"stats"});
   RunJson({"fsck"});
   RunJson({"version"});

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -35,6 +37,7 @@ resource_group = "rg1"
 region = "westeurope"
 [limits]
 disk_encryption_sets_per_region = 5
+max_disk_size = "1T"
 [pkcs11]
 module = "/usr/lib/softhsm/libsofthsm2.so"
 token_label = "tok"
@@ -104,6 +107,7 @@ TEST(Config, FullFileParsesToTheRightValues) {
   EXPECT_EQ(c.defaults.resource_group, "rg1");
   EXPECT_EQ(c.defaults.region, "westeurope");
   EXPECT_EQ(c.limits.disk_encryption_sets_per_region, 5u);
+  EXPECT_EQ(c.limits.max_disk_size, 1ull << 40);
   EXPECT_EQ(c.pkcs11.module, "/usr/lib/softhsm/libsofthsm2.so");
   EXPECT_EQ(c.pkcs11.token_label, "tok");
   EXPECT_EQ(c.pkcs11.pin_file, "/etc/cmkfs/hsm.pin");
@@ -156,6 +160,7 @@ TEST(Config, DocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(c.defaults.region, d.defaults.region);
   EXPECT_EQ(c.limits.disk_encryption_sets_per_region,
             d.limits.disk_encryption_sets_per_region);
+  EXPECT_EQ(c.limits.max_disk_size, d.limits.max_disk_size);
   EXPECT_EQ(c.pkcs11.module, d.pkcs11.module);
   EXPECT_EQ(c.pkcs11.token_label, d.pkcs11.token_label);
   EXPECT_EQ(c.pkcs11.pin_file, d.pkcs11.pin_file);
@@ -174,6 +179,7 @@ TEST(Config, EmptyFileGivesTheDocumentedDefaults) {
   EXPECT_EQ(c.watcher.poll_interval, seconds(5));
   EXPECT_EQ(c.watcher.auto_rotation_window, hours(1));
   EXPECT_EQ(c.limits.disk_encryption_sets_per_region, 1000u);
+  EXPECT_EQ(c.limits.max_disk_size, 64ull << 40);
   EXPECT_EQ(c.mount.mode, 0600u);
   EXPECT_EQ(c.engine.cache_bytes, 32u << 20);
   EXPECT_TRUE(c.keystore.dir.empty());
@@ -234,6 +240,17 @@ TEST(Config, OutOfRange) {
   EXPECT_EQ(ErrorOf("[limits]\ndisk_encryption_sets_per_region = 0\n"),
             "cmkfs.toml:2: key 'limits.disk_encryption_sets_per_region': 0 is "
             "out of range (1..1000000)");
+  EXPECT_EQ(ErrorOf("[limits]\nmax_disk_size = \"2097152T\"\n"),
+            "cmkfs.toml:2: key 'limits.max_disk_size': 2305843009213693952 "
+            "bytes is not accepted: use a multiple of 4096 bytes from 1 MiB "
+            "to 1 EiB");
+  EXPECT_EQ(ErrorOf("[limits]\nmax_disk_size = 1048577\n"),
+            "cmkfs.toml:2: key 'limits.max_disk_size': 1048577 bytes is not "
+            "accepted: use a multiple of 4096 bytes from 1 MiB to 1 EiB");
+  EXPECT_EQ(ErrorOf("[limits]\nmax_disk_size = \"99999999999999999999\"\n"),
+            "cmkfs.toml:2: key 'limits.max_disk_size': size "
+            "'99999999999999999999' is too large: sizes up to 16 EiB - 1 "
+            "(18446744073709551615 bytes) are accepted");
   EXPECT_EQ(ErrorOf("[mount]\n\ngid = -1\n"),
             "cmkfs.toml:3: key 'mount.gid': -1 is out of range "
             "(0..4294967294)");
@@ -315,6 +332,43 @@ TEST(Config, LoadConfigFile) {
   Result<Config> good = LoadConfigFile(file);
   ASSERT_TRUE(good.ok()) << good.status().ToString();
   EXPECT_EQ(good->watcher.poll_interval, seconds(1));
+  std::filesystem::remove_all(dir);
+}
+
+// The config names on_seal and the PKCS#11 module, which run as root: a
+// config file that someone else can write is refused before it is read.
+TEST(Config, LoadConfigFileRefusesAnUntrustedFile) {
+  char tmpl[] = "/tmp/cmkfs-config-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::filesystem::path dir = tmpl;
+  std::filesystem::path file = dir / "cmkfs.toml";
+  FILE* f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("[watcher]\non_seal = \"/tmp/evil.sh\"\n", f);
+  fclose(f);
+  ASSERT_EQ(chmod(file.c_str(), 0666), 0);
+  Result<Config> writable = LoadConfigFile(file);
+  ASSERT_FALSE(writable.ok());
+  EXPECT_EQ(writable.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(
+      writable.status().message().rfind(
+          "config file " + file.string() + " (owner uid " +
+              std::to_string(geteuid()) + ", mode 0666) must be owned by ",
+          0),
+      0u)
+      << writable.status().message();
+  ASSERT_EQ(chmod(file.c_str(), 0644), 0);
+  EXPECT_TRUE(LoadConfigFile(file).ok());
+  if (geteuid() == 0) {
+    ASSERT_EQ(chown(file.c_str(), 65534, 65534), 0);
+    Result<Config> foreign = LoadConfigFile(file);
+    EXPECT_EQ(foreign.status().message().rfind(
+                  "config file " + file.string() +
+                      " (owner uid 65534, mode 0644) must be owned by root",
+                  0),
+              0u)
+        << foreign.status().message();
+  }
   std::filesystem::remove_all(dir);
 }
 

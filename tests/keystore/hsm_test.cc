@@ -1,6 +1,8 @@
 // RSA-HSM keys through the keystore, against a real SoftHSM2 token.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -301,6 +303,58 @@ TEST(HsmConfigTest, WrongPin) {
                               0),
             0u)
       << s.message();
+}
+
+// Issue 14 item 9: a 0644 PIN file was accepted. The PIN file must be
+// private and owned by root (or us); the module must not be writable by
+// others, since the daemon loads it as root.
+TEST(HsmConfigTest, PinFileOthersCanReadIsRefused) {
+  Config::Pkcs11 cfg = SoftHsmTokens().token;
+  const std::filesystem::path pin = SoftHsmTokens().dir / "shared.pin";
+  std::filesystem::copy_file(SoftHsmTokens().token.pin_file, pin,
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_EQ(::chmod(pin.c_str(), 0644), 0);
+  cfg.pin_file = pin;
+  Status s = CreateWith(cfg);
+  EXPECT_EQ(s.kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(s.message().rfind("PKCS#11 PIN file " + pin.string() +
+                                  " (owner uid " + std::to_string(::geteuid()) +
+                                  ", mode 0644) must be owned by ",
+                              0),
+            0u)
+      << s.message();
+  EXPECT_NE(s.message().find("chmod 600 " + pin.string()), std::string::npos)
+      << s.message();
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chmod(pin.c_str(), 0600), 0);
+    ASSERT_EQ(::chown(pin.c_str(), 65534, 65534), 0);
+    Status foreign = CreateWith(cfg);
+    EXPECT_EQ(foreign.message().rfind("PKCS#11 PIN file " + pin.string() +
+                                          " (owner uid 65534, mode 0600) "
+                                          "must be owned by root",
+                                      0),
+              0u)
+        << foreign.message();
+  }
+  std::filesystem::remove(pin);
+}
+
+TEST(HsmConfigTest, ModuleOthersCanWriteIsNotLoaded) {
+  Config::Pkcs11 cfg = SoftHsmTokens().token;
+  const std::filesystem::path module = SoftHsmTokens().dir / "libevil.so";
+  std::filesystem::copy_file(std::filesystem::canonical(cfg.module), module,
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_EQ(::chmod(module.c_str(), 0666), 0);
+  cfg.module = module;
+  Status s = CreateWith(cfg);
+  EXPECT_EQ(s.kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(s.message().rfind("PKCS#11 module " + module.string() +
+                                  " (owner uid " + std::to_string(::geteuid()) +
+                                  ", mode 0666) must be owned by ",
+                              0),
+            0u)
+      << s.message();
+  std::filesystem::remove(module);
 }
 
 TEST(HsmConfigTest, UnreadablePinFile) {

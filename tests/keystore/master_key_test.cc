@@ -1,6 +1,7 @@
 // The vault master key: key file rules, passphrase mode, wrong key.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -136,6 +137,26 @@ TEST(MasterKeyTest, PassphraseThroughScrypt) {
 
   WriteFile(o.passphrase_file, "correct horse battery staple\n", 0644);
   EXPECT_EQ(OpenKeyStore(o).status().kind(), ErrorKind::kInvalidArgument);
+  // Issue 14 item 9: a passphrase file of another user is refused too.
+  if (::geteuid() == 0) {
+    WriteFile(o.passphrase_file, "correct horse battery staple\n", 0600);
+    ASSERT_EQ(::chown(o.passphrase_file.c_str(), 65534, 65534), 0);
+    auto foreign = OpenKeyStore(o);
+    EXPECT_EQ(foreign.status().kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(foreign.status().message().find(
+                  "passphrase file " + o.passphrase_file.string() +
+                  " (owner uid 65534, mode 0600) must be owned by root"),
+              std::string::npos)
+        << foreign.status().message();
+    ASSERT_EQ(::chown(o.passphrase_file.c_str(), 0, 0), 0);
+  }
+  // Bounded: more than 4 KiB is not a passphrase.
+  WriteFile(o.passphrase_file, std::string(5000, 'p'), 0600);
+  auto huge = OpenKeyStore(o);
+  EXPECT_EQ(huge.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(huge.status().message().find("is larger than the limit of 4 KiB"),
+            std::string::npos)
+      << huge.status().message();
   WriteFile(o.passphrase_file, "\n", 0600);
   auto empty = OpenKeyStore(o);
   EXPECT_EQ(empty.status().kind(), ErrorKind::kInvalidArgument);

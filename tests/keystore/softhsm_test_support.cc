@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <mutex>
@@ -33,8 +34,11 @@ SoftHsm* MakeSoftHsm() {
     Run(std::string("softhsm2-util --init-token --free --label ") + label +
         " --pin 1234 --so-pin 5678 >/dev/null");
   }
+  // PIN files must be private (cmkfs/file_trust.h).
   WriteText(hsm->dir / "user.pin", "1234\n");
   WriteText(hsm->dir / "wrong.pin", "9999\n");
+  ::chmod((hsm->dir / "user.pin").c_str(), 0600);
+  ::chmod((hsm->dir / "wrong.pin").c_str(), 0600);
   hsm->token.module = "/usr/lib/softhsm/libsofthsm2.so";
   hsm->token.token_label = "cmkfs";
   hsm->token.pin_file = hsm->dir / "user.pin";

@@ -6,7 +6,8 @@
 # Rows: corrupt_lmdb extent_file wrong_master_key unsupported_key
 #       malformed_config backing_full racing_commands socket_not_allowed
 #       bad_names untrusted_state_dir state_symlink fake_daemon export_mode
-#       file_args stuck_import idle_connections (default: all)
+#       file_args stuck_import idle_connections huge_sizes forged_identity
+#       big_pem untrusted_files (default: all)
 # shellcheck source=tests/reliability/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is not installed"
@@ -14,7 +15,8 @@ ROWS=("${@:5}")
 [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(corrupt_lmdb extent_file wrong_master_key unsupported_key
   malformed_config backing_full racing_commands socket_not_allowed bad_names
   untrusted_state_dir state_symlink fake_daemon export_mode file_args
-  stuck_import idle_connections)
+  stuck_import idle_connections huge_sizes forged_identity big_pem
+  untrusted_files)
 TESTDATA=$(cd "$(dirname "$0")/../core/testdata" && pwd)
 
 # expect_error REGEX CMD...: CMD fails (exit 1..127), prints an error that
@@ -640,6 +642,119 @@ row_file_args() {
   [[ -f "$WORK/d1" && "$(stat -c %s "$WORK/d1")" == 1048576 ]] || fail "'disk export d1 d1' made no 1 MiB $WORK/d1"
   echo "  ok: exports land in the caller's directory"
   stop_daemon
+}
+
+# Issue 14 item 6: sizes near 2^64 overflowed (the table showed -4096, ls
+# ?????, stat EIO). Every size is bounded by [limits] max_disk_size.
+row_huge_sizes() {
+  start_daemon
+  expect_error 'disk size 18446744073709547520 is not accepted: use a multiple of 4096 bytes from 4096 \(4 KiB\) to 70368744177664 \(64 TiB' \
+    cmkctl disk create huge --size 18446744073709547520
+  expect_error "size '99999999999999999999' is too large" cmkctl disk create huge --size 99999999999999999999
+  cmkctl disk show huge >/dev/null 2>&1 && fail "a refused size created a disk"
+  cmkctl disk create largest --size 64T >/dev/null
+  [[ "$(stat -c %s "$MNT/disks/largest")" == 70368744177664 ]] ||
+    fail "the largest disk shows size $(stat -c %s "$MNT/disks/largest")"
+  expect_error 'new size of disk largest 71468255805440 is not accepted: the largest disk is 70368744177664 bytes \(64 TiB' \
+    cmkctl disk resize largest --size 65T
+  cmkctl snapshot create snap1 --source largest >/dev/null
+  expect_error 'disk size 18446744073709547520 is not accepted' \
+    cmkctl disk create clone1 --source snap1 --size 18446744073709547520
+  stop_daemon
+  log "max_disk_size from the config bounds create and import"
+  printf '[limits]\nmax_disk_size = "1G"\n' >"$WORK/limits.toml"
+  start_daemon --config "$WORK/limits.toml"
+  truncate -s 2G "$WORK/big.raw"
+  expect_error "file $WORK/big.raw \\(2147483648 bytes\\) is larger than the largest disk, 1073741824 bytes \\(1 GiB" \
+    cmkctl disk create imp --import "$WORK/big.raw"
+  expect_error 'to 1073741824 \(1 GiB, \[limits\] max_disk_size\)' cmkctl disk create d2 --size 2G
+  cmkctl disk show imp >/dev/null 2>&1 && fail "a refused import created a disk"
+  [[ "$(ls "$MNT/disks")" == largest ]] || fail "unexpected entries in $MNT/disks: $(ls "$MNT/disks")"
+  expect_fsck_clean
+  stop_daemon
+}
+
+# Issue 14 item 8: `--as $'evil\n<entry>'` printed a forged admin line in
+# `vault audit`.
+row_forged_identity() {
+  start_daemon
+  cmkctl vault create forgev >/dev/null
+  cmkctl key create forgev k --size 2048 >/dev/null
+  local forged=$'evil\n2020-01-01T00:00:00Z  admin  key.purge  cmk://forgev/keys/k  ok'
+  expect_error "--as: 'evil\\\\n2020-01-01T00:00:00Z .*' is not an object id; expected 36 characters" \
+    cmkctl --as "$forged" key show forgev k
+  expect_error 'is not an object id' cmkctl vault set-policy forgev --object-id "$forged" --key-permissions get
+  local out
+  out=$(cmkctl vault audit forgev) || fail "vault audit failed"
+  grep -q '^2020-01-01' <<<"$out" && fail "vault audit shows a forged line: $out"
+  grep -q 'evil' <<<"$out" && fail "a refused identity reached the audit log: $out"
+  echo "  ok: vault audit has $(wc -l <<<"$out") lines, none forged"
+  stop_daemon
+}
+
+# Issue 14 item 7: the PEM file was read without a limit.
+row_big_pem() {
+  start_daemon
+  cmkctl vault create pemv >/dev/null
+  { echo '-----BEGIN PRIVATE KEY-----'; head -c 70000 /dev/zero | tr '\0' A; echo; echo '-----END PRIVATE KEY-----'; } >"$WORK/big.pem"
+  expect_error "PEM file $WORK/big.pem is larger than the limit of 64 KiB \\(65536 bytes\\)" \
+    cmkctl key import pemv k --pem "$WORK/big.pem"
+  expect_error 'PEM file /dev/zero is larger than the limit of 64 KiB' cmkctl key import pemv k --pem /dev/zero
+  cmkctl key show pemv k >/dev/null 2>&1 && fail "a refused PEM file created a key"
+  stop_daemon
+}
+
+# Issue 14 item 9: the config (on_seal, the PKCS#11 module), the module, the
+# PIN file and the passphrase file were trusted whatever their owner and mode.
+row_untrusted_files() {
+  local c=$WORK/trust.toml
+  printf '[watcher]\non_seal = "touch %s/pwned"\n' "$WORK" >"$c"
+  chmod 0666 "$c"
+  expect_error "config file $c \\(owner uid 0, mode 0666\\) must be owned by root and not writable by group or others" \
+    timeout 60 "$CMKCTL_BIN" --config "$c" --state-dir "$STATE" vault list
+  expect_error "config file $c .* must be owned by root" timeout 60 "$CMKFS_BIN" --config "$c" --state-dir "$STATE" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted with a world-writable config"
+  chmod 0644 "$c"
+  chown 65534:65534 "$c"
+  expect_error "config file $c \\(owner uid 65534, mode 0644\\) must be owned by root" \
+    timeout 60 "$CMKCTL_BIN" --config "$c" --state-dir "$STATE" vault list
+  chown 0:0 "$c"
+  mkdir -p "$WORK/open" && chmod 0777 "$WORK/open" && cp -p "$c" "$WORK/open/c.toml"
+  expect_error "is not trusted: directory $WORK/open \\(owner uid 0, mode 0777\\)" \
+    timeout 60 "$CMKCTL_BIN" --config "$WORK/open/c.toml" --state-dir "$STATE" vault list
+
+  log "PKCS#11 PIN file and module"
+  mkdir -p "$WORK/tokens"
+  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" >"$WORK/softhsm2.conf"
+  export SOFTHSM2_CONF=$WORK/softhsm2.conf
+  softhsm2-util --init-token --free --label cmkfs --pin 1234 --so-pin 5678 >/dev/null
+  echo 1234 >"$WORK/hsm.pin"
+  chmod 0644 "$WORK/hsm.pin"
+  local module=/usr/lib/softhsm/libsofthsm2.so
+  printf '[pkcs11]\nmodule = "%s"\ntoken_label = "cmkfs"\npin_file = "%s/hsm.pin"\n' "$module" "$WORK" >"$c"
+  chmod 0644 "$c"
+  ctl_hsm() { timeout 120 "$CMKCTL_BIN" --config "$c" --state-dir "$STATE" "$@"; }
+  ctl_hsm vault create hsmv --sku premium --purge-protection >/dev/null
+  expect_error "PKCS#11 PIN file $WORK/hsm.pin \\(owner uid 0, mode 0644\\) must be owned by root and not accessible by group or others" \
+    ctl_hsm key create hsmv k --kty RSA-HSM --size 2048
+  chmod 0600 "$WORK/hsm.pin"
+  cp "$(readlink -f "$module")" "$WORK/libevil.so"
+  chmod 0666 "$WORK/libevil.so"
+  printf '[pkcs11]\nmodule = "%s/libevil.so"\ntoken_label = "cmkfs"\npin_file = "%s/hsm.pin"\n' "$WORK" "$WORK" >"$c"
+  expect_error "PKCS#11 module $WORK/libevil.so \\(owner uid 0, mode 0666\\) must be owned by root" \
+    ctl_hsm key create hsmv k --kty RSA-HSM --size 2048
+  ctl_hsm key show hsmv k >/dev/null 2>&1 && fail "a refused PIN file or module created a key"
+  printf '[pkcs11]\nmodule = "%s"\ntoken_label = "cmkfs"\npin_file = "%s/hsm.pin"\n' "$module" "$WORK" >"$c"
+  ctl_hsm key create hsmv k --kty RSA-HSM --size 2048 >/dev/null || fail "a trusted PIN file and module were refused"
+
+  log "vault passphrase file"
+  echo 'correct horse battery staple' >"$WORK/pass"
+  chmod 0644 "$WORK/pass"
+  printf '[keystore]\npassphrase_file = "%s/pass"\n' "$WORK" >"$c"
+  expect_error "passphrase file $WORK/pass \\(owner uid 0, mode 0644\\) must be owned by root and not accessible by group or others" \
+    timeout 60 "$CMKCTL_BIN" --config "$c" --state-dir "$WORK/pass-state" vault list
+  [[ -e "$WORK/pwned" ]] && fail "on_seal of a refused config ran"
+  return 0
 }
 
 for row in "${ROWS[@]}"; do

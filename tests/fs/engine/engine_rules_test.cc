@@ -1,6 +1,9 @@
 // Rules of disk encryption sets and resources, one test per rule.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "engine_test_support.h"
 
 namespace cmkfs::fs::testing {
@@ -152,6 +155,84 @@ TEST_F(EngineRulesTest, ResizeGrowsOnly) {
   EXPECT_EQ(info.size, 2u << 20);
   EXPECT_EQ(h->size(), 2u << 20);
   WriteAll(*h, (2 << 20) - 4096, Pattern(4096, 1));
+}
+
+// Issue 14 item 6: a size near 2^64 was accepted and overflowed the extent
+// arithmetic. Every size a disk gets is bounded by max_disk_size (64 TiB
+// unless configured) and refused with the accepted range.
+TEST_F(EngineRulesTest, EverySizeIsBoundedByTheLargestDisk) {
+  const std::string range =
+      " is not accepted: use a multiple of 4096 bytes from ";
+  DiskSpec spec;
+  spec.name = "huge";
+  spec.size = 18446744073709547520ull;
+  auto huge = engine_->CreateDisk(spec);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(huge.status().message(),
+            "disk size 18446744073709547520" + range +
+                "4096 (4 KiB) to 70368744177664 (64 TiB, [limits] "
+                "max_disk_size)");
+  spec.size = (64ull << 40) + 4096;
+  EXPECT_EQ(engine_->CreateDisk(spec).status().kind(),
+            ErrorKind::kInvalidArgument);
+  spec.size = 64ull << 40;  // the largest disk itself is fine (thin)
+  ASSERT_OK_AND_ASSIGN(auto largest, engine_->CreateDisk(spec));
+  EXPECT_EQ(largest.size, 64ull << 40);
+  auto h = OpenDisk("huge");
+  EXPECT_EQ(h->size(), 64ull << 40);
+  WriteAll(*h, (64ull << 40) - 4096, Pattern(4096, 7));
+  h.reset();
+
+  MakeDisk("d", 1 << 20);
+  auto grown = engine_->Resize("d", 18446744073709547520ull);
+  EXPECT_EQ(grown.status().message(),
+            "new size of disk d 18446744073709547520" + range +
+                "1052672 (1 MiB) to 70368744177664 (64 TiB, [limits] "
+                "max_disk_size)");
+  ASSERT_OK_AND_ASSIGN(auto snap, engine_->CreateSnapshot("s", "d"));
+  (void)snap;
+  DiskSpec clone;
+  clone.name = "c";
+  clone.source = "snapshots/s";
+  clone.size = UINT64_MAX - 4095;
+  EXPECT_EQ(engine_->CreateDisk(clone).status().message(),
+            "disk size 18446744073709547520" + range +
+                "1048576 (1 MiB) to 70368744177664 (64 TiB, [limits] "
+                "max_disk_size)");
+  EXPECT_EQ(engine_->Resize("huge", 65ull << 40).status().message(),
+            "new size of disk huge 71468255805440 is not accepted: the "
+            "largest disk is 70368744177664 bytes (64 TiB, [limits] "
+            "max_disk_size)");
+  ASSERT_OK_AND_ASSIGN(auto listed, engine_->Get(ResourceKind::kDisk, "d"));
+  EXPECT_EQ(listed.size, 1u << 20);
+}
+
+TEST_F(EngineRulesTest, LargestDiskIsConfigurableAndBoundsImports) {
+  options_.max_disk_size = 1ull << 30;
+  Reopen();
+  DiskSpec spec;
+  spec.name = "big";
+  spec.size = 2ull << 30;
+  EXPECT_EQ(engine_->CreateDisk(spec).status().message(),
+            "disk size 2147483648 is not accepted: use a multiple of 4096 "
+            "bytes from 4096 (4 KiB) to 1073741824 (1 GiB, [limits] "
+            "max_disk_size)");
+  MakeDisk("d", 1 << 30);
+  EXPECT_EQ(engine_->Resize("d", (1ull << 30) + 4096).status().kind(),
+            ErrorKind::kInvalidArgument);
+  // A sparse file larger than the largest disk is refused before any copy.
+  const auto file = root_ / "big.raw";
+  { std::ofstream(file) << "x"; }
+  std::filesystem::resize_file(file, (1ull << 30) + 1);
+  spec.size = 0;
+  auto imported = engine_->ImportDisk(spec, file, Progress{});
+  EXPECT_EQ(imported.status().message(),
+            "file " + file.string() +
+                " (1073741825 bytes) is larger than the largest disk, "
+                "1073741824 bytes (1 GiB, [limits] max_disk_size)");
+  EXPECT_EQ(engine_->Get(ResourceKind::kDisk, "big").status().kind(),
+            ErrorKind::kNotFound);
 }
 
 TEST_F(EngineRulesTest, NamesAreValidated) {

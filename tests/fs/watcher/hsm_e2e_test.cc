@@ -55,6 +55,9 @@ class HsmE2eTest : public ::testing::Test {
                           "--pin 1234 --so-pin 5678 >/dev/null"),
               0);
     std::ofstream(dir_ / "hsm.pin") << "1234\n";
+    std::filesystem::permissions(dir_ / "hsm.pin",
+                                 std::filesystem::perms::owner_read |
+                                     std::filesystem::perms::owner_write);
     Open();
     keystore::VaultSpec vault;
     vault.name = "vlt";
