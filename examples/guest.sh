@@ -10,6 +10,9 @@
 #
 #   CMKFS_GUEST_KERNEL   kernel image (default: the newest /boot/vmlinuz-*)
 
+# shellcheck disable=SC2154 # set by the script that sources this one
+: "${work:?examples/guest.sh needs \$work, the directory of the walkthrough}"
+
 for tool in qemu-system-x86_64 busybox cpio gzip modinfo; do
   command -v "$tool" >/dev/null ||
     fail "$tool not found; install qemu-system-x86, busybox-static, cpio and kmod (packaging/install-deps.sh does)"

@@ -99,12 +99,20 @@ allow_other = true
 TOML
 
 step "A private virtlogd and libvirtd (session mode, as libvirt-qemu, under $lv)"
+# What a daemon said (stderr, then its log) on one line: its error lines, or
+# else its last lines.
+daemon_says() {
+  local files=() f
+  for f in "$lv/$1.stderr" "$lv/$1.log"; do [ -s "$f" ] && files+=("$f"); done
+  [ ${#files[@]} -gt 0 ] || return 0
+  { grep -h -i -m 3 -E 'error|fail|unable|cannot|unrecognized|invalid' "${files[@]}" ||
+    tail -q -n 3 "${files[@]}"; } 2>/dev/null | tr '\n' ' '
+}
 start_daemon() {
   local name=$1
-  "$as_libvirt" \
-    env LIBVIRT_LOG_OUTPUTS="3:file:$lv/$name.log" \
-    timeout 60 "$name" --daemon --pid-file "$lv/run/$name.pid" ||
-    fail "$name did not start (exit $?): $(tail -n 5 "$lv/$name.log" 2>/dev/null | tr '\n' ' ')"
+  "$as_libvirt" env LIBVIRT_LOG_OUTPUTS="3:file:$lv/$name.log" \
+    timeout 60 "$name" --daemon --pid-file "$lv/run/$name.pid" 2>"$lv/$name.stderr" ||
+    fail "$name did not start (exit $?): $(daemon_says "$name")"
 }
 start_daemon virtlogd
 start_daemon libvirtd
@@ -114,9 +122,9 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -S "$lv/run/libvirt/libvirt-sock" ] ||
-  fail "libvirtd made no socket at $lv/run/libvirt/libvirt-sock within 30 s: $(tail -n 5 "$lv/libvirtd.log" 2>/dev/null | tr '\n' ' ')"
+  fail "libvirtd made no socket at $lv/run/libvirt/libvirt-sock within 30 s: $(daemon_says libvirtd)"
 version=$(virsh_ version 2>&1) ||
-  fail "libvirtd does not answer virsh version: $version; log: $(tail -n 5 "$lv/libvirtd.log" 2>/dev/null | tr '\n' ' ')"
+  fail "libvirtd does not answer virsh version: $version; log: $(daemon_says libvirtd)"
 grep -q 'Running hypervisor: QEMU' <<<"$version" ||
   fail "libvirtd has no QEMU driver (virsh version: $(tr '\n' ' ' <<<"$version")); install libvirt-daemon-driver-qemu"
 echo "libvirtd up after $(($(date +%s) - started)) s: $(grep 'Running hypervisor' <<<"$version")"
