@@ -14,7 +14,7 @@ PACKAGES=(
   qemu-utils fio e2fsprogs util-linux kmod procps psmisc xxd jq
   # a real guest for the QEMU example: Debian's kernel and a busybox initramfs
   qemu-system-x86 linux-image-amd64 busybox-static cpio
-  libvirt-clients libxml2-utils systemd man-db
+  libvirt-clients libxml2-utils systemd man-db libvirt-daemon-system libvirt-daemon-driver-qemu
   softhsm2 opensc
   # packaging checks
   dpkg-dev rpm file
