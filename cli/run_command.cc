@@ -6,9 +6,9 @@
 #include <chrono>
 #include <exception>
 #include <filesystem>
-#include <system_error>
 #include <memory>
 #include <mutex>
+#include <system_error>
 
 #include "cmkfs/cli.h"
 #include "cmkfs/units.h"

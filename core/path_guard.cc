@@ -265,24 +265,4 @@ Result<int> OpenNoFollow(const stdfs::path& path, int flags, mode_t mode,
   return fd;
 }
 
-Status CheckTrustedFile(const stdfs::path& path, Access access) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return NotFoundError(path.string() + " not found");
-    return ErrnoError("stat " + path.string(), errno);
-  }
-  const uid_t me = ::geteuid();
-  if (st.st_uid != 0 && st.st_uid != me) {
-    return PermissionDeniedError(path.string() + " is owned by " +
-                                 DescribeOwner(st) +
-                                 "; it must be owned by root or by " + Uid(me) +
-                                 " (the user running cmkfs)");
-  }
-  CMKFS_RETURN_IF_ERROR(CheckMode(st, path, access));
-  std::error_code ec;
-  stdfs::path real = stdfs::canonical(path, ec);
-  if (ec) return IOError("resolve " + path.string() + ": " + ec.message());
-  return CheckAncestors(real.parent_path());
-}
-
 }  // namespace cmkfs::path_guard

@@ -67,13 +67,6 @@ Result<int> OpenNoFollow(const std::filesystem::path& path, int flags,
                          mode_t mode = 0600,
                          Access access = Access::kNoGroupOtherWrite);
 
-// A file cmkfs reads but does not own (config, PIN, passphrase file, PKCS#11
-// module): not a symbolic link target outside the rule, owned by root or the
-// euid, not group/other writable (`access` kOwnerOnly: no group/other bits
-// at all), and its directory passes CheckAncestors.
-Status CheckTrustedFile(const std::filesystem::path& path,
-                        Access access = Access::kNoGroupOtherWrite);
-
 // "uid 1001 mode 0666" style description for messages.
 std::string DescribeOwner(const struct stat& st);
 

@@ -151,18 +151,5 @@ TEST_F(PathGuardTest, OpenNoFollowRefusesASymlinkAndSetsTheMode) {
   EXPECT_EQ(again.status().kind(), ErrorKind::kAlreadyExists);
 }
 
-TEST_F(PathGuardTest, TrustedFileRulesForSecrets) {
-  Touch(root_ / "pin", 0644);
-  Status s = CheckTrustedFile(root_ / "pin", Access::kOwnerOnly);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("mode 0644"), std::string::npos) << s.message();
-  ASSERT_EQ(::chmod((root_ / "pin").c_str(), 0600), 0);
-  EXPECT_TRUE(CheckTrustedFile(root_ / "pin", Access::kOwnerOnly).ok());
-  Touch(root_ / "cfg", 0666);
-  EXPECT_FALSE(CheckTrustedFile(root_ / "cfg").ok());
-  ASSERT_EQ(::chmod((root_ / "cfg").c_str(), 0644), 0);
-  EXPECT_TRUE(CheckTrustedFile(root_ / "cfg").ok());
-}
-
 }  // namespace
 }  // namespace cmkfs::path_guard
