@@ -88,12 +88,17 @@ mount_cmkfs() {
   fail "cmkfs did not mount $mnt within 10 s"
 }
 
+# Whether $1 is in the mount table. Unlike `mountpoint -q`, also true for a
+# FUSE mount whose daemon died (stat fails with ENOTCONN), which teardown must
+# still remove.
+in_mount_table() { findmnt -rn --mountpoint "$1" >/dev/null 2>&1; }
+
 unmount_cmkfs() {
-  mountpoint -q "$mnt" 2>/dev/null || return 0
+  in_mount_table "$mnt" || return 0
   echo "+ fusermount3 -u $mnt" >&2
   fusermount3 -u "$mnt" 2>/dev/null || true
   for _ in $(seq 100); do
-    mountpoint -q "$mnt" 2>/dev/null || return 0
+    in_mount_table "$mnt" || return 0
     sleep 0.1
   done
   fusermount3 -u -z "$mnt" 2>/dev/null || true
@@ -103,9 +108,9 @@ unmount_cmkfs() {
 cleanup_example() {
   local rc=$?
   set +e
-  if mountpoint -q "$mnt" 2>/dev/null; then
+  if in_mount_table "$mnt"; then
     fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null
-    for _ in $(seq 50); do mountpoint -q "$mnt" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do in_mount_table "$mnt" || break; sleep 0.1; done
   fi
   if [ -n "${REPORTS_DIR:-}" ]; then
     reports_check || [ "$rc" -ne 0 ] || rc=1

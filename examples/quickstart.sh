@@ -28,9 +28,9 @@ else
 fi
 
 # Start afresh: unmount a previous demo and remove its state.
-if mountpoint -q "$mnt" 2>/dev/null; then
+if findmnt -rn --mountpoint "$mnt" >/dev/null 2>&1; then
   fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt"
-  for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
+  for _ in $(seq 50); do findmnt -rn --mountpoint "$mnt" >/dev/null 2>&1 || break; sleep 0.1; done
 fi
 rm -rf "$demo"
 mkdir -p "$state" "$mnt"

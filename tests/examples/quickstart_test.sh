@@ -16,9 +16,9 @@ demo=$tmp/demo
 cleanup() {
   local rc=$?
   set +e
-  if mountpoint -q "$demo/mnt" 2>/dev/null; then
+  if findmnt -rn --mountpoint "$demo/mnt" >/dev/null 2>&1; then
     fusermount3 -u "$demo/mnt" 2>/dev/null || fusermount3 -u -z "$demo/mnt"
-    for _ in $(seq 50); do mountpoint -q "$demo/mnt" || break; sleep 0.1; done
+    for _ in $(seq 50); do findmnt -rn --mountpoint "$demo/mnt" >/dev/null 2>&1 || break; sleep 0.1; done
   fi
   reports_check || [ "$rc" -ne 0 ] || rc=1
   rm -rf "$tmp"
