@@ -116,17 +116,22 @@ cmp -s <(dd if="$MNT/disks/hd" bs=1M skip=9 count=4 iflag=direct status=none) "$
 cmp -s <(dd if="$MNT/disks/hd" bs=512 skip=$((14 * 2048 + 3)) count=7 iflag=direct status=none) <(head -c 3584 "$WORK/marker.bin") ||
   fail "the marker does not read back from hd with unaligned 512-byte reads"
 # Positive control: memscan finds the marker in a process that holds it.
-python3 -c 'import sys, time; m = bytes.fromhex(sys.argv[1]) * 4; time.sleep(30)' "$MARK" &
+# The holder says when it holds the marker (a ready file): scanning it
+# earlier may catch it inside exec(), with no mappings yet.
+python3 -c 'import sys, time; m = bytes.fromhex(sys.argv[1]) * 4; open(sys.argv[2], "w").close(); time.sleep(30)' "$MARK" "$WORK/holder.ready" &
 holder=$!
 REL_CHILDREN+=("$holder")
-found=0
 for _ in $(seq 1 100); do
-  rc=0
-  "$MEMSCAN" "$holder" "$MARK" >/dev/null || rc=$?
-  [[ $rc -eq 2 ]] && fail "memscan failed on the marker holder (pid $holder)"
-  if [[ $rc -eq 1 ]]; then found=1; break; fi
+  [[ -e "$WORK/holder.ready" ]] && break
+  kill -0 "$holder" 2>/dev/null || fail "the marker holder (pid $holder) died before it was ready"
   sleep 0.1
 done
+[[ -e "$WORK/holder.ready" ]] || fail "the marker holder (pid $holder) was not ready within 10 s"
+found=0
+rc=0
+"$MEMSCAN" "$holder" "$MARK" >/dev/null || rc=$?
+[[ $rc -eq 2 ]] && fail "memscan failed on the marker holder (pid $holder)"
+[[ $rc -eq 1 ]] && found=1
 kill "$holder" 2>/dev/null || true
 [[ $found -eq 1 ]] || fail "positive control: memscan does not find the marker in a process holding it (pid $holder)"
 # Scans the daemon for the marker; any copy fails with its mappings.
