@@ -209,7 +209,8 @@ Status CheckStateFiles(const Config& config) {
   return Status::Ok();
 }
 
-Result<Services> OpenServices(const Config& config) {
+Result<Services> OpenServices(const Config& config,
+                              const KeyStoreWrapper& wrap_keystore) {
   std::error_code ec;
   if (std::filesystem::exists(config.state_dir, ec) &&
       !std::filesystem::is_directory(config.state_dir, ec)) {
@@ -232,6 +233,9 @@ Result<Services> OpenServices(const Config& config) {
     return keystore.status().WithContext("open keystore " + ks.dir.string());
   }
   services.keystore = std::move(*keystore);
+  if (wrap_keystore) {
+    services.keystore = wrap_keystore(std::move(services.keystore));
+  }
 
   fs::EngineOptions eo;
   eo.dir = config.state_dir;

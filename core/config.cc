@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <functional>
@@ -212,6 +213,15 @@ Status ReadLogLevel(const Where& w, std::string* out) {
                  "error or off");
 }
 
+Status ReadMetricsListen(const Where& w, Config::Metrics* out) {
+  std::string text;
+  CMKFS_RETURN_IF_ERROR(ReadString(w, &text));
+  Result<Config::Metrics> parsed = ParseMetricsListen(text);
+  if (!parsed.ok()) return w.Error(parsed.status().message());
+  *out = std::move(parsed).value();
+  return Status::Ok();
+}
+
 using Reader = std::function<Status(const Where&)>;
 
 struct KeySpec {
@@ -393,10 +403,85 @@ std::vector<KeySpec> Schema(Config& c) {
             },
             {}},
        }},
+      {"metrics",
+       nullptr,
+       {
+           {"listen",
+            [&](const Where& w) { return ReadMetricsListen(w, &c.metrics); },
+            {}},
+       }},
   };
 }
 
 }  // namespace
+
+Result<Config::Metrics> ParseMetricsListen(std::string_view text) {
+  constexpr std::string_view kAccepted =
+      "expected \"HOST:PORT\" (e.g. \"127.0.0.1:9469\" or \"[::1]:9469\", "
+      "port 1..65535), \"unix:/absolute/path\" or \"off\"";
+  auto refuse = [&](std::string_view why) {
+    std::string m = "'" + std::string(text) + "' ";
+    m += why;
+    m += "; ";
+    m += kAccepted;
+    return InvalidArgumentError(std::move(m));
+  };
+  Config::Metrics m;
+  m.listen = std::string(text);
+  if (text.empty() || text == "off") {
+    m.listen = "off";
+    return m;
+  }
+  if (text.starts_with("unix:")) {
+    std::string_view path = text.substr(5);
+    if (path.empty() || path.front() != '/') {
+      return refuse("is not accepted: the socket path must be absolute");
+    }
+    // sun_path holds 108 bytes with the terminating NUL.
+    if (path.size() > 107) {
+      return refuse(
+          "is not accepted: the socket path is longer than 107 "
+          "bytes");
+    }
+    m.kind = Config::Metrics::Kind::kUnix;
+    m.socket_path = std::string(path);
+    return m;
+  }
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return refuse("is not accepted");
+  }
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return refuse("is not accepted");
+    host = host.substr(1, host.size() - 2);
+    for (char c : host) {
+      const bool ok =
+          std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+      if (!ok) return refuse("has a bad IPv6 address");
+    }
+  } else {
+    for (char c : host) {
+      const bool ok =
+          std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+      if (!ok) return refuse("has a bad host");
+    }
+  }
+  uint32_t value = 0;
+  bool valid = !port.empty() && port.size() <= 5;
+  for (char c : port) {
+    valid = valid && c >= '0' && c <= '9';
+    if (valid) value = value * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (!valid || value == 0 || value > 65535) {
+    return refuse("has a bad port");
+  }
+  m.kind = Config::Metrics::Kind::kTcp;
+  m.host = std::string(host);
+  m.port = static_cast<uint16_t>(value);
+  return m;
+}
 
 void Config::ResolveDefaults() {
   if (keystore.dir.empty()) keystore.dir = state_dir / "vault";

@@ -20,6 +20,8 @@ PACKAGES=(
   dpkg-dev rpm file
   # benchmark peers
   gocryptfs bindfs cryptsetup-bin
+  # Prometheus metrics: the HTTP library, promtool and curl for the scrape tests
+  libcpp-httplib-dev prometheus curl
 )
 
 missing=()

@@ -25,7 +25,9 @@
 #include "cmkfs/log.h"
 #include "cmkfs/path_guard.h"
 #include "cmkfs/watcher.h"
+#include "daemon_metrics.h"
 #include "fuse_adapter.h"
+#include "http_server.h"
 
 namespace cmkfs::daemon {
 namespace {
@@ -273,7 +275,17 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   crypto::ProtectProcessSecrets();
 
-  auto services = cli::OpenServices(config);
+  // Before the services: the keystore is wrapped to time unwraps, and the
+  // mount reports its I/O here; it outlives both.
+  std::unique_ptr<metrics::DaemonMetrics> metrics;
+  cli::KeyStoreWrapper wrap_keystore;
+  if (config.metrics.kind != Config::Metrics::Kind::kOff) {
+    metrics = std::make_unique<metrics::DaemonMetrics>();
+    wrap_keystore = [&metrics](std::unique_ptr<keystore::KeyStore> inner) {
+      return metrics->WrapKeyStore(std::move(inner));
+    };
+  }
+  auto services = cli::OpenServices(config, wrap_keystore);
   if (!services.ok()) {
     if (services.status().kind() == ErrorKind::kBusy)
       return fail(ExplainBusy(config, services.status()));
@@ -289,6 +301,7 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
   mount_options.allow_other = config.mount.allow_other;
   mount_options.threads = config.engine.fuse_threads;
   mount_options.debug = args.fuse_debug;
+  mount_options.io_observer = metrics.get();
   for (const std::string& o : args.fuse_options) {
     if (o == "allow_other") {
       mount_options.allow_other = true;
@@ -316,12 +329,14 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
   }
 
   std::vector<std::unique_ptr<DaemonComponent>> components =
-      MakeComponents(config);
-  for (auto& component : components) {
-    if (Status s = component->Start(context); !s.ok()) {
+      MakeComponents(config, metrics.get());
+  for (size_t i = 0; i < components.size(); ++i) {
+    if (Status s = components[i]->Start(context); !s.ok()) {
+      const std::string name(components[i]->name());
+      while (i-- > 0) components[i]->Stop();
       control->reset();
       (*mount)->Unmount();
-      return fail(s.WithContext(std::string(component->name())));
+      return fail(s.WithContext(name));
     }
   }
 
@@ -427,32 +442,68 @@ namespace {
 // Seals and unseals disks as their keys come and go, and auto-rotates.
 class KeyWatcherComponent : public DaemonComponent {
  public:
-  explicit KeyWatcherComponent(const Config& config) : config_(config) {}
+  KeyWatcherComponent(const Config& config, metrics::DaemonMetrics* metrics)
+      : config_(config), metrics_(metrics) {}
   std::string_view name() const override { return "key watcher"; }
   Status Start(cli::CommandContext& services) override {
     fs::WatcherOptions options;
     options.poll_interval = config_.watcher.poll_interval;
     options.auto_rotation_window = config_.watcher.auto_rotation_window;
     options.on_seal = config_.watcher.on_seal;
+    if (metrics_ != nullptr) metrics_->ObserveWatcher(&options);
     watcher_ = std::make_unique<fs::KeyWatcher>(services.engine,
                                                 services.keystore, options);
+    if (metrics_ != nullptr) metrics_->SetWatcher(watcher_.get());
     return watcher_->Start();
   }
   void Stop() override {
+    if (metrics_ != nullptr) metrics_->SetWatcher(nullptr);
     if (watcher_) watcher_->Stop();
   }
 
  private:
   Config config_;
+  metrics::DaemonMetrics* const metrics_;
   std::unique_ptr<fs::KeyWatcher> watcher_;
+};
+
+// Serves [metrics] listen; scrapes read the engine of the running mount.
+class MetricsComponent : public DaemonComponent {
+ public:
+  MetricsComponent(const Config& config, metrics::DaemonMetrics* metrics)
+      : listen_(config.metrics), metrics_(metrics) {}
+  std::string_view name() const override { return "metrics"; }
+  Status Start(cli::CommandContext& services) override {
+    metrics_->SetEngine(services.engine);
+    auto server = metrics::MetricsServer::Start(
+        listen_, [m = metrics_] { return m->Render(); });
+    if (!server.ok()) {
+      metrics_->SetEngine(nullptr);
+      return server.status();
+    }
+    server_ = std::move(server).value();
+    spdlog::info("metrics: serving http://{}/metrics", server_->address());
+    return Status::Ok();
+  }
+  void Stop() override {
+    server_.reset();
+    metrics_->SetEngine(nullptr);
+  }
+
+ private:
+  const Config::Metrics listen_;
+  metrics::DaemonMetrics* const metrics_;
+  std::unique_ptr<metrics::MetricsServer> server_;
 };
 
 }  // namespace
 
 std::vector<std::unique_ptr<DaemonComponent>> MakeComponents(
-    const Config& config) {
+    const Config& config, metrics::DaemonMetrics* metrics) {
   std::vector<std::unique_ptr<DaemonComponent>> components;
-  components.push_back(std::make_unique<KeyWatcherComponent>(config));
+  components.push_back(std::make_unique<KeyWatcherComponent>(config, metrics));
+  if (metrics != nullptr)
+    components.push_back(std::make_unique<MetricsComponent>(config, metrics));
   return components;
 }
 

@@ -11,6 +11,10 @@
 #include "cmkfs/cli.h"
 #include "cmkfs/status.h"
 
+namespace cmkfs::metrics {
+class DaemonMetrics;
+}
+
 namespace cmkfs::daemon {
 
 struct DaemonArgs {
@@ -40,9 +44,11 @@ class DaemonComponent {
   virtual void Stop() = 0;
 };
 
-// The components this build runs next to the mount: the key watcher.
+// The components this build runs next to the mount: the key watcher and,
+// when `metrics` is given ([metrics] listen is not off), the metrics
+// listener. `metrics` must outlive the components.
 std::vector<std::unique_ptr<DaemonComponent>> MakeComponents(
-    const Config& config);
+    const Config& config, metrics::DaemonMetrics* metrics = nullptr);
 
 // The whole program: returns the process exit status. `version` is printed
 // by --version ("cmkfs VERSION").

@@ -101,7 +101,35 @@ struct Node {
 struct OpenFile {
   std::shared_ptr<fs::DiskHandle> handle;
   std::atomic<bool> dirty{false};  // written since the last Sync
+  IoSink* sink = nullptr;          // MountOptions::io_observer's, or null
 };
+
+// Times one engine call of a request for the file's IoSink, if it has one.
+class IoTimer {
+ public:
+  IoTimer(const OpenFile* file, IoOp op)
+      : sink_(file->sink),
+        op_(op),
+        start_(sink_ != nullptr ? std::chrono::steady_clock::now()
+                                : std::chrono::steady_clock::time_point{}) {}
+  void Done(uint64_t bytes, bool ok) {
+    if (sink_ == nullptr) return;
+    sink_->Record(op_, bytes, std::chrono::steady_clock::now() - start_, ok);
+  }
+
+ private:
+  IoSink* const sink_;
+  const IoOp op_;
+  const std::chrono::steady_clock::time_point start_;
+};
+
+// DiskHandle::Sync, reported as kFlush.
+Status TimedSync(OpenFile* file) {
+  IoTimer timer(file, IoOp::kFlush);
+  Status s = file->handle->Sync();
+  timer.Done(0, s.ok());
+  return s;
+}
 
 struct DirEntry {
   std::string name;
@@ -438,6 +466,8 @@ void Adapter::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   auto* file = new OpenFile;
   file->handle = std::move(handle).value();
+  if (options_.io_observer != nullptr)
+    file->sink = options_.io_observer->SinkFor(node->kind, node->name);
   fi->fh = reinterpret_cast<uintptr_t>(file);
   // Every write goes through this daemon (no writeback cache), so cached
   // pages stay valid across opens; seal and resize invalidate explicitly.
@@ -474,7 +504,9 @@ void Adapter::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
   uint8_t* buffer = PlaintextBuffer(size);
   // After the reply the kernel has its copy; none stays here.
   crypto::ScopedWipe wipe_reply(buffer, size);
+  IoTimer timer(file, IoOp::kRead);
   auto n = file->handle->Read(off, std::span<uint8_t>(buffer, size));
+  timer.Done(n.ok() ? *n : 0, n.ok());
   if (!n.ok()) {
     fuse_reply_err(req, ToErrno(n.status()));
     return;
@@ -503,9 +535,11 @@ void Adapter::Write(fuse_req_t req, const char* buf, size_t size, off_t off,
     return;
   }
   size = static_cast<size_t>(std::min<uint64_t>(size, disk_size - off));
+  IoTimer timer(file, IoOp::kWrite);
   auto n = file->handle->Write(
       off,
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf), size));
+  timer.Done(n.ok() ? *n : 0, n.ok());
   if (!n.ok()) {
     fuse_reply_err(req, ToErrno(n.status()));
     return;
@@ -518,7 +552,7 @@ void Adapter::Flush(fuse_req_t req, fuse_file_info* fi) {
   OpenFile* file = FileOf(fi);
   int err = 0;
   if (file->dirty.exchange(false)) {
-    Status s = file->handle->Sync();
+    Status s = TimedSync(file);
     if (!s.ok()) {
       file->dirty.store(true);
       spdlog::error("fuse: sync on close failed: {}", s.ToString());
@@ -531,7 +565,7 @@ void Adapter::Flush(fuse_req_t req, fuse_file_info* fi) {
 void Adapter::Release(fuse_req_t req, fuse_file_info* fi) {
   OpenFile* file = FileOf(fi);
   if (file->dirty.exchange(false)) {
-    Status s = file->handle->Sync();
+    Status s = TimedSync(file);
     if (!s.ok())
       spdlog::error("fuse: sync on release failed: {}", s.ToString());
   }
@@ -547,7 +581,7 @@ void Adapter::Release(fuse_req_t req, fuse_file_info* fi) {
 void Adapter::Fsync(fuse_req_t req, fuse_file_info* fi) {
   OpenFile* file = FileOf(fi);
   file->dirty.store(false);
-  Status s = file->handle->Sync();
+  Status s = TimedSync(file);
   if (!s.ok()) {
     file->dirty.store(true);
     spdlog::error("fuse: fsync failed: {}", s.ToString());
@@ -729,9 +763,11 @@ void Adapter::Fallocate(fuse_req_t req, int mode, off_t offset, off_t length,
   const uint64_t clipped_end = std::min(end, disk_size);
   Status s;
   if (op != 0 && begin < clipped_end) {
+    IoTimer timer(file, IoOp::kDiscard);
     s = op == FALLOC_FL_PUNCH_HOLE
             ? file->handle->Discard(begin, clipped_end - begin)
             : file->handle->ZeroRange(begin, clipped_end - begin);
+    timer.Done(clipped_end - begin, s.ok());
     if (s.ok()) file->dirty.store(true);
   }
   // mode 0 within the size: the disk is thin, nothing to reserve.

@@ -12,16 +12,44 @@
 //   EPERM fallocate growing the file         EFBIG; unknown modes EOPNOTSUPP
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cmkfs/engine.h"
 #include "cmkfs/status.h"
 
 namespace cmkfs::fuse {
+
+// The I/O requests the adapter serves, as reported to an IoObserver. kFlush
+// is every DiskHandle::Sync (fsync, fdatasync, close after writes); kDiscard
+// every punch-hole or zero-range fallocate.
+enum class IoOp { kRead, kWrite, kFlush, kDiscard };
+
+// Receives the I/O of one resource. Record is called on the FUSE worker
+// threads, concurrently, once per request that reached the engine, with the
+// bytes transferred (the length for kDiscard, 0 for kFlush), the time the
+// daemon spent on it and whether it succeeded. It must not block or lock.
+class IoSink {
+ public:
+  virtual ~IoSink() = default;
+  virtual void Record(IoOp op, uint64_t bytes, std::chrono::nanoseconds latency,
+                      bool ok) = 0;
+};
+
+// The daemon's metrics. SinkFor is called once per successful open (not per
+// I/O, so it may lock) and returns the sink of that resource, owned by the
+// observer and valid as long as the observer; nullptr: not observed.
+// Thread-safe.
+class IoObserver {
+ public:
+  virtual ~IoObserver() = default;
+  virtual IoSink* SinkFor(fs::ResourceKind kind, std::string_view name) = 0;
+};
 
 struct MountOptions {
   uint32_t uid = 0;
@@ -31,7 +59,8 @@ struct MountOptions {
   uint32_t threads = 0;  // max idle FUSE worker threads; 0 = libfuse default
   // Extra comma-separated mount options given with `-o` (e.g. "ro").
   std::vector<std::string> extra_options;
-  bool debug = false;  // libfuse request tracing on stderr
+  bool debug = false;                 // libfuse request tracing on stderr
+  IoObserver* io_observer = nullptr;  // must outlive the mount; may be null
 };
 
 // One mounted session. Create with Mount(), then call Run() on one thread

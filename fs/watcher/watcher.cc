@@ -144,6 +144,14 @@ void KeyWatcher::Run() {
 
 Result<PollReport> KeyWatcher::PollOnce() {
   std::lock_guard lk(poll_mu_);
+  const auto poll_start = SteadyClock::now();
+  auto observe = [&](bool ok) {
+    if (!options_.poll_observer) return;
+    options_.poll_observer(
+        std::chrono::duration_cast<std::chrono::microseconds>(
+            SteadyClock::now() - poll_start),
+        ok);
+  };
   PollReport report;
   ReapChildren(/*log_running=*/false);
   ApplyRotationPoliciesIfDue(report);
@@ -169,14 +177,20 @@ Result<PollReport> KeyWatcher::PollOnce() {
   if (!uses.ok()) {
     Status s = uses.status().WithContext("key watcher: cannot list key uses");
     NoteError("key-uses", s.message(), report);
-    std::lock_guard sl(stats_mu_);
-    ++stats_.polls;
+    {
+      std::lock_guard sl(stats_mu_);
+      ++stats_.polls;
+    }
+    observe(false);
     return s;
   }
   ClearError("key-uses");
   CheckKeyUses(*uses, keystore_readable, check_start, report);
-  std::lock_guard sl(stats_mu_);
-  ++stats_.polls;
+  {
+    std::lock_guard sl(stats_mu_);
+    ++stats_.polls;
+  }
+  observe(true);
   return report;
 }
 
@@ -427,6 +441,7 @@ void KeyWatcher::SealOne(const KeyUse& use, const Status& why,
     stats_.last_seal_latency = latency;
     stats_.max_seal_latency = std::max(stats_.max_seal_latency, latency);
   }
+  if (options_.seal_observer) options_.seal_observer(latency);
   report.sealed.push_back(path);
   if (use.kind == ResourceKind::kDisk) RunOnSeal(use, reason);
 }

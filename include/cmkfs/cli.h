@@ -54,7 +54,12 @@ struct Services {
   std::unique_ptr<keystore::KeyStore> keystore;
   std::unique_ptr<fs::Engine> engine;
 };
-Result<Services> OpenServices(const Config& config);
+// `wrap_keystore`, when given, wraps the opened keystore before the engine
+// is opened on it (the daemon's metrics time wraps and unwraps this way).
+using KeyStoreWrapper = std::function<std::unique_ptr<keystore::KeyStore>(
+    std::unique_ptr<keystore::KeyStore>)>;
+Result<Services> OpenServices(const Config& config,
+                              const KeyStoreWrapper& wrap_keystore = {});
 
 struct CommandContext {
   Config config;

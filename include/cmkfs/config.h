@@ -68,9 +68,25 @@ struct Config {
     uint32_t fuse_threads = 0;           // 0 = automatic
   } engine;
 
+  // [metrics] listen: where the daemon serves Prometheus metrics
+  // (docs/metrics.md). Off unless configured.
+  struct Metrics {
+    enum class Kind { kOff, kTcp, kUnix };
+    Kind kind = Kind::kOff;
+    std::string host;   // kTcp: IPv4 or IPv6 literal (no brackets) or a name
+    uint16_t port = 0;  // kTcp: 1..65535
+    std::filesystem::path socket_path;  // kUnix: absolute
+    std::string listen = "off";         // as written, for messages
+  } metrics;
+
   // Fills the path defaults that depend on state_dir.
   void ResolveDefaults();
 };
+
+// Parses a [metrics] listen value: "off" (or ""), "HOST:PORT" with HOST an
+// IPv4 address, a bracketed IPv6 address or a host name, or
+// "unix:/ABSOLUTE/PATH". InvalidArgument saying what is accepted otherwise.
+Result<Config::Metrics> ParseMetricsListen(std::string_view text);
 
 // Parses TOML text; keys not in the text keep their defaults, and
 // ResolveDefaults is left to the caller (after any --state-dir override).

@@ -44,6 +44,12 @@ struct WatcherOptions {
   // periodic auto-rotation re-check). Empty: std::chrono::steady_clock.
   // Tests set it to step time without waiting.
   std::function<std::chrono::steady_clock::time_point()> timer_clock;
+  // Observers (the daemon's metrics), called on the polling thread; they
+  // must return quickly and not call the watcher. Empty: not called.
+  // After every poll: its duration and whether the key uses could be listed.
+  std::function<void(std::chrono::microseconds, bool)> poll_observer;
+  // After every seal: its latency, as WatcherStats::last_seal_latency.
+  std::function<void(std::chrono::microseconds)> seal_observer;
 };
 
 // What one poll did. Resources are named "disks/NAME", "snapshots/NAME",

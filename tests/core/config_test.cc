@@ -296,6 +296,62 @@ TEST(Config, BadCacheSize) {
             "bytes or a number with K, M, G or T (e.g. 64M, 10G)");
 }
 
+TEST(Config, MetricsListenForms) {
+  Config off = Parse("");
+  EXPECT_EQ(off.metrics.kind, Config::Metrics::Kind::kOff);
+  EXPECT_EQ(Parse("[metrics]\nlisten = \"off\"\n").metrics.kind,
+            Config::Metrics::Kind::kOff);
+  EXPECT_EQ(Parse("[metrics]\nlisten = \"\"\n").metrics.kind,
+            Config::Metrics::Kind::kOff);
+  Config tcp = Parse("[metrics]\nlisten = \"127.0.0.1:9469\"\n");
+  EXPECT_EQ(tcp.metrics.kind, Config::Metrics::Kind::kTcp);
+  EXPECT_EQ(tcp.metrics.host, "127.0.0.1");
+  EXPECT_EQ(tcp.metrics.port, 9469);
+  Config v6 = Parse("[metrics]\nlisten = \"[::1]:65535\"\n");
+  EXPECT_EQ(v6.metrics.host, "::1");
+  EXPECT_EQ(v6.metrics.port, 65535);
+  EXPECT_EQ(Parse("[metrics]\nlisten = \"localhost:1\"\n").metrics.host,
+            "localhost");
+  Config unix_socket =
+      Parse("[metrics]\nlisten = \"unix:/run/cmkfs/metrics.sock\"\n");
+  EXPECT_EQ(unix_socket.metrics.kind, Config::Metrics::Kind::kUnix);
+  EXPECT_EQ(unix_socket.metrics.socket_path, "/run/cmkfs/metrics.sock");
+}
+
+TEST(Config, BadMetricsListenNamesTheKeyAndTheAcceptedForms) {
+  const std::string accepted =
+      "; expected \"HOST:PORT\" (e.g. \"127.0.0.1:9469\" or "
+      "\"[::1]:9469\", port 1..65535), \"unix:/absolute/path\" or \"off\"";
+  const std::string key = "cmkfs.toml:2: key 'metrics.listen': ";
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"9469\"\n"),
+            key + "'9469' is not accepted" + accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+            key + "'127.0.0.1:0' has a bad port" + accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"127.0.0.1:70000\"\n"),
+            key + "'127.0.0.1:70000' has a bad port" + accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"127.0.0.1:http\"\n"),
+            key + "'127.0.0.1:http' has a bad port" + accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"::1:9469\"\n"),
+            key + "'::1:9469' has a bad host" + accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"[fe80::1%eth0]:9469\"\n"),
+            key + "'[fe80::1%eth0]:9469' has a bad IPv6 address" + accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = \"unix:run/m.sock\"\n"),
+            key +
+                "'unix:run/m.sock' is not accepted: the socket path must be "
+                "absolute" +
+                accepted);
+  EXPECT_EQ(
+      ErrorOf("[metrics]\nlisten = \"unix:/" + std::string(107, 'x') + "\"\n"),
+      key + "'unix:/" + std::string(107, 'x') +
+          "' is not accepted: the socket path is longer than 107 bytes" +
+          accepted);
+  EXPECT_EQ(ErrorOf("[metrics]\nlisten = 9469\n"),
+            key + "expected a string, got integer");
+  EXPECT_EQ(ErrorOf("[metrics]\nport = 9469\n"),
+            "cmkfs.toml:2: unknown key 'metrics.port'; known keys in "
+            "[metrics]: listen");
+}
+
 TEST(Config, TomlSyntaxErrorNamesFileLineAndColumn) {
   std::string m =
       ErrorOf("log_level = \"info\"\n[watcher\npoll_interval = \"5s\"\n");
