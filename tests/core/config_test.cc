@@ -170,6 +170,7 @@ TEST(Config, DocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(c.mount.allow_other, d.mount.allow_other);
   EXPECT_EQ(c.engine.cache_bytes, d.engine.cache_bytes);
   EXPECT_EQ(c.engine.fuse_threads, d.engine.fuse_threads);
+  EXPECT_EQ(c.metrics.kind, d.metrics.kind);
 }
 
 TEST(Config, EmptyFileGivesTheDocumentedDefaults) {
@@ -207,7 +208,7 @@ TEST(Config, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("log_level = \"info\"\nstatedir = \"/x\"\n"),
             "cmkfs.toml:2: unknown key 'statedir'; known top-level keys: "
             "state_dir, log_level, keystore, watcher, defaults, limits, "
-            "pkcs11, mount, engine");
+            "pkcs11, mount, engine, metrics");
 }
 
 TEST(Config, UnknownKeyInATable) {
@@ -221,7 +222,7 @@ TEST(Config, UnknownKeyInATable) {
   EXPECT_EQ(ErrorOf("[watchr]\n"),
             "cmkfs.toml:1: unknown key 'watchr'; known top-level keys: "
             "state_dir, log_level, keystore, watcher, defaults, limits, "
-            "pkcs11, mount, engine");
+            "pkcs11, mount, engine, metrics");
 }
 
 TEST(Config, WrongType) {
