@@ -99,7 +99,7 @@ step "mount with metrics on a free port; the first scrape is valid"
 start_on_free_port
 scrape >"$work/scrape"
 promtool check metrics <"$work/scrape" || fail "promtool refused the scrape"
-grep -q '^cmkfs_build_info{version="[0-9.]*",git_commit="[0-9a-f]*\|unknown"} 1$' "$work/scrape" ||
+grep -qE '^cmkfs_build_info\{version="[0-9]+\.[0-9]+\.[0-9]+",git_commit="([0-9a-f]+|unknown)"\} 1$' "$work/scrape" ||
   fail "no build info: $(grep build_info "$work/scrape")"
 expect 'cmkfs_resource_sealed{kind="disk",name="mdisk",reason=""}' 0
 expect 'cmkfs_open_handles{kind="disk",name="mdisk"}' 0
