@@ -1,14 +1,8 @@
-// cpp-httplib in Debian 12 is built with OpenSSL support, but only core/
-// includes OpenSSL, so this file is compiled without
-// CPPHTTPLIB_OPENSSL_SUPPORT. The only type whose layout that changes is
-// httplib::Request (an SSL pointer and the members after it); this file never
-// constructs, copies or destroys a Request and reads none of its members
-// (routing is the library's), so no code built from the other layout runs here.
-// The test metrics.http_abi checks that this object defines no httplib::Request
-// symbol.
+// The daemon's side of the metrics listener: checks and prepares the address,
+// loads cmkfs-metrics-http.so (http_module.h) on first use and runs it.
 #include "http_server.h"
 
-#include <httplib.h>
+#include <dlfcn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,13 +11,14 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
-#include <thread>
+#include <mutex>
 #include <utility>
+
+#include "cmkfs/file_trust.h"
+#include "http_module.h"
 
 namespace cmkfs::metrics {
 namespace {
-
-constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 std::string Describe(const Config::Metrics& listen) {
   if (listen.kind == Config::Metrics::Kind::kUnix)
@@ -62,6 +57,54 @@ Status ClearStaleSocket(const std::string& path) {
   return Status::Ok();
 }
 
+struct Module {
+  decltype(&cmkfs_metrics_http_start) start = nullptr;
+  decltype(&cmkfs_metrics_http_stop) stop = nullptr;
+};
+
+// Loads the module once per process (never unloaded). Its path is fixed at
+// build time (the build tree's, else the installed one) and it must pass the
+// trust check of the PKCS#11 module: root-owned, not writable by others.
+Result<Module> LoadModule() {
+  static std::mutex mu;
+  static Module loaded;
+  std::lock_guard lock(mu);
+  if (loaded.start != nullptr) return loaded;
+  std::string path;
+  for (const char* candidate :
+       {CMKFS_METRICS_MODULE_BUILD, CMKFS_METRICS_MODULE_INSTALL}) {
+    struct stat st {};
+    if (::stat(candidate, &st) == 0) {
+      path = candidate;
+      break;
+    }
+  }
+  if (path.empty()) {
+    return NotFoundError(std::string("metrics module not found (looked for ") +
+                         CMKFS_METRICS_MODULE_BUILD + " and " +
+                         CMKFS_METRICS_MODULE_INSTALL + ")");
+  }
+  CMKFS_ASSIGN_OR_RETURN(
+      std::filesystem::path trusted,
+      CheckTrustedFile(path, "metrics module", FileSecrecy::kShared));
+  void* handle = ::dlopen(trusted.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    return IOError("cannot load the metrics module " + trusted.string() + ": " +
+                   ::dlerror());
+  }
+  Module m;
+  m.start = reinterpret_cast<decltype(m.start)>(
+      ::dlsym(handle, "cmkfs_metrics_http_start"));
+  m.stop = reinterpret_cast<decltype(m.stop)>(
+      ::dlsym(handle, "cmkfs_metrics_http_stop"));
+  if (m.start == nullptr || m.stop == nullptr) {
+    return IOError("the metrics module " + trusted.string() +
+                   " lacks cmkfs_metrics_http_start/stop");
+  }
+  loaded = m;
+  return loaded;
+}
+
 class HttpMetricsServer final : public MetricsServer {
  public:
   HttpMetricsServer(const Config::Metrics& listen, Render render)
@@ -70,79 +113,48 @@ class HttpMetricsServer final : public MetricsServer {
         render_(std::move(render)) {}
 
   ~HttpMetricsServer() override {
-    server_.stop();
-    if (thread_.joinable()) thread_.join();
-    if (listen_.kind == Config::Metrics::Kind::kUnix && bound_)
+    if (server_ != nullptr) module_.stop(server_);
+    if (listen_.kind == Config::Metrics::Kind::kUnix && server_ != nullptr)
       ::unlink(listen_.socket_path.c_str());
   }
 
   const std::string& address() const override { return address_; }
 
   Status Start() {
-    // Two threads: a scrape never waits behind a slow client for long, and
-    // a flood of connections costs no more than two threads.
-    server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
-    server_.set_read_timeout(5, 0);
-    server_.set_write_timeout(5, 0);
-    server_.set_keep_alive_timeout(5);
-    server_.set_payload_max_length(4096);
-    // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which
-    // would let two daemons share a port silently.
-    server_.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    });
-    server_.Get("/metrics",
-                [this](const httplib::Request&, httplib::Response& res) {
-                  res.set_content(render_(), kContentType);
-                });
-    server_.set_exception_handler([](const httplib::Request&,
-                                     httplib::Response& res,
-                                     std::exception_ptr) {
-      res.status = 500;
-      res.set_content("metrics unavailable\n", "text/plain");
-    });
-
+    CMKFS_ASSIGN_OR_RETURN(module_, LoadModule());
     std::string host = listen_.host;
-    int port = listen_.port;
-    if (listen_.kind == Config::Metrics::Kind::kUnix) {
+    const bool unix_socket = listen_.kind == Config::Metrics::Kind::kUnix;
+    if (unix_socket) {
       host = listen_.socket_path.string();
       CMKFS_RETURN_IF_ERROR(
           ClearStaleSocket(host).WithContext("cannot listen on " + address_));
-      server_.set_address_family(AF_UNIX);
-      // Ignored for AF_UNIX, but 0 would make httplib ask the socket for
-      // the port it got, which fails.
-      port = 80;
     }
-    errno = 0;
-    if (!server_.bind_to_port(host, port)) {
-      const int err = errno;
+    int err = 0;
+    server_ = module_.start(host.c_str(), listen_.port, unix_socket ? 1 : 0,
+                            &HttpMetricsServer::RenderInto, this, &err);
+    if (server_ == nullptr) {
       return IOError("cannot listen on " + address_ + ": " +
                      (err != 0
                           ? std::string(std::strerror(err))
                           : std::string("cannot resolve or bind ") + host));
     }
-    bound_ = true;
-    if (listen_.kind == Config::Metrics::Kind::kUnix &&
-        ::chmod(host.c_str(), 0600) != 0) {
+    if (unix_socket && ::chmod(host.c_str(), 0600) != 0) {
       return ErrnoError("chmod " + host, errno);
-    }
-    try {
-      thread_ = std::thread([this] { server_.listen_after_bind(); });
-    } catch (const std::system_error& e) {
-      return IOError(std::string("metrics: cannot start its thread: ") +
-                     e.what());
     }
     return Status::Ok();
   }
 
  private:
+  static void RenderInto(void* ctx, void* out, CmkfsMetricsAppend append) {
+    const std::string text = static_cast<HttpMetricsServer*>(ctx)->render_();
+    append(out, text.data(), text.size());
+  }
+
   const Config::Metrics listen_;
   const std::string address_;
   const Render render_;
-  httplib::Server server_;
-  std::thread thread_;
-  bool bound_ = false;
+  Module module_;
+  void* server_ = nullptr;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The metrics listener: serves GET /metrics (Prometheus text format 0.0.4)
 // on a TCP address or a unix socket with cpp-httplib, on two threads of its
-// own. This is the only code that includes httplib.h.
+// own. The HTTP part lives in cmkfs-metrics-http.so (http_module.h), loaded
+// on the first Start: cmkfs itself never links cpp-httplib.
 #pragma once
 
 #include <functional>
@@ -21,7 +22,8 @@ class MetricsServer {
   // created with mode 0600; a stale one (nobody listening) is replaced.
   // InvalidArgument for kOff; IOError naming the address and the reason when
   // it cannot bind ("Address already in use", a host that does not
-  // resolve, a path that is not a socket).
+  // resolve, a path that is not a socket); NotFound or IOError when the
+  // module is missing or cannot be loaded.
   static Result<std::unique_ptr<MetricsServer>> Start(
       const Config::Metrics& listen, Render render);
 

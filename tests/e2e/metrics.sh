@@ -58,9 +58,9 @@ stop_cmkfs() {
 }
 
 step "a bad [metrics] listen value is a one-line error naming the key"
-set_listen "127.0.0.1:99999"
+printf '%s\n[metrics]\nlisten = "127.0.0.1:99999"\n' "$base_config" >"$work/bad.toml"
 rc=0
-"$CMKFS" --config "$config" "$mnt" 2>"$work/bad.err" || rc=$?
+"$CMKFS" --config "$work/bad.toml" "$mnt" 2>"$work/bad.err" || rc=$?
 [ "$rc" = 1 ] || fail "cmkfs exited $rc with a bad listen value, expected 1"
 [ "$(wc -l <"$work/bad.err")" = 1 ] || fail "expected one line, got: $(cat "$work/bad.err")"
 grep -qF "key 'metrics.listen': '127.0.0.1:99999' has a bad port; expected \"HOST:PORT\"" "$work/bad.err" ||

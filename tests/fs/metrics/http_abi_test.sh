@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# cmkfs_metrics is compiled without CPPHTTPLIB_OPENSSL_SUPPORT against
-# Debian's libcpp-httplib, which is built with it (see http_server.cc). The
-# layouts differ only in httplib::Request, so the library must define no
-# code of httplib::Request (a definition of ours could be bound by the
-# shared library in place of its own), and it must reference no OpenSSL
-# symbol (only core/ uses OpenSSL). Usage: http_abi_test.sh LIBCMKFS_METRICS.a
+# cmkfs never links cpp-httplib (or libssl): Debian's libcpp-httplib pulls
+# libssl, whose load-time initialisation would allocate through OpenSSL
+# before core/crypto.cc installs its wiping allocator. The library lives in
+# the dlopened module cmkfs-metrics-http.so, which is compiled without
+# CPPHTTPLIB_OPENSSL_SUPPORT against a library built with it (see
+# http_module.cc): the layouts differ only in httplib::Request, so the module
+# must define no code of httplib::Request (the shared library could bind a
+# definition of ours in place of its own) and reference no OpenSSL symbol.
+# Usage: http_abi_test.sh CMKFS_BINARY MODULE
 set -euo pipefail
-lib=${1:?path to libcmkfs_metrics.a}
+cmkfs=${1:?path to cmkfs}
+module=${2:?path to cmkfs-metrics-http.so}
 fail() { echo "FAIL: $*" >&2; exit 1; }
-symbols=$(nm -C --defined-only "$lib")
-# The check can fail: httplib code is compiled into this library.
+needed=$(readelf -d "$cmkfs" | grep NEEDED)
+grep -q 'libcrypto' <<<"$needed" || fail "$cmkfs does not link libcrypto: not cmkfs?"
+if grep -E 'libcpp-httplib|libssl' <<<"$needed"; then
+  fail "$cmkfs links cpp-httplib or libssl at load time"
+fi
+symbols=$(nm -C --defined-only "$module")
+# The check can fail: httplib code is compiled into the module.
 grep -q 'httplib::ThreadPool' <<<"$symbols" ||
-  fail "no httplib code found in $lib: not the metrics library?"
+  fail "no httplib code found in $module: not the metrics module?"
 request=$(grep -E ' [TtWwVvu] httplib::Request::' <<<"$symbols" || true)
-[ -z "$request" ] || fail "$lib defines httplib::Request code: $request"
-ssl=$(nm -u "$lib" | grep -E ' (SSL_|SSL_CTX_|EVP_|OPENSSL_|ERR_|X509_)' || true)
-[ -z "$ssl" ] || fail "$lib references OpenSSL: $ssl"
-echo "PASS: no httplib::Request definition, no OpenSSL reference in $lib"
+[ -z "$request" ] || fail "$module defines httplib::Request code: $request"
+ssl=$(nm -u "$module" | grep -E ' (SSL_|SSL_CTX_|EVP_|OPENSSL_|ERR_|X509_)' || true)
+[ -z "$ssl" ] || fail "$module references OpenSSL: $ssl"
+exported=$(nm -D --defined-only "$module" | awk '{print $3}' | grep cmkfs_ | sort | tr '\n' ' ')
+[ "$exported" = "cmkfs_metrics_http_start cmkfs_metrics_http_stop " ] ||
+  fail "$module exports '$exported', expected only the two entry points"
+echo "PASS: cmkfs does not link cpp-httplib or libssl; $module defines no httplib::Request code and references no OpenSSL"
