@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <exception>
 #include <string>
 #include <thread>
@@ -79,6 +80,11 @@ cmkfs_metrics_http_start(const char* host, int port, int unix_socket,
     delete s;
     return nullptr;
   }
+  // httplib's stop() does nothing until the loop runs: a stop right after
+  // the start would leave the thread accepting forever. Wait (5 s at most)
+  // for the loop.
+  for (int i = 0; i < 5000 && !s->http.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return s;
 }
 

@@ -11,8 +11,12 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <utility>
+#include <vector>
 
 #include "cmkfs/file_trust.h"
 #include "http_module.h"
@@ -62,27 +66,45 @@ struct Module {
   decltype(&cmkfs_metrics_http_stop) stop = nullptr;
 };
 
-// Loads the module once per process (never unloaded). Its path is fixed at
-// build time (the build tree's, else the installed one) and it must pass the
-// trust check of the PKCS#11 module: root-owned, not writable by others.
+// The installed module, next to the binary's prefix (/usr/bin/cmkfs:
+// /usr/lib/cmkfs/...), else the build tree's.
+std::vector<std::string> ModuleCandidates() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  const std::filesystem::path exe =
+      std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    out.push_back((exe.parent_path().parent_path() / "lib" / "cmkfs" /
+                   "cmkfs-metrics-http.so")
+                      .string());
+  }
+  out.push_back(CMKFS_METRICS_MODULE_BUILD);
+  return out;
+}
+
+// Loads the module once per process (never unloaded). It must pass the
+// trust check of the PKCS#11 module: root-owned (or ours), not writable by
+// others, nor are the directories above it.
 Result<Module> LoadModule() {
   static std::mutex mu;
   static Module loaded;
   std::lock_guard lock(mu);
   if (loaded.start != nullptr) return loaded;
+  const std::vector<std::string> candidates = ModuleCandidates();
   std::string path;
-  for (const char* candidate :
-       {CMKFS_METRICS_MODULE_BUILD, CMKFS_METRICS_MODULE_INSTALL}) {
+  for (const std::string& candidate : candidates) {
     struct stat st {};
-    if (::stat(candidate, &st) == 0) {
+    if (::stat(candidate.c_str(), &st) == 0) {
       path = candidate;
       break;
     }
   }
   if (path.empty()) {
-    return NotFoundError(std::string("metrics module not found (looked for ") +
-                         CMKFS_METRICS_MODULE_BUILD + " and " +
-                         CMKFS_METRICS_MODULE_INSTALL + ")");
+    std::string looked;
+    for (const std::string& c : candidates)
+      looked += (looked.empty() ? "" : " and ") + c;
+    return NotFoundError("metrics module not found (looked for " + looked +
+                         "); reinstall the cmkfs package");
   }
   CMKFS_ASSIGN_OR_RETURN(
       std::filesystem::path trusted,

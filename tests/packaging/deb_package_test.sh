@@ -98,7 +98,8 @@ if objdump -p "$build/fs/daemon/cmkfs" | grep -q 'NEEDED.*libspdlog'; then
 fi
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/cmkfs ./usr/bin/cmkctl ./usr/sbin/mount.fuse.cmkfs ./etc/cmkfs/cmkfs.toml ./lib/systemd/system/cmkfs.service \
-  ./usr/share/man/man8/cmkfs.8.gz ./usr/share/man/man8/cmkctl.8.gz ./var/lib/cmkfs/; do
+  ./usr/share/man/man8/cmkfs.8.gz ./usr/share/man/man8/cmkctl.8.gz ./var/lib/cmkfs/ \
+  ./usr/lib/cmkfs/cmkfs-metrics-http.so; do
   grep -q " $f\$" <<<"$contents" || fail "the .deb lacks $f"
 done
 grep -q '^drwx------ root/root .* \./var/lib/cmkfs/$' <<<"$contents" ||

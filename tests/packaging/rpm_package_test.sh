@@ -37,7 +37,8 @@ step "rpm -qlp"
 files=$(rpmq -l)
 echo "$files"
 for f in /usr/bin/cmkfs /usr/bin/cmkctl /usr/sbin/mount.fuse.cmkfs /etc/cmkfs/cmkfs.toml /usr/lib/systemd/system/cmkfs.service \
-  /usr/share/man/man8/cmkfs.8.gz /usr/share/man/man8/cmkctl.8.gz /var/lib/cmkfs; do
+  /usr/share/man/man8/cmkfs.8.gz /usr/share/man/man8/cmkctl.8.gz /var/lib/cmkfs \
+  /usr/lib/cmkfs/cmkfs-metrics-http.so; do
   grep -qx "$f" <<<"$files" || fail "rpm -qlp does not list $f"
 done
 # Directories of the base system must stay owned by the filesystem package.

@@ -15,6 +15,8 @@
 #include <fstream>
 #include <string>
 
+#include "cmkfs/crypto.h"
+
 namespace cmkfs::metrics {
 namespace {
 
@@ -187,6 +189,19 @@ TEST(MetricsServer, AStaleSocketIsReplacedAndAFileIsNot) {
   std::getline(in, kept);
   EXPECT_EQ(kept, "not a socket");  // never removed
   ::unlink(path.c_str());
+}
+
+// cmkfs-metrics-http.so brings libssl, whose initialisation allocates
+// through OpenSSL: loaded at start-up it would have kept core/crypto.cc's
+// wiping allocator out. Loaded on demand, the allocator stays.
+TEST(MetricsServer, LoadingTheModuleKeepsOpenSslFreesWiped) {
+  ASSERT_TRUE(crypto::OpenSslFreesAreWiped());
+  const std::string path = TempSocketPath("wiped");
+  ::unlink(path.c_str());
+  auto server = MetricsServer::Start(Listen("unix:" + path),
+                                     [] { return std::string(); });
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  EXPECT_TRUE(crypto::OpenSslFreesAreWiped());
 }
 
 TEST(MetricsServer, OffIsRefused) {
