@@ -49,8 +49,8 @@ std::string ReadFile(const std::filesystem::path& p) {
   return s.str();
 }
 
-// Ids, versions, times and the temp dir differ from run to run; nothing
-// else may.
+// Ids, versions, times, the temp dir and the host file system's capacity
+// differ from run to run; nothing else may (a number stays a number).
 std::string Normalize(std::string text) {
   static const std::regex kTmp(R"((/[^"\s]*)?/cmkctl-test-[A-Za-z0-9]{6})");
   static const std::regex kTime(
@@ -58,6 +58,8 @@ std::string Normalize(std::string text) {
   static const std::regex kObjectId(
       "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}");
   static const std::regex kVersion("[0-9a-f]{32}");
+  static const std::regex kHostBytes(R"(("(capacity|free)_bytes": )\d+)");
+  text = std::regex_replace(text, kHostBytes, "$1<BYTES>");
   text = std::regex_replace(text, kTmp, "<TMP>");
   text = std::regex_replace(text, kTime, "<TIME>");
   text = std::regex_replace(text, kObjectId, "<OBJECT_ID>");
