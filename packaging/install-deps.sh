@@ -20,6 +20,8 @@ PACKAGES=(
   dpkg-dev rpm file
   # benchmark peers
   gocryptfs bindfs cryptsetup-bin
+  # cmkctl: JSON library (-o json/tsv); bash completion (its CI test sources the script)
+  nlohmann-json3-dev bash-completion
 )
 
 missing=()
