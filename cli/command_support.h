@@ -138,6 +138,8 @@ struct GlobalFlagInfo {
   std::string_view choices;  // kChoices: "table|json|tsv"
 };
 std::vector<GlobalFlagInfo> GlobalFlagTable();
+// The words of a kChoices value name: "RSA|RSA-HSM" -> {"RSA", "RSA-HSM"}.
+std::vector<std::string> SplitChoices(std::string_view text);
 
 // ExtractGlobalFlags, and `kept` (if not null) receives, for each word left
 // in `args`, its index in the original `args`.

@@ -12,11 +12,6 @@
 #include "command_support.h"
 
 namespace cmkfs::cli {
-namespace {
-
-// Runs a read-only cmkctl command (-o json) and returns its document, or
-// null when it fails for any reason.
-using Lister = std::function<Json(const std::vector<std::string>& args)>;
 
 std::vector<std::string> SplitChoices(std::string_view text) {
   std::vector<std::string> out;
@@ -29,6 +24,12 @@ std::vector<std::string> SplitChoices(std::string_view text) {
   }
   return out;
 }
+
+namespace {
+
+// Runs a read-only cmkctl command (-o json) and returns its document, or
+// null when it fails for any reason.
+using Lister = std::function<Json(const std::vector<std::string>& args)>;
 
 // The string field `field` of each object of a list document.
 std::vector<std::string> Field(const Json& doc, std::string_view field) {

@@ -49,12 +49,8 @@ constexpr GlobalFlagName kGlobalFlagNames[] = {
 };
 
 bool IsOutputFormat(std::string_view value) {
-  size_t pos = 0;
-  while (pos <= kOutputFormats.size()) {
-    size_t bar = kOutputFormats.find('|', pos);
-    if (bar == std::string_view::npos) bar = kOutputFormats.size();
-    if (kOutputFormats.substr(pos, bar - pos) == value) return true;
-    pos = bar + 1;
+  for (const auto& format : SplitChoices(kOutputFormats)) {
+    if (format == value) return true;
   }
   return false;
 }
