@@ -1,5 +1,5 @@
 // Internal to cmkfs_cli: the command table, argument parsing for one
-// command, and output (table or JSON) shared by the command files.
+// command, and output (table, JSON or TSV) shared by the command files.
 #pragma once
 
 #include <map>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cmkfs/cli.h"
-#include "json.h"
+#include "json_io.h"
 
 namespace cmkfs::cli {
 
@@ -19,10 +19,33 @@ enum class FlagKind {
   kList,    // --flag A B C (until the next --flag), or --flag A,B,C
 };
 
+// What a flag's value (or a positional argument) names, for shell
+// completion (complete.cc): where its candidates come from.
+enum class Complete {
+  kNothing,          // free text, or a new name
+  kChoices,          // the '|'-separated words of value_name ("RSA|RSA-HSM")
+  kFile,             // a file name (the shell completes it)
+  kDirectory,        // a directory name (the shell completes it)
+  kVault,            // vault names
+  kKey,              // key names of the VAULT argument
+  kKeyVersion,       // versions of the VAULT NAME key
+  kKeyId,            // cmk://VAULT/keys/NAME[/VERSION] of every key
+  kIdentity,         // object ids: DES identities, the vault's policies
+  kPermission,       // key permission names
+  kDes,              // disk encryption set names
+  kDisk,             // disk names
+  kSnapshot,         // snapshot names
+  kImage,            // image names
+  kDiskOrSnapshot,   // disk and snapshot names
+  kSnapshotOrImage,  // snapshots/NAME and images/NAME
+  kDiskSku,          // Premium_LRS, ...
+};
+
 struct FlagSpec {
   std::string_view name;  // "--size"
   FlagKind kind = FlagKind::kValue;
   std::string_view value_name = "";  // "SIZE" for usage text
+  Complete complete = Complete::kNothing;
 };
 
 struct Invocation;
@@ -49,7 +72,8 @@ struct Invocation {
   CommandOutput output;
   bool usage_error = false;  // set by Usage(): exit 2 instead of 1
 
-  bool json() const { return globals.output == "json"; }
+  // -o json or -o tsv: print the record, not the table-mode text.
+  bool document() const { return globals.output != "table"; }
   const std::string& caller() const { return globals.as_identity; }
   bool Has(std::string_view flag) const {
     return values.count(flag) || lists.count(flag);
@@ -71,8 +95,12 @@ struct Invocation {
 Result<uint64_t> SizeFlag(Invocation& inv, std::string_view flag);
 Result<bool> BoolFlag(Invocation& inv, std::string_view flag);
 
-// Output helpers: write to inv.output.out.
-void PrintJson(Invocation& inv, const Json& doc);
+// Output helpers (output.cc): write to inv.output.out.
+// The document as JSON (-o json) or as TSV rows (-o tsv).
+void PrintDocument(Invocation& inv, const Json& doc);
+// -o tsv: one line per record of an array (one line for an object), its
+// values tab-separated in field order, no header.
+std::string TsvText(const Json& doc);
 void PrintLine(Invocation& inv, std::string_view line);
 // "field  value" rows; arrays of objects follow as sub-tables.
 void PrintShow(Invocation& inv, const Json& record);
@@ -94,6 +122,24 @@ Json TimeJson(const std::optional<TimePoint>& t);
 // The command tables (keystore_commands.cc, disk_commands.cc).
 const std::vector<CommandSpec>& KeystoreCommands();
 const std::vector<CommandSpec>& DiskCommands();
+// Both tables, in the order of the usage text.
+std::vector<const CommandSpec*> AllCommands();
+// The command `group verb` (or an alias), or the single-word command
+// `group`; nullptr when there is none.
+const CommandSpec* FindCommand(std::string_view group, std::string_view verb);
+bool IsGroup(std::string_view word);
+// "--x" or "-x", not a negative number.
+bool LooksLikeFlag(std::string_view arg);
+
+// The global flags (services.cc): every spelling, each takes a value.
+struct GlobalFlagInfo {
+  std::string_view name;     // "--state-dir", "-o"
+  Complete complete;         // what the value names
+  std::string_view choices;  // kChoices: "table|json|tsv"
+};
+std::vector<GlobalFlagInfo> GlobalFlagTable();
+// The words of a kChoices value name: "RSA|RSA-HSM" -> {"RSA", "RSA-HSM"}.
+std::vector<std::string> SplitChoices(std::string_view text);
 
 // ExtractGlobalFlags, and `kept` (if not null) receives, for each word left
 // in `args`, its index in the original `args`.

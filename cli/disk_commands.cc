@@ -13,51 +13,51 @@ namespace {
 using fs::ResourceKind;
 
 Json KeyIdJson(const keystore::KeyId& id) {
-  return id.vault.empty() ? Json() : Json(id.ToString());
+  return id.vault.empty() ? Json(nullptr) : Json(id.ToString());
 }
 
 void SetScope(Json& j, const fs::Scope& scope) {
-  j.Set("subscription", scope.subscription);
-  j.Set("resource_group", scope.resource_group);
-  j.Set("region", scope.region);
+  j["subscription"] = scope.subscription;
+  j["resource_group"] = scope.resource_group;
+  j["region"] = scope.region;
 }
 
 Json DesJson(const fs::DesInfo& d) {
-  Json j = Json::Object();
-  j.Set("name", d.name);
-  j.Set("key_id", KeyIdJson(d.key_id));
-  j.Set("identity", d.identity);
-  j.Set("auto_rotate", d.auto_rotate);
-  j.Set("last_rotation", TimeJson(d.last_rotation));
-  j.Set("rotation_error", Json::StringOrNull(d.rotation_error));
-  j.Set("previous_key_id",
-        d.previous_key_id ? KeyIdJson(*d.previous_key_id) : Json());
-  j.Set("encryption_type", d.encryption_type);
+  Json j = Json::object();
+  j["name"] = d.name;
+  j["key_id"] = KeyIdJson(d.key_id);
+  j["identity"] = d.identity;
+  j["auto_rotate"] = d.auto_rotate;
+  j["last_rotation"] = TimeJson(d.last_rotation);
+  j["rotation_error"] = StringOrNull(d.rotation_error);
+  j["previous_key_id"] =
+      d.previous_key_id ? KeyIdJson(*d.previous_key_id) : Json(nullptr);
+  j["encryption_type"] = d.encryption_type;
   SetScope(j, d.scope);
-  Json scope = Json::Object();
+  Json scope = Json::object();
   SetScope(scope, d.scope);
-  j.Set("scope", std::move(scope));
-  j.Set("created", TimeJson(d.created));
+  j["scope"] = std::move(scope);
+  j["created"] = TimeJson(d.created);
   return j;
 }
 
 Json ResourceJson(const fs::ResourceInfo& r) {
-  Json j = Json::Object();
-  j.Set("name", r.name);
-  j.Set("kind", fs::ResourceKindName(r.kind));
-  j.Set("size", r.size);
-  j.Set("sku", fs::DiskSkuName(r.sku));
-  j.Set("encryption", fs::EncryptionTypeName(r.encryption));
-  j.Set("des", Json::StringOrNull(r.des));
-  j.Set("key_id", KeyIdJson(r.key_id));
-  j.Set("state", r.state == fs::ResourceState::kSealed ? "sealed" : "active");
-  j.Set("seal_reason", Json::StringOrNull(r.seal_reason));
-  j.Set("source", Json::StringOrNull(r.source));
+  Json j = Json::object();
+  j["name"] = r.name;
+  j["kind"] = fs::ResourceKindName(r.kind);
+  j["size"] = r.size;
+  j["sku"] = fs::DiskSkuName(r.sku);
+  j["encryption"] = fs::EncryptionTypeName(r.encryption);
+  j["des"] = StringOrNull(r.des);
+  j["key_id"] = KeyIdJson(r.key_id);
+  j["state"] = r.state == fs::ResourceState::kSealed ? "sealed" : "active";
+  j["seal_reason"] = StringOrNull(r.seal_reason);
+  j["source"] = StringOrNull(r.source);
   SetScope(j, r.scope);
-  j.Set("allocated_bytes", r.allocated_bytes);
-  j.Set("guest_encrypted", r.guest_encrypted);
-  j.Set("open_handles", r.open_handles);
-  j.Set("created", TimeJson(r.created));
+  j["allocated_bytes"] = r.allocated_bytes;
+  j["guest_encrypted"] = r.guest_encrypted;
+  j["open_handles"] = r.open_handles;
+  j["created"] = TimeJson(r.created);
   return j;
 }
 
@@ -112,8 +112,8 @@ Status DesCreate(Invocation& inv) {
   }
   spec.scope = inv.NewScope();
   CMKFS_ASSIGN_OR_RETURN(auto info, inv.ctx->engine->CreateDes(spec));
-  if (inv.json()) {
-    PrintJson(inv, DesJson(info));
+  if (inv.document()) {
+    PrintDocument(inv, DesJson(info));
   } else {
     PrintLine(inv, info.identity);
   }
@@ -151,8 +151,8 @@ Status DesShow(Invocation& inv) {
 
 Status DesList(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto list, inv.ctx->engine->ListDes());
-  Json arr = Json::Array();
-  for (const auto& d : list) arr.Push(DesJson(d));
+  Json arr = Json::array();
+  for (const auto& d : list) arr.push_back(DesJson(d));
   EmitList(inv, arr,
            {{"NAME", "name"},
             {"KEY_ID", "key_id"},
@@ -164,11 +164,11 @@ Status DesList(Invocation& inv) {
 
 Status DesDelete(Invocation& inv) {
   CMKFS_RETURN_IF_ERROR(inv.ctx->engine->DeleteDes(inv.positional[0]));
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("name", inv.positional[0]);
-    j.Set("deleted", true);
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["name"] = inv.positional[0];
+    j["deleted"] = true;
+    PrintDocument(inv, j);
   } else {
     PrintLine(inv, "disk encryption set " + inv.positional[0] + " deleted");
   }
@@ -320,8 +320,8 @@ Status ResourceShow(Invocation& inv) {
 template <ResourceKind kKind>
 Status ResourceList(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto list, inv.ctx->engine->List(kKind));
-  Json arr = Json::Array();
-  for (const auto& r : list) arr.Push(ResourceJson(r));
+  Json arr = Json::array();
+  for (const auto& r : list) arr.push_back(ResourceJson(r));
   EmitList(inv, arr, kResourceColumns);
   return Status::Ok();
 }
@@ -329,12 +329,12 @@ Status ResourceList(Invocation& inv) {
 template <ResourceKind kKind>
 Status ResourceDelete(Invocation& inv) {
   CMKFS_RETURN_IF_ERROR(inv.ctx->engine->Delete(kKind, inv.positional[0]));
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("name", inv.positional[0]);
-    j.Set("kind", fs::ResourceKindName(kKind));
-    j.Set("deleted", true);
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["name"] = inv.positional[0];
+    j["kind"] = fs::ResourceKindName(kKind);
+    j["deleted"] = true;
+    PrintDocument(inv, j);
   } else {
     PrintLine(inv, std::string(fs::ResourceKindName(kKind)) + " " +
                        inv.positional[0] + " deleted");
@@ -351,12 +351,12 @@ Status ResourceExport(Invocation& inv) {
   reporter.Finish(s.ok(), "from " + std::string(fs::ResourceKindName(kKind)) +
                               " " + inv.positional[0] + " to " + file);
   CMKFS_RETURN_IF_ERROR(s);
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("name", inv.positional[0]);
-    j.Set("kind", fs::ResourceKindName(kKind));
-    j.Set("file", file);
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["name"] = inv.positional[0];
+    j["kind"] = fs::ResourceKindName(kKind);
+    j["file"] = file;
+    PrintDocument(inv, j);
   }
   return Status::Ok();
 }
@@ -383,15 +383,15 @@ Status ImageCreate(Invocation& inv) {
 
 Status Fsck(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto report, inv.ctx->engine->Fsck());
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("clean", report.clean());
-    j.Set("resources_checked", report.resources_checked);
-    j.Set("extents_checked", report.extents_checked);
-    Json problems = Json::Array();
-    for (const auto& p : report.problems) problems.Push(p);
-    j.Set("problems", std::move(problems));
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["clean"] = report.clean();
+    j["resources_checked"] = report.resources_checked;
+    j["extents_checked"] = report.extents_checked;
+    Json problems = Json::array();
+    for (const auto& p : report.problems) problems.push_back(p);
+    j["problems"] = std::move(problems);
+    PrintDocument(inv, j);
   } else {
     for (const auto& p : report.problems) PrintLine(inv, p);
     PrintLine(inv,
@@ -412,10 +412,10 @@ Status Fsck(Invocation& inv) {
 
 Status Stats(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto stats, inv.ctx->engine->Stats());
-  Json j = Json::Object();
-  j.Set("capacity_bytes", stats.capacity_bytes);
-  j.Set("free_bytes", stats.free_bytes);
-  j.Set("allocated_bytes", stats.allocated_bytes);
+  Json j = Json::object();
+  j["capacity_bytes"] = stats.capacity_bytes;
+  j["free_bytes"] = stats.free_bytes;
+  j["allocated_bytes"] = stats.allocated_bytes;
   Emit(inv, j);
   return Status::Ok();
 }
@@ -427,7 +427,7 @@ const std::vector<CommandSpec>& DiskCommands() {
       {"des",
        "create",
        {"DES"},
-       {{"--key-id", FlagKind::kValue, "KEYID"},
+       {{"--key-id", FlagKind::kValue, "KEYID", Complete::kKeyId},
         {"--auto-rotate", FlagKind::kSwitch, ""}},
        "Creates a disk encryption set; prints its identity's object id "
        "(grant it get wrapKey unwrapKey in the key's vault).",
@@ -435,8 +435,8 @@ const std::vector<CommandSpec>& DiskCommands() {
       {"des",
        "update",
        {"DES"},
-       {{"--key-id", FlagKind::kValue, "KEYID"},
-        {"--auto-rotate", FlagKind::kSwitch, "true|false"}},
+       {{"--key-id", FlagKind::kValue, "KEYID", Complete::kKeyId},
+        {"--auto-rotate", FlagKind::kSwitch, "true|false", Complete::kChoices}},
        "Points a disk encryption set at a new key or version (re-wraps every "
        "DEK that uses it) or changes auto-rotation.",
        DesUpdate},
@@ -458,10 +458,11 @@ const std::vector<CommandSpec>& DiskCommands() {
        "create",
        {"DISK"},
        {{"--size", FlagKind::kValue, "SIZE"},
-        {"--sku", FlagKind::kValue, "SKU"},
-        {"--des", FlagKind::kValue, "DES"},
-        {"--source", FlagKind::kValue, "SNAPSHOT_OR_IMAGE"},
-        {"--import", FlagKind::kValue, "FILE"},
+        {"--sku", FlagKind::kValue, "SKU", Complete::kDiskSku},
+        {"--des", FlagKind::kValue, "DES", Complete::kDes},
+        {"--source", FlagKind::kValue, "SNAPSHOT_OR_IMAGE",
+         Complete::kSnapshotOrImage},
+        {"--import", FlagKind::kValue, "FILE", Complete::kFile},
         {"--guest-encrypted", FlagKind::kSwitch, ""}},
        "Creates a disk: empty, from a snapshot or image, or imported from a "
        "raw image file. SKUs: Premium_LRS (default), StandardSSD_LRS, "
@@ -470,7 +471,7 @@ const std::vector<CommandSpec>& DiskCommands() {
       {"disk",
        "update",
        {"DISK"},
-       {{"--des", FlagKind::kValue, "DES"}},
+       {{"--des", FlagKind::kValue, "DES", Complete::kDes}},
        "Switches a disk to customer-managed keys (re-wraps its DEK).",
        DiskUpdate},
       {"disk",
@@ -515,7 +516,7 @@ const std::vector<CommandSpec>& DiskCommands() {
       {"snapshot",
        "create",
        {"SNAPSHOT"},
-       {{"--source", FlagKind::kValue, "DISK"}},
+       {{"--source", FlagKind::kValue, "DISK", Complete::kDisk}},
        "Takes a point-in-time, read-only snapshot of a disk.",
        SnapshotCreate},
       {"snapshot",
@@ -546,7 +547,8 @@ const std::vector<CommandSpec>& DiskCommands() {
       {"image",
        "create",
        {"IMAGE"},
-       {{"--source", FlagKind::kValue, "DISK_OR_SNAPSHOT"}},
+       {{"--source", FlagKind::kValue, "DISK_OR_SNAPSHOT",
+         Complete::kDiskOrSnapshot}},
        "Makes a read-only image of a disk or snapshot.",
        ImageCreate},
       {"image",

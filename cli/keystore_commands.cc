@@ -15,92 +15,92 @@ constexpr size_t kMaxPemBytes = 64 * 1024;
 using keystore::KeyId;
 
 Json PermissionsJson(keystore::PermissionSet set) {
-  Json arr = Json::Array();
-  for (const auto& name : keystore::PermissionNames(set)) arr.Push(name);
+  Json arr = Json::array();
+  for (const auto& name : keystore::PermissionNames(set)) arr.push_back(name);
   return arr;
 }
 
 Json VaultJson(const keystore::VaultInfo& v) {
-  Json j = Json::Object();
-  j.Set("name", v.spec.name);
-  j.Set("sku", keystore::VaultSkuName(v.spec.sku));
-  j.Set("purge_protection", v.spec.purge_protection);
-  j.Set("retention_days", v.spec.retention_days);
-  j.Set("subscription", v.spec.subscription);
-  j.Set("resource_group", v.spec.resource_group);
-  j.Set("region", v.spec.region);
-  j.Set("admin_identity", v.admin_identity);
-  j.Set("created", TimeJson(v.created));
-  Json policies = Json::Array();
+  Json j = Json::object();
+  j["name"] = v.spec.name;
+  j["sku"] = keystore::VaultSkuName(v.spec.sku);
+  j["purge_protection"] = v.spec.purge_protection;
+  j["retention_days"] = v.spec.retention_days;
+  j["subscription"] = v.spec.subscription;
+  j["resource_group"] = v.spec.resource_group;
+  j["region"] = v.spec.region;
+  j["admin_identity"] = v.admin_identity;
+  j["created"] = TimeJson(v.created);
+  Json policies = Json::array();
   for (const auto& p : v.policies) {
-    Json pj = Json::Object();
-    pj.Set("object_id", p.object_id);
-    pj.Set("permissions", PermissionsJson(p.permissions));
-    policies.Push(std::move(pj));
+    Json pj = Json::object();
+    pj["object_id"] = p.object_id;
+    pj["permissions"] = PermissionsJson(p.permissions);
+    policies.push_back(std::move(pj));
   }
-  j.Set("policies", std::move(policies));
+  j["policies"] = std::move(policies);
   return j;
 }
 
 void SetVersionFields(Json& j, const keystore::KeyVersionInfo& v) {
-  j.Set("key_id", v.id.ToString());
-  j.Set("version", v.id.version);
-  j.Set("kty", keystore::KeyTypeName(v.kty));
-  j.Set("bits", v.bits);
-  j.Set("enabled", v.enabled);
-  j.Set("not_before", TimeJson(v.not_before));
-  j.Set("expires", TimeJson(v.expires));
-  j.Set("created", TimeJson(v.created));
-  j.Set("updated", TimeJson(v.updated));
+  j["key_id"] = v.id.ToString();
+  j["version"] = v.id.version;
+  j["kty"] = keystore::KeyTypeName(v.kty);
+  j["bits"] = v.bits;
+  j["enabled"] = v.enabled;
+  j["not_before"] = TimeJson(v.not_before);
+  j["expires"] = TimeJson(v.expires);
+  j["created"] = TimeJson(v.created);
+  j["updated"] = TimeJson(v.updated);
 }
 
 Json KeyVersionJson(const keystore::KeyVersionInfo& v) {
-  Json j = Json::Object();
-  j.Set("vault", v.id.vault);
-  j.Set("name", v.id.name);
+  Json j = Json::object();
+  j["vault"] = v.id.vault;
+  j["name"] = v.id.name;
   SetVersionFields(j, v);
   return j;
 }
 
 Json DurationJson(const std::optional<std::chrono::milliseconds>& d) {
-  return d ? Json(FormatDuration(*d)) : Json();
+  return d ? Json(FormatDuration(*d)) : Json(nullptr);
 }
 
 Json RotationPolicyJson(const keystore::RotationPolicy& p) {
-  Json j = Json::Object();
-  j.Set("rotate_after", DurationJson(p.rotate_after));
-  j.Set("notify_before", DurationJson(p.notify_before));
-  j.Set("expires_in", DurationJson(p.expires_in));
+  Json j = Json::object();
+  j["rotate_after"] = DurationJson(p.rotate_after);
+  j["notify_before"] = DurationJson(p.notify_before);
+  j["expires_in"] = DurationJson(p.expires_in);
   return j;
 }
 
 // The key with its latest version's fields at the top level.
 Json KeyJson(const keystore::KeyInfo& k) {
-  Json j = Json::Object();
-  j.Set("vault", k.vault);
-  j.Set("name", k.name);
+  Json j = Json::object();
+  j["vault"] = k.vault;
+  j["name"] = k.name;
   if (!k.versions.empty()) {
     SetVersionFields(j, k.versions.back());
   } else {
-    j.Set("key_id", Json());
-    j.Set("kty", keystore::KeyTypeName(k.kty));
+    j["key_id"] = nullptr;
+    j["kty"] = keystore::KeyTypeName(k.kty);
   }
-  j.Set("deleted", k.deleted);
-  j.Set("deleted_at", TimeJson(k.deleted_at));
-  j.Set("scheduled_purge", TimeJson(k.scheduled_purge));
-  j.Set("rotation_policy", RotationPolicyJson(k.rotation_policy));
-  Json versions = Json::Array();
+  j["deleted"] = k.deleted;
+  j["deleted_at"] = TimeJson(k.deleted_at);
+  j["scheduled_purge"] = TimeJson(k.scheduled_purge);
+  j["rotation_policy"] = RotationPolicyJson(k.rotation_policy);
+  Json versions = Json::array();
   for (const auto& v : k.versions) {
-    Json vj = Json::Object();
-    vj.Set("version", v.id.version);
-    vj.Set("enabled", v.enabled);
-    vj.Set("bits", v.bits);
-    vj.Set("not_before", TimeJson(v.not_before));
-    vj.Set("expires", TimeJson(v.expires));
-    vj.Set("created", TimeJson(v.created));
-    versions.Push(std::move(vj));
+    Json vj = Json::object();
+    vj["version"] = v.id.version;
+    vj["enabled"] = v.enabled;
+    vj["bits"] = v.bits;
+    vj["not_before"] = TimeJson(v.not_before);
+    vj["expires"] = TimeJson(v.expires);
+    vj["created"] = TimeJson(v.created);
+    versions.push_back(std::move(vj));
   }
-  j.Set("versions", std::move(versions));
+  j["versions"] = std::move(versions);
   return j;
 }
 
@@ -148,8 +148,8 @@ Status VaultShow(Invocation& inv) {
 
 Status VaultList(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto vaults, inv.ctx->keystore->ListVaults());
-  Json arr = Json::Array();
-  for (const auto& v : vaults) arr.Push(VaultJson(v));
+  Json arr = Json::array();
+  for (const auto& v : vaults) arr.push_back(VaultJson(v));
   EmitList(inv, arr,
            {{"NAME", "name"},
             {"SKU", "sku"},
@@ -178,12 +178,12 @@ Status VaultSetPolicy(Invocation& inv) {
   const std::string& vault = inv.positional[0];
   CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->SetAccessPolicy(inv.caller(), vault,
                                                            *object_id, *perms));
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("vault", vault);
-    j.Set("object_id", *object_id);
-    j.Set("permissions", PermissionsJson(*perms));
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["vault"] = vault;
+    j["object_id"] = *object_id;
+    j["permissions"] = PermissionsJson(*perms);
+    PrintDocument(inv, j);
   } else {
     std::string names;
     for (const auto& n : keystore::PermissionNames(*perms)) {
@@ -201,12 +201,12 @@ Status VaultDeletePolicy(Invocation& inv) {
   }
   CMKFS_RETURN_IF_ERROR(inv.ctx->keystore->DeleteAccessPolicy(
       inv.caller(), inv.positional[0], *object_id));
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("vault", inv.positional[0]);
-    j.Set("object_id", *object_id);
-    j.Set("deleted", true);
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["vault"] = inv.positional[0];
+    j["object_id"] = *object_id;
+    j["deleted"] = true;
+    PrintDocument(inv, j);
   } else {
     PrintLine(inv, "vault " + inv.positional[0] + ": policy of " + *object_id +
                        " deleted");
@@ -230,15 +230,15 @@ Status VaultAudit(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(filter.since, TimeFlag(inv, "--since"));
   CMKFS_ASSIGN_OR_RETURN(
       auto entries, inv.ctx->keystore->ReadAudit(inv.positional[0], filter));
-  Json arr = Json::Array();
+  Json arr = Json::array();
   for (const auto& e : entries) {
-    Json j = Json::Object();
-    j.Set("time", TimeJson(e.time));
-    j.Set("identity", e.identity);
-    j.Set("operation", e.operation);
-    j.Set("key_id", Json::StringOrNull(e.key_id));
-    j.Set("result", e.result);
-    arr.Push(std::move(j));
+    Json j = Json::object();
+    j["time"] = TimeJson(e.time);
+    j["identity"] = e.identity;
+    j["operation"] = e.operation;
+    j["key_id"] = StringOrNull(e.key_id);
+    j["result"] = e.result;
+    arr.push_back(std::move(j));
   }
   EmitList(inv, arr,
            {{"TIME", "time"},
@@ -262,8 +262,8 @@ Result<keystore::KeyType> KtyFlag(Invocation& inv) {
 
 // Table mode: the new key id alone; JSON: the version's record.
 void EmitNewVersion(Invocation& inv, const keystore::KeyVersionInfo& v) {
-  if (inv.json()) {
-    PrintJson(inv, KeyVersionJson(v));
+  if (inv.document()) {
+    PrintDocument(inv, KeyVersionJson(v));
   } else {
     PrintLine(inv, v.id.ToString());
   }
@@ -325,11 +325,11 @@ Status KeyShow(Invocation& inv) {
 Status KeyList(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(
       auto keys, inv.ctx->keystore->ListKeys(inv.caller(), inv.positional[0]));
-  Json arr = Json::Array();
+  Json arr = Json::array();
   for (const auto& k : keys) {
     Json j = KeyJson(k);
-    j.Set("version_count", static_cast<uint64_t>(k.versions.size()));
-    arr.Push(std::move(j));
+    j["version_count"] = static_cast<uint64_t>(k.versions.size());
+    arr.push_back(std::move(j));
   }
   EmitList(inv, arr,
            {{"NAME", "name"},
@@ -390,12 +390,12 @@ Status KeySetAttributes(Invocation& inv) {
 
 void EmitKeyAction(Invocation& inv, std::string_view action,
                    std::string_view done) {
-  if (inv.json()) {
-    Json j = Json::Object();
-    j.Set("vault", inv.positional[0]);
-    j.Set("name", inv.positional[1]);
-    j.Set(action, true);
-    PrintJson(inv, j);
+  if (inv.document()) {
+    Json j = Json::object();
+    j["vault"] = inv.positional[0];
+    j["name"] = inv.positional[1];
+    j[std::string(action)] = true;
+    PrintDocument(inv, j);
   } else {
     PrintLine(inv, "key " + inv.positional[1] + " in vault " +
                        inv.positional[0] + " " + std::string(done));
@@ -461,8 +461,8 @@ Status KeyRotationPolicy(Invocation& inv) {
         inv.caller(), vault, name, policy));
   }
   Json j = RotationPolicyJson(policy);
-  j.Set("vault", vault);
-  j.Set("name", name);
+  j["vault"] = vault;
+  j["name"] = name;
   Emit(inv, j);
   return Status::Ok();
 }
@@ -474,7 +474,7 @@ const std::vector<CommandSpec>& KeystoreCommands() {
       {"vault",
        "create",
        {"VAULT"},
-       {{"--sku", FlagKind::kValue, "standard|premium"},
+       {{"--sku", FlagKind::kValue, "standard|premium", Complete::kChoices},
         {"--purge-protection", FlagKind::kSwitch, ""},
         {"--retention-days", FlagKind::kValue, "N"}},
        "Creates a key vault (soft-delete retention 7-90 days, default 90).",
@@ -489,8 +489,9 @@ const std::vector<CommandSpec>& KeystoreCommands() {
       {"vault",
        "set-policy",
        {"VAULT"},
-       {{"--object-id", FlagKind::kValue, "ID"},
-        {"--key-permissions", FlagKind::kList, "PERM..."}},
+       {{"--object-id", FlagKind::kValue, "ID", Complete::kIdentity},
+        {"--key-permissions", FlagKind::kList, "PERM...",
+         Complete::kPermission}},
        "Grants key permissions to an identity (replacing its previous set). "
        "Permissions: get list create import update delete recover purge "
        "wrapKey unwrapKey rotate.",
@@ -498,35 +499,35 @@ const std::vector<CommandSpec>& KeystoreCommands() {
       {"vault",
        "delete-policy",
        {"VAULT"},
-       {{"--object-id", FlagKind::kValue, "ID"}},
+       {{"--object-id", FlagKind::kValue, "ID", Complete::kIdentity}},
        "Removes an identity's access policy.",
        VaultDeletePolicy},
       {"vault",
        "audit",
        {"VAULT"},
-       {{"--key", FlagKind::kValue, "NAME"},
+       {{"--key", FlagKind::kValue, "NAME", Complete::kKey},
         {"--since", FlagKind::kValue, "TIME"}},
        "Prints the vault's audit log (every operation, allowed or denied).",
        VaultAudit},
       {"key",
        "create",
        {"VAULT", "NAME"},
-       {{"--kty", FlagKind::kValue, "RSA|RSA-HSM"},
-        {"--size", FlagKind::kValue, "2048|3072|4096"}},
+       {{"--kty", FlagKind::kValue, "RSA|RSA-HSM", Complete::kChoices},
+        {"--size", FlagKind::kValue, "2048|3072|4096", Complete::kChoices}},
        "Creates an RSA key (default 3072 bits); prints the new key id.",
        KeyCreate},
       {"key",
        "import",
        {"VAULT", "NAME"},
-       {{"--pem", FlagKind::kValue, "FILE"},
-        {"--kty", FlagKind::kValue, "RSA|RSA-HSM"}},
+       {{"--pem", FlagKind::kValue, "FILE", Complete::kFile},
+        {"--kty", FlagKind::kValue, "RSA|RSA-HSM", Complete::kChoices}},
        "Imports a PEM RSA private key as a key or a new version; prints the "
        "new key id.",
        KeyImport},
       {"key",
        "show",
        {"VAULT", "NAME"},
-       {{"--version", FlagKind::kValue, "V"}},
+       {{"--version", FlagKind::kValue, "V", Complete::kKeyVersion}},
        "Shows a key (its latest version and every version) or one version.",
        KeyShow},
       {"key",
@@ -545,8 +546,8 @@ const std::vector<CommandSpec>& KeystoreCommands() {
       {"key",
        "set-attributes",
        {"VAULT", "NAME"},
-       {{"--version", FlagKind::kValue, "V"},
-        {"--enabled", FlagKind::kSwitch, "true|false"},
+       {{"--version", FlagKind::kValue, "V", Complete::kKeyVersion},
+        {"--enabled", FlagKind::kSwitch, "true|false", Complete::kChoices},
         {"--expires", FlagKind::kValue, "TIME|none"},
         {"--not-before", FlagKind::kValue, "TIME|none"}},
        "Changes a key version's attributes (default: the latest version).",

@@ -51,6 +51,15 @@ int main(int argc, char** argv) {
   using namespace cmkfs;
   using namespace cmkfs::cli;
   const std::vector<std::string> original(argv + 1, argv + argc);
+  if (!original.empty() && original[0] == "__complete") {
+    // The bash completion script's question: quiet, never an error.
+    InitLogging("off", true).IgnoreError();
+    crypto::ProtectProcessSecrets();
+    const std::string out =
+        CompleteCommandLine({original.begin() + 1, original.end()});
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
+  }
   std::vector<std::string> words = original;
   GlobalFlags flags;
   if (Status s = ExtractGlobalFlags(words, &flags); !s.ok()) {

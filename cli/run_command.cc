@@ -1,5 +1,5 @@
-// RunCommand: dispatch on the command words, per-command flag parsing, and
-// the table / JSON output shared by every command.
+// RunCommand: dispatch on the command words and per-command flag parsing
+// (the output helpers are in output.cc).
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,156 +61,11 @@ Result<bool> BoolFlag(Invocation& inv, std::string_view flag) {
                    *inv.Value(flag) + "'");
 }
 
-Json TimeJson(TimePoint t) { return Json(FormatTime(t)); }
-Json TimeJson(const std::optional<TimePoint>& t) {
-  return t ? Json(FormatTime(*t)) : Json();
-}
-
-void PrintJson(Invocation& inv, const Json& doc) {
-  inv.output.out += doc.Dump(2);
-  inv.output.out += "\n";
-}
-
-void PrintLine(Invocation& inv, std::string_view line) {
-  inv.output.out.append(line);
-  inv.output.out += "\n";
-}
-
-namespace {
-
-std::string Cell(std::string_view field, const Json& v) {
-  if (v.is_int() && (field == "size" || field.ends_with("_bytes"))) {
-    return std::to_string(v.as_int()) + " (" +
-           FormatSize(static_cast<uint64_t>(v.as_int())) + ")";
-  }
-  return v.ToCell();
-}
-
-bool IsObjectArray(const Json& v) {
-  return v.is_array() && !v.items().empty() && v.items()[0].is_object();
-}
-
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(::toupper(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
-// Every table cell passes here: stored text (names, identities, audit
-// entries, seal reasons) is printed with its control characters escaped, so
-// that it cannot forge a row or a line.
-void AppendRows(std::string& out, std::vector<std::vector<std::string>> rows) {
-  for (auto& row : rows) {
-    for (std::string& cell : row) cell = EscapeControl(cell);
-  }
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
-    }
-    out += line + "\n";
-  }
-}
-
-}  // namespace
-
-void PrintShow(Invocation& inv, const Json& record) {
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::pair<std::string, const Json*>> tables;
-  for (const auto& [key, value] : record.fields()) {
-    if (IsObjectArray(value)) {
-      tables.emplace_back(key, &value);
-      continue;
-    }
-    rows.push_back({key, Cell(key, value)});
-  }
-  AppendRows(inv.output.out, std::move(rows));
-  for (const auto& [key, value] : tables) {
-    inv.output.out += "\n" + key + ":\n";
-    std::vector<std::vector<std::string>> sub;
-    std::vector<std::string> header;
-    for (const auto& [k, v] : value->items()[0].fields())
-      header.push_back(Upper(k));
-    sub.push_back(header);
-    for (const auto& item : value->items()) {
-      std::vector<std::string> row;
-      for (const auto& [k, v] : item.fields()) row.push_back(v.ToCell());
-      sub.push_back(row);
-    }
-    AppendRows(inv.output.out, std::move(sub));
-  }
-}
-
-void PrintList(Invocation& inv, const Json& records,
-               const std::vector<Column>& columns) {
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> header;
-  for (const auto& c : columns) header.emplace_back(c.header);
-  rows.push_back(header);
-  for (const auto& r : records.items()) {
-    std::vector<std::string> row;
-    for (const auto& c : columns) {
-      const Json& v = r[c.field];
-      if (v.is_int() && (c.field == "size" || c.field.ends_with("_bytes"))) {
-        row.push_back(FormatSize(static_cast<uint64_t>(v.as_int())));
-      } else {
-        row.push_back(v.ToCell());
-      }
-    }
-    rows.push_back(row);
-  }
-  AppendRows(inv.output.out, std::move(rows));
-}
-
-void Emit(Invocation& inv, const Json& record) {
-  if (inv.json()) {
-    PrintJson(inv, record);
-  } else {
-    PrintShow(inv, record);
-  }
-}
-
-void EmitList(Invocation& inv, const Json& records,
-              const std::vector<Column>& columns) {
-  if (inv.json()) {
-    PrintJson(inv, records);
-  } else {
-    PrintList(inv, records, columns);
-  }
-}
-
-namespace {
-
 std::vector<const CommandSpec*> AllCommands() {
   std::vector<const CommandSpec*> all;
   for (const auto& c : KeystoreCommands()) all.push_back(&c);
   for (const auto& c : DiskCommands()) all.push_back(&c);
   return all;
-}
-
-std::string UsageLine(const CommandSpec& spec) {
-  // Appended piece by piece: GCC 12 at -O3 flags `" " + std::string(...)`
-  // here with a false -Wstringop-overflow.
-  std::string line = "cmkctl ";
-  line += spec.group;
-  if (!spec.verb.empty()) (line += ' ') += spec.verb;
-  for (auto p : spec.positionals) (line += ' ') += p;
-  for (const auto& f : spec.flags) {
-    (line += " [") += f.name;
-    if (!f.value_name.empty()) (line += ' ') += f.value_name;
-    line += ']';
-  }
-  return line;
 }
 
 bool IsGroup(std::string_view word) {
@@ -232,6 +87,27 @@ const CommandSpec* FindCommand(std::string_view group, std::string_view verb) {
   return nullptr;
 }
 
+bool LooksLikeFlag(std::string_view arg) {
+  return arg.size() > 1 && arg[0] == '-' && !(arg[1] >= '0' && arg[1] <= '9');
+}
+
+namespace {
+
+std::string UsageLine(const CommandSpec& spec) {
+  // Appended piece by piece: GCC 12 at -O3 flags `" " + std::string(...)`
+  // here with a false -Wstringop-overflow.
+  std::string line = "cmkctl ";
+  line += spec.group;
+  if (!spec.verb.empty()) (line += ' ') += spec.verb;
+  for (auto p : spec.positionals) (line += ' ') += p;
+  for (const auto& f : spec.flags) {
+    (line += " [") += f.name;
+    if (!f.value_name.empty()) (line += ' ') += f.value_name;
+    line += ']';
+  }
+  return line;
+}
+
 std::string VerbsOf(std::string_view group) {
   std::string out;
   for (const CommandSpec* c : AllCommands()) {
@@ -248,10 +124,6 @@ bool IsHelpWord(std::string_view w) {
 
 bool IsVersionWord(std::string_view w) {
   return w == "version" || w == "--version" || w == "-V";
-}
-
-bool LooksLikeFlag(std::string_view arg) {
-  return arg.size() > 1 && arg[0] == '-' && !(arg[1] >= '0' && arg[1] <= '9');
 }
 
 // A file name in a command line: args[index].substr(offset).
@@ -403,7 +275,7 @@ std::string UsageText() {
       "/etc/cmkfs/cmkfs.toml)\n"
       "  --state-dir DIR        state directory (default $CMKFS_STATE_DIR, "
       "else the config's)\n"
-      "  -o, --output FORMAT    table (default) or json\n"
+      "  -o, --output FORMAT    table (default), json or tsv\n"
       "  --as OBJECT_ID         identity calling the keystore (default: vault "
       "admin)\n"
       "  --subscription SUB     scope of new resources (default from config)\n"
@@ -488,9 +360,13 @@ CommandOutput RunCommand(const std::vector<std::string>& original,
     const std::string& first = args[0];
     if (IsVersionWord(first)) {
       CommandOutput out;
-      out.out = inv.json() ? "{\n  \"version\": \"" CMKFS_VERSION "\"\n}\n"
-                           : "cmkctl " CMKFS_VERSION "\n";
-      return out;
+      if (!inv.document()) {
+        out.out = "cmkctl " CMKFS_VERSION "\n";
+        return out;
+      }
+      inv.output = {};
+      PrintDocument(inv, Json{{"version", CMKFS_VERSION}});
+      return std::move(inv.output);
     }
     if (IsHelpWord(first)) {
       CommandOutput out;

@@ -26,22 +26,34 @@ enum class GlobalFlag {
 struct GlobalFlagName {
   std::string_view name;
   GlobalFlag flag;
+  Complete complete = Complete::kNothing;  // what the value names
+  std::string_view choices = "";           // kChoices
 };
 
+constexpr std::string_view kOutputFormats = "table|json|tsv";
+constexpr std::string_view kLogLevels = "trace|debug|info|warn|error|off";
+
 constexpr GlobalFlagName kGlobalFlagNames[] = {
-    {"--config", GlobalFlag::kConfig},
-    {"--state-dir", GlobalFlag::kStateDir},
-    {"-o", GlobalFlag::kOutput},
-    {"--output", GlobalFlag::kOutput},
-    {"--as", GlobalFlag::kAs},
+    {"--config", GlobalFlag::kConfig, Complete::kFile},
+    {"--state-dir", GlobalFlag::kStateDir, Complete::kDirectory},
+    {"-o", GlobalFlag::kOutput, Complete::kChoices, kOutputFormats},
+    {"--output", GlobalFlag::kOutput, Complete::kChoices, kOutputFormats},
+    {"--as", GlobalFlag::kAs, Complete::kIdentity},
     {"--subscription", GlobalFlag::kSubscription},
     {"--resource-group", GlobalFlag::kResourceGroup},
     {"-g", GlobalFlag::kResourceGroup},
     {"--region", GlobalFlag::kRegion},
     {"--location", GlobalFlag::kRegion},
     {"-l", GlobalFlag::kRegion},
-    {"--log-level", GlobalFlag::kLogLevel},
+    {"--log-level", GlobalFlag::kLogLevel, Complete::kChoices, kLogLevels},
 };
+
+bool IsOutputFormat(std::string_view value) {
+  for (const auto& format : SplitChoices(kOutputFormats)) {
+    if (format == value) return true;
+  }
+  return false;
+}
 
 const GlobalFlagName* FindGlobalFlag(std::string_view name) {
   for (const auto& f : kGlobalFlagNames) {
@@ -66,10 +78,10 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
       flags->state_dir = value;
       break;
     case GlobalFlag::kOutput:
-      if (value != "table" && value != "json") {
+      if (!IsOutputFormat(value)) {
         return InvalidArgumentError("unknown output format '" + value +
                                     "' for '" + std::string(flag_name) +
-                                    "'; accepted: table, json");
+                                    "'; accepted: table, json, tsv");
       }
       flags->output = value;
       break;
@@ -95,6 +107,13 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
 }
 
 }  // namespace
+
+std::vector<GlobalFlagInfo> GlobalFlagTable() {
+  std::vector<GlobalFlagInfo> out;
+  for (const auto& f : kGlobalFlagNames)
+    out.push_back({f.name, f.complete, f.choices});
+  return out;
+}
 
 Status ExtractGlobalFlags(std::vector<std::string>& args, GlobalFlags* flags) {
   return ExtractGlobalFlagsIndexed(args, flags, nullptr);

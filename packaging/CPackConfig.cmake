@@ -26,6 +26,13 @@ endforeach()
 add_custom_target(cmkfs_man_pages ALL DEPENDS ${cmkfs_man_pages})
 install(FILES ${cmkfs_man_pages} DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 
+# bash completion: one script for both programs, under each name (the
+# bash-completion package loads completions/<command> on first use).
+foreach(program cmkctl cmkfs)
+  install(FILES ${CMKFS_PACKAGING_DIR}/completion/cmkctl.bash
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME ${program})
+endforeach()
+
 # mount(8) runs /sbin/mount.fuse.cmkfs for fstab lines of type fuse.cmkfs.
 install(PROGRAMS ${CMKFS_PACKAGING_DIR}/mount.fuse.cmkfs DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(FILES ${CMKFS_PACKAGING_DIR}/cmkfs.toml DESTINATION ${CMKFS_SYSCONF_DIR}
@@ -119,7 +126,8 @@ set(CPACK_RPM_USER_FILELIST
 # Directories that belong to the base system, not to this package.
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /etc/default /var /var/lib /usr/lib/systemd /usr/lib/systemd/system
-    /usr/sbin /usr/share/man /usr/share/man/man8 /usr/share/doc)
+    /usr/sbin /usr/share/man /usr/share/man/man8 /usr/share/doc
+    /usr/share/bash-completion /usr/share/bash-completion/completions)
 set(CPACK_RPM_POST_INSTALL_SCRIPT_FILE ${CMKFS_PACKAGING_DIR}/rpm/post)
 set(CPACK_RPM_PRE_UNINSTALL_SCRIPT_FILE ${CMKFS_PACKAGING_DIR}/rpm/preun)
 set(CPACK_RPM_POST_UNINSTALL_SCRIPT_FILE ${CMKFS_PACKAGING_DIR}/rpm/postun)

@@ -22,6 +22,8 @@ PACKAGES=(
   gocryptfs bindfs cryptsetup-bin
   # Prometheus metrics: the HTTP library, promtool and curl for the scrape tests
   libcpp-httplib-dev prometheus curl
+  # cmkctl: JSON library (-o json/tsv); bash completion (its CI test sources the script)
+  nlohmann-json3-dev bash-completion
 )
 
 missing=()

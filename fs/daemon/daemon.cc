@@ -384,25 +384,72 @@ std::string DaemonUsage() {
          "daemon detaches once the mount is up and logs to syslog.\n";
 }
 
+namespace {
+
+// cmkfs's own flags (the global flags it takes are kDaemonGlobalFlags); the
+// parser, the "accepted:" message and shell completion all read this table.
+struct DaemonFlag {
+  std::string_view name;
+  std::string_view alias;
+  bool takes_value;
+};
+constexpr DaemonFlag kDaemonFlags[] = {
+    {"--foreground", "-f", false}, {"-o", "", true},
+    {"--debug", "-d", false},      {"--version", "-V", false},
+    {"--help", "-h", false},
+};
+constexpr std::string_view kDaemonGlobalFlags[] = {"--config", "--state-dir",
+                                                   "--log-level"};
+
+// The flag's table name ("--foreground" for "-f"), or "" when none.
+std::string_view DaemonFlagName(std::string_view word) {
+  for (const auto& f : kDaemonFlags) {
+    if (word == f.name || (!f.alias.empty() && word == f.alias)) return f.name;
+  }
+  return "";
+}
+
+std::string AcceptedDaemonFlags() {
+  std::string out;
+  for (auto g : kDaemonGlobalFlags) (out += out.empty() ? "" : ", ") += g;
+  for (const auto& f : kDaemonFlags) (out += ", ") += f.name;
+  return out;
+}
+
+}  // namespace
+
+std::string CompleteDaemonWords(const std::vector<std::string>& words) {
+  std::vector<cli::ProgramFlag> flags;
+  for (const auto& f : kDaemonFlags) {
+    flags.push_back({f.name, f.takes_value});
+    if (!f.alias.empty()) flags.push_back({f.alias, f.takes_value});
+  }
+  return cli::CompleteProgramWords(
+      words, flags,
+      std::vector<std::string_view>(std::begin(kDaemonGlobalFlags),
+                                    std::end(kDaemonGlobalFlags)));
+}
+
 Result<DaemonArgs> ParseDaemonArgs(std::vector<std::string> args) {
   DaemonArgs out;
   std::vector<std::string> rest;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
+    const std::string_view flag = DaemonFlagName(a);
+    if (flag == "--help") {
       out.action = DaemonArgs::Action::kHelp;
       return out;
     }
-    if (a == "--version" || a == "-V") {
+    if (flag == "--version") {
       out.action = DaemonArgs::Action::kVersion;
       return out;
     }
-    if (a == "--foreground" || a == "-f") {
+    if (flag == "--foreground") {
       out.foreground = true;
-    } else if (a == "--debug" || a == "-d") {
+    } else if (flag == "--debug") {
       out.fuse_debug = true;
       out.foreground = true;
-    } else if (a == "-o") {
+    } else if (flag == "-o") {
       if (i + 1 >= args.size())
         return InvalidArgumentError(
             "flag '-o' needs FUSE mount options, e.g. -o allow_other");
@@ -422,10 +469,8 @@ Result<DaemonArgs> ParseDaemonArgs(std::vector<std::string> args) {
       break;
     }
     if (rest[i].starts_with("-") && rest[i] != "-") {
-      return InvalidArgumentError(
-          "unknown flag '" + rest[i] +
-          "'; accepted: --config, --state-dir, --foreground, -o, "
-          "--log-level, --debug, --version, --help");
+      return InvalidArgumentError("unknown flag '" + rest[i] +
+                                  "'; accepted: " + AcceptedDaemonFlags());
     }
     positional.push_back(rest[i]);
   }
@@ -512,6 +557,10 @@ int DaemonMain(int argc, char** argv, std::string_view version) {
   // unless it sets a mode itself.
   ::umask(077);
   std::vector<std::string> words(argv + 1, argv + argc);
+  if (!words.empty() && words[0] == "__complete") {  // for the bash script
+    std::cout << CompleteDaemonWords({words.begin() + 1, words.end()});
+    return 0;
+  }
   auto parsed = ParseDaemonArgs(std::move(words));
   if (!parsed.ok()) {
     std::cerr << "cmkfs: " << parsed.status().message() << "\n";

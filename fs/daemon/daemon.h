@@ -33,6 +33,10 @@ Result<DaemonArgs> ParseDaemonArgs(std::vector<std::string> args);
 
 std::string DaemonUsage();
 
+// `cmkfs __complete WORDS...` (the bash completion script): the candidates
+// for the last word, from cmkfs's flag table (cli::CompleteProgramWords).
+std::string CompleteDaemonWords(const std::vector<std::string>& words);
+
 // A long-running part of the daemon started once the mount is up and stopped
 // before it goes down (the key watcher will be one). Start and Stop are
 // called from the main thread; Stop must return promptly.

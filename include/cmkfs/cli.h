@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cmkfs/config.h"
@@ -23,7 +24,7 @@ namespace cmkfs::cli {
 struct GlobalFlags {
   std::optional<std::filesystem::path> config_file;  // --config
   std::optional<std::filesystem::path> state_dir;    // --state-dir
-  std::string output = "table";                      // -o table|json
+  std::string output = "table";                      // -o table|json|tsv
   std::string as_identity;                           // --as ("" = admin)
   std::optional<std::string> subscription;           // --subscription
   std::optional<std::string> resource_group;         // --resource-group
@@ -33,7 +34,7 @@ struct GlobalFlags {
 
 // Removes the global flags from `args` wherever they stand (before or after
 // the command words) and fills `flags`. InvalidArgument for a flag without
-// its value or an -o other than table|json.
+// its value or an -o other than table|json|tsv.
 Status ExtractGlobalFlags(std::vector<std::string>& args, GlobalFlags* flags);
 
 // The effective configuration: --config, else $CMKFS_CONFIG, else
@@ -143,5 +144,27 @@ std::vector<std::string> AbsoluteFileArgs(const std::vector<std::string>& args);
 
 // Where the daemon listens: <state_dir>/control.sock.
 std::filesystem::path ControlSocketPath(const Config& config);
+
+// Shell completion (docs/cli.md, "Shell completion"): `words` are the words
+// after the program name up to the cursor, the last one being the word to
+// complete (maybe empty). Returns the candidates that start with it, one a
+// line, or the single line ":files" / ":dirs" when a file or directory name
+// is wanted. Resource names (vaults, keys, DES, disks, snapshots, images)
+// come from the state directory the command line would use (--state-dir,
+// --config, the environment; through the daemon while one runs), read as
+// `cmkctl ... list` reads them; a state directory that does not exist is not
+// created. Never fails: anything that goes wrong gives no candidates.
+std::string CompleteCommandLine(const std::vector<std::string>& words);
+
+// The same for a program without commands (cmkfs): its own `flags`, the
+// global flags named in `globals` (their values complete as for cmkctl), and
+// a directory for any other word.
+struct ProgramFlag {
+  std::string_view name;
+  bool takes_value = false;
+};
+std::string CompleteProgramWords(const std::vector<std::string>& words,
+                                 const std::vector<ProgramFlag>& flags,
+                                 const std::vector<std::string_view>& globals);
 
 }  // namespace cmkfs::cli

@@ -107,7 +107,7 @@ TempDir::~TempDir() {
 }
 
 Json ParseJsonOrFail(const RunResult& r) {
-  auto parsed = Json::Parse(r.out);
+  auto parsed = ParseJson(r.out);
   EXPECT_TRUE(parsed.ok()) << parsed.status().message() << "\nstdout:\n"
                            << r.out << "\nstderr:\n"
                            << r.err;

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "json.h"
+#include "json_io.h"
 
 namespace cmkfs::cli::testing {
 

@@ -69,7 +69,7 @@ TEST_F(DiskCommandsTest, HugeSizesAreRefusedWithTheAcceptedRange) {
             std::string::npos)
       << limited.err;
   Json d1 = Show("disk", "d1");
-  EXPECT_EQ(d1["size"].as_int(), 1 << 20);
+  EXPECT_EQ(d1["size"].get<int64_t>(), 1 << 20);
 }
 
 TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
@@ -78,11 +78,12 @@ TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
   for (const char* field :
        {"name", "key_id", "identity", "auto_rotate", "last_rotation",
         "rotation_error", "scope", "previous_key_id"}) {
-    EXPECT_TRUE(des.Has(field)) << field << " in " << des.Dump();
+    EXPECT_TRUE(des.contains(field)) << field << " in " << des.dump();
   }
-  EXPECT_EQ(des["identity"].as_string(), identity);
-  EXPECT_TRUE(des["key_id"].as_string().starts_with("cmk://vault1/keys/key1/"));
-  EXPECT_FALSE(des["auto_rotate"].as_bool());
+  EXPECT_EQ(des["identity"].get<std::string>(), identity);
+  EXPECT_TRUE(
+      des["key_id"].get<std::string>().starts_with("cmk://vault1/keys/key1/"));
+  EXPECT_FALSE(des["auto_rotate"].get<bool>());
 
   RunResult refused =
       Ctl({"disk", "create", "d1", "--size", "64M", "--des", "des1"});
@@ -102,15 +103,16 @@ TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
        {"name", "size", "sku", "encryption", "des", "key_id", "state", "source",
         "seal_reason", "subscription", "resource_group", "region",
         "allocated_bytes", "guest_encrypted", "created"}) {
-    EXPECT_TRUE(disk.Has(field)) << field << " in " << disk.Dump();
+    EXPECT_TRUE(disk.contains(field)) << field << " in " << disk.dump();
   }
-  EXPECT_EQ(disk["name"].as_string(), "d1");
-  EXPECT_EQ(disk["size"].as_int(), 64 << 20);
-  EXPECT_EQ(disk["sku"].as_string(), "StandardSSD_LRS");
-  EXPECT_EQ(disk["encryption"].as_string(), "customer");
-  EXPECT_EQ(disk["des"].as_string(), "des1");
-  EXPECT_EQ(disk["key_id"].as_string(), des["key_id"].as_string());
-  EXPECT_EQ(disk["state"].as_string(), "active");
+  EXPECT_EQ(disk["name"].get<std::string>(), "d1");
+  EXPECT_EQ(disk["size"].get<int64_t>(), 64 << 20);
+  EXPECT_EQ(disk["sku"].get<std::string>(), "StandardSSD_LRS");
+  EXPECT_EQ(disk["encryption"].get<std::string>(), "customer");
+  EXPECT_EQ(disk["des"].get<std::string>(), "des1");
+  EXPECT_EQ(disk["key_id"].get<std::string>(),
+            des["key_id"].get<std::string>());
+  EXPECT_EQ(disk["state"].get<std::string>(), "active");
   EXPECT_TRUE(disk["source"].is_null());
 
   // Customer-key disks cannot move to another resource group.
@@ -121,22 +123,22 @@ TEST_F(DiskCommandsTest, CustomerKeyDiskNeedsTheGrantNamedInTheError) {
             "cmkctl: disk d1 uses a customer-managed key (disk encryption set "
             "des1); customer-key resources cannot move to another resource "
             "group or subscription\n");
-  EXPECT_EQ(Show("disk", "d1")["resource_group"].as_string(), "default");
+  EXPECT_EQ(Show("disk", "d1")["resource_group"].get<std::string>(), "default");
   // Nor to another subscription in the same resource group.
   RunResult sub_move = Ctl({"disk", "move", "d1", "--resource-group", "default",
                             "--subscription", "sub2"});
   EXPECT_EQ(sub_move.exit_code, 1);
   EXPECT_EQ(sub_move.err, move.err);
-  EXPECT_EQ(Show("disk", "d1")["subscription"].as_string(), "default");
+  EXPECT_EQ(Show("disk", "d1")["subscription"].get<std::string>(), "default");
 
   // Rotation through the DES re-wraps the disk under the new version.
   std::string v2 = CtlOk({"key", "rotate", "vault1", "key1"});
   v2.pop_back();
   Json updated = ParseJsonOrFail(Ctl({"des", "update", "des1", "--key-id", v2,
                                       "--auto-rotate", "true", "-o", "json"}));
-  EXPECT_EQ(updated["key_id"].as_string(), v2);
-  EXPECT_TRUE(updated["auto_rotate"].as_bool());
-  EXPECT_EQ(Show("disk", "d1")["key_id"].as_string(), v2);
+  EXPECT_EQ(updated["key_id"].get<std::string>(), v2);
+  EXPECT_TRUE(updated["auto_rotate"].get<bool>());
+  EXPECT_EQ(Show("disk", "d1")["key_id"].get<std::string>(), v2);
 
   RunResult in_use = Ctl({"des", "delete", "des1"});
   EXPECT_EQ(in_use.exit_code, 1);
@@ -146,33 +148,33 @@ TEST_F(DiskCommandsTest, PlatformDiskSnapshotImageAndClones) {
   std::string table = CtlOk({"disk", "create", "d1", "--size", "10G"});
   EXPECT_NE(table.find("encryption"), std::string::npos);
   Json disk = Show("disk", "d1");
-  EXPECT_EQ(disk["encryption"].as_string(), "platform");
+  EXPECT_EQ(disk["encryption"].get<std::string>(), "platform");
   EXPECT_TRUE(disk["des"].is_null());
-  EXPECT_EQ(disk["size"].as_int(), int64_t{10} << 30);
-  EXPECT_EQ(disk["sku"].as_string(), "Premium_LRS");
+  EXPECT_EQ(disk["size"].get<int64_t>(), int64_t{10} << 30);
+  EXPECT_EQ(disk["sku"].get<std::string>(), "Premium_LRS");
 
   CtlOk({"disk", "move", "d1", "--resource-group", "rg2", "--subscription",
          "sub2"});
   disk = Show("disk", "d1");
-  EXPECT_EQ(disk["resource_group"].as_string(), "rg2");
-  EXPECT_EQ(disk["subscription"].as_string(), "sub2");
+  EXPECT_EQ(disk["resource_group"].get<std::string>(), "rg2");
+  EXPECT_EQ(disk["subscription"].get<std::string>(), "sub2");
 
   CtlOk({"disk", "resize", "d1", "--size", "11G"});
-  EXPECT_EQ(Show("disk", "d1")["size"].as_int(), int64_t{11} << 30);
+  EXPECT_EQ(Show("disk", "d1")["size"].get<int64_t>(), int64_t{11} << 30);
   RunResult shrink = Ctl({"disk", "resize", "d1", "--size", "1G"});
   EXPECT_EQ(shrink.exit_code, 1);
 
   CtlOk({"snapshot", "create", "s1", "--source", "d1"});
   Json snap = Show("snapshot", "s1");
-  EXPECT_EQ(snap["source"].as_string(), "disks/d1");
+  EXPECT_EQ(snap["source"].get<std::string>(), "disks/d1");
   CtlOk({"image", "create", "i1", "--source", "s1"});
-  EXPECT_EQ(Show("image", "i1")["source"].as_string(), "snapshots/s1");
+  EXPECT_EQ(Show("image", "i1")["source"].get<std::string>(), "snapshots/s1");
   CtlOk({"disk", "create", "d2", "--source", "i1"});
   Json d2 = Show("disk", "d2");
-  EXPECT_EQ(d2["source"].as_string(), "images/i1");
-  EXPECT_EQ(d2["size"].as_int(), int64_t{11} << 30);
+  EXPECT_EQ(d2["source"].get<std::string>(), "images/i1");
+  EXPECT_EQ(d2["size"].get<int64_t>(), int64_t{11} << 30);
   CtlOk({"disk", "create", "d3", "--source", "s1", "--size", "12G"});
-  EXPECT_EQ(Show("disk", "d3")["size"].as_int(), int64_t{12} << 30);
+  EXPECT_EQ(Show("disk", "d3")["size"].get<int64_t>(), int64_t{12} << 30);
 
   Json disks = ParseJsonOrFail(Ctl({"disk", "list", "-o", "json"}));
   ASSERT_EQ(disks.size(), 3u);
@@ -193,7 +195,7 @@ TEST_F(DiskCommandsTest, PlatformDiskSnapshotImageAndClones) {
   std::string fsck = CtlOk({"fsck"});
   EXPECT_NE(fsck.find("clean"), std::string::npos) << fsck;
   Json report = ParseJsonOrFail(Ctl({"fsck", "-o", "json"}));
-  EXPECT_TRUE(report["clean"].as_bool());
+  EXPECT_TRUE(report["clean"].get<bool>());
   EXPECT_EQ(report["problems"].size(), 0u);
 }
 
@@ -214,7 +216,7 @@ TEST_F(DiskCommandsTest, ImportExportRoundTrip) {
   // Not a TTY: one final progress line.
   EXPECT_NE(imported.err.find("imported"), std::string::npos) << imported.err;
   EXPECT_EQ(std::count(imported.err.begin(), imported.err.end(), '\n'), 1);
-  EXPECT_EQ(Show("disk", "imp")["size"].as_int(), 4 << 20);
+  EXPECT_EQ(Show("disk", "imp")["size"].get<int64_t>(), 4 << 20);
 
   std::string out = (tmp() / "out.raw").string();
   RunResult exported = Ctl({"disk", "export", "imp", out});
@@ -336,11 +338,11 @@ void ExpectRefused(const RunResult& r, const std::string& reason) {
 TEST_F(DiskCommandsTest, GuestEncryptedDisksNeverUseCustomerKeys) {
   Grant(MakeDes());
   CtlOk({"disk", "create", "g1", "--size", "64M", "--guest-encrypted"});
-  EXPECT_TRUE(Show("disk", "g1")["guest_encrypted"].as_bool());
+  EXPECT_TRUE(Show("disk", "g1")["guest_encrypted"].get<bool>());
   ExpectRefused(Ctl({"disk", "update", "g1", "--des", "des1"}),
                 "disk g1 was guest-encrypted and cannot switch to "
                 "customer-managed keys");
-  EXPECT_EQ(Show("disk", "g1")["encryption"].as_string(), "platform");
+  EXPECT_EQ(Show("disk", "g1")["encryption"].get<std::string>(), "platform");
   ExpectRefused(Ctl({"disk", "create", "g2", "--size", "64M",
                      "--guest-encrypted", "--des", "des1"}),
                 "disk g2 is guest-encrypted and cannot use customer-managed "
@@ -349,14 +351,14 @@ TEST_F(DiskCommandsTest, GuestEncryptedDisksNeverUseCustomerKeys) {
 
   // Through a clone: the flag travels with the data.
   CtlOk({"snapshot", "create", "gs", "--source", "g1"});
-  EXPECT_TRUE(Show("snapshot", "gs")["guest_encrypted"].as_bool());
+  EXPECT_TRUE(Show("snapshot", "gs")["guest_encrypted"].get<bool>());
   ExpectRefused(
       Ctl({"disk", "create", "c1", "--source", "gs", "--des", "des1"}),
       "disk c1 is made from guest-encrypted snapshots/gs and "
       "cannot use customer-managed keys");
   EXPECT_EQ(Ctl({"disk", "show", "c1"}).exit_code, 1) << "refused disk made";
   CtlOk({"disk", "create", "c2", "--source", "gs"});
-  EXPECT_TRUE(Show("disk", "c2")["guest_encrypted"].as_bool());
+  EXPECT_TRUE(Show("disk", "c2")["guest_encrypted"].get<bool>());
   ExpectRefused(Ctl({"disk", "update", "c2", "--des", "des1"}),
                 "disk c2 was guest-encrypted and cannot switch to "
                 "customer-managed keys");
@@ -387,9 +389,9 @@ TEST_F(DiskCommandsTest, DiskFromACustomerKeyImageStaysInItsRegion) {
   // In its own region it is made, on the image's key.
   CtlOk({"disk", "create", "near", "--source", "i1"});
   Json near = Show("disk", "near");
-  EXPECT_EQ(near["region"].as_string(), "local");
-  EXPECT_EQ(near["key_id"].as_string(),
-            Show("disk", "d1")["key_id"].as_string());
+  EXPECT_EQ(near["region"].get<std::string>(), "local");
+  EXPECT_EQ(near["key_id"].get<std::string>(),
+            Show("disk", "d1")["key_id"].get<std::string>());
 }
 
 TEST_F(DiskCommandsTest, SubscriptionOnlyMove) {
@@ -398,13 +400,13 @@ TEST_F(DiskCommandsTest, SubscriptionOnlyMove) {
   RunResult bare = Ctl({"disk", "move", "d1", "--subscription", "sub2"});
   EXPECT_EQ(bare.exit_code, 2);
   EXPECT_NE(bare.err.find("--resource-group"), std::string::npos) << bare.err;
-  EXPECT_EQ(Show("disk", "d1")["subscription"].as_string(), "default");
+  EXPECT_EQ(Show("disk", "d1")["subscription"].get<std::string>(), "default");
   // Same resource group, another subscription: a platform-key disk moves.
   CtlOk({"disk", "move", "d1", "--resource-group", "default", "--subscription",
          "sub2"});
   Json d1 = Show("disk", "d1");
-  EXPECT_EQ(d1["subscription"].as_string(), "sub2");
-  EXPECT_EQ(d1["resource_group"].as_string(), "default");
+  EXPECT_EQ(d1["subscription"].get<std::string>(), "sub2");
+  EXPECT_EQ(d1["resource_group"].get<std::string>(), "default");
 }
 
 TEST_F(DiskCommandsTest, DesQuotaFromTheConfigFileIsPerSubscriptionAndRegion) {
@@ -442,6 +444,63 @@ TEST_F(DiskCommandsTest, StateDirectoryIsCreatedPrivate) {
   struct stat st;
   ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+std::vector<std::string> SplitTabs(const std::string& line) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    size_t tab = line.find('\t', pos);
+    out.push_back(line.substr(pos, tab - pos));
+    if (tab == std::string::npos) return out;
+    pos = tab + 1;
+  }
+}
+
+// -o tsv, as a shell script reads it: one line per resource, no header, the
+// JSON fields' values in their order (az -o tsv).
+TEST_F(DiskCommandsTest, TsvPrintsOneLinePerResourceInJsonFieldOrder) {
+  EXPECT_EQ(CtlOk({"disk", "list", "-o", "tsv"}), "");  // no header
+  const std::string identity = MakeDes();
+  Grant(identity);
+  CtlOk({"disk", "create", "d1", "--size", "1M", "--des", "des1"});
+  CtlOk({"disk", "create", "d2", "--size", "2M", "--sku", "Standard_LRS"});
+  const std::string listed = CtlOk({"disk", "list", "-o", "tsv"});
+  ASSERT_EQ(std::count(listed.begin(), listed.end(), '\n'), 2) << listed;
+  const std::string line1 = listed.substr(0, listed.find('\n'));
+  const std::string line2 =
+      listed.substr(line1.size() + 1, listed.size() - line1.size() - 2);
+  Json d1 = Show("disk", "d1");
+  const std::vector<std::string> f1 = SplitTabs(line1);
+  ASSERT_EQ(f1.size(), d1.size()) << line1;
+  EXPECT_EQ(f1[0], "d1");
+  EXPECT_EQ(f1[1], "disk");
+  EXPECT_EQ(f1[2], "1048576");
+  EXPECT_EQ(f1[4], "customer");
+  EXPECT_EQ(f1[5], "des1");
+  EXPECT_EQ(f1[6], d1["key_id"].get<std::string>());
+  EXPECT_EQ(f1[8], "");        // seal_reason: null
+  EXPECT_EQ(f1[15], "0");      // open_handles
+  EXPECT_EQ(f1[14], "false");  // guest_encrypted
+  const std::vector<std::string> f2 = SplitTabs(line2);
+  EXPECT_EQ(f2[0], "d2");
+  EXPECT_EQ(f2[3], "Standard_LRS");
+  EXPECT_EQ(f2[5], "");  // des: null
+  // A show is one line; the DES identity is its third field, as documented.
+  const std::string des = CtlOk({"des", "show", "des1", "-o", "tsv"});
+  EXPECT_EQ(std::count(des.begin(), des.end(), '\n'), 1);
+  EXPECT_EQ(SplitTabs(des)[2], identity);
+  // Nested values are compact JSON on the same line.
+  EXPECT_NE(des.find("\t{\"subscription\":\"default\",\"resource_group\":"
+                     "\"default\",\"region\":\"local\"}\t"),
+            std::string::npos)
+      << des;
+  // Commands that print an id alone in table mode print their record.
+  const std::string snap =
+      CtlOk({"snapshot", "create", "s1", "--source", "d2", "-o", "tsv"});
+  EXPECT_EQ(snap.substr(0, 12), "s1\tsnapshot\t");
+  EXPECT_EQ(CtlOk({"version", "-o", "tsv"}).back(), '\n');
+  EXPECT_EQ(CtlOk({"fsck", "-o", "tsv"}), "true\t3\t0\t[]\n");
 }
 
 }  // namespace

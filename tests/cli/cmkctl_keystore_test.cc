@@ -33,19 +33,19 @@ TEST_F(KeystoreCommandsTest, VaultShowAndListAsJson) {
   RunResult r = Ctl({"vault", "show", "vault1", "-o", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json v = ParseJsonOrFail(r);
-  EXPECT_EQ(v["name"].as_string(), "vault1");
-  EXPECT_TRUE(v["purge_protection"].as_bool());
-  EXPECT_EQ(v["retention_days"].as_int(), 7);
-  EXPECT_EQ(v["sku"].as_string(), "standard");
-  EXPECT_FALSE(v["admin_identity"].as_string().empty());
+  EXPECT_EQ(v["name"].get<std::string>(), "vault1");
+  EXPECT_TRUE(v["purge_protection"].get<bool>());
+  EXPECT_EQ(v["retention_days"].get<int64_t>(), 7);
+  EXPECT_EQ(v["sku"].get<std::string>(), "standard");
+  EXPECT_FALSE(v["admin_identity"].get<std::string>().empty());
 
   Json list = ParseJsonOrFail(Ctl({"-o", "json", "vault", "list"}));
   ASSERT_TRUE(list.is_array());
   int found = 0;
-  for (const auto& item : list.items()) {
-    if (item["name"].as_string() == "vault1") ++found;
+  for (const auto& item : list) {
+    if (item["name"].get<std::string>() == "vault1") ++found;
   }
-  EXPECT_EQ(found, 1) << list.Dump();
+  EXPECT_EQ(found, 1) << list.dump();
 
   std::string table = CtlOk({"vault", "list"});
   EXPECT_EQ(table.substr(0, 4), "NAME");
@@ -58,10 +58,10 @@ TEST_F(KeystoreCommandsTest, KeyLifecycle) {
   RunResult shown = Ctl({"key", "show", "vault1", "key1", "-o", "json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   Json key = ParseJsonOrFail(shown);
-  EXPECT_EQ(key["key_id"].as_string(), first);
-  EXPECT_EQ(key["kty"].as_string(), "RSA");
-  EXPECT_EQ(key["bits"].as_int(), 2048);
-  EXPECT_TRUE(key["enabled"].as_bool());
+  EXPECT_EQ(key["key_id"].get<std::string>(), first);
+  EXPECT_EQ(key["kty"].get<std::string>(), "RSA");
+  EXPECT_EQ(key["bits"].get<int64_t>(), 2048);
+  EXPECT_TRUE(key["enabled"].get<bool>());
   EXPECT_EQ(key["versions"].size(), 1u);
 
   std::string second = CtlOk({"key", "rotate", "vault1", "key1"});
@@ -73,25 +73,25 @@ TEST_F(KeystoreCommandsTest, KeyLifecycle) {
   CtlOk({"key", "set-attributes", "vault1", "key1", "--enabled", "false"});
   key = ParseJsonOrFail(Ctl({"key", "show", "vault1", "key1", "-o", "json"}));
   ASSERT_EQ(key["versions"].size(), 2u);
-  EXPECT_TRUE(key["versions"][0]["enabled"].as_bool());
-  EXPECT_FALSE(key["versions"][1]["enabled"].as_bool());
+  EXPECT_TRUE(key["versions"][0]["enabled"].get<bool>());
+  EXPECT_FALSE(key["versions"][1]["enabled"].get<bool>());
   std::string first_version = first.substr(first.rfind('/') + 1);
   Json v1 = ParseJsonOrFail(Ctl({"key", "show", "vault1", "key1", "--version",
                                  first_version, "-o", "json"}));
-  EXPECT_TRUE(v1["enabled"].as_bool());
-  EXPECT_EQ(v1["key_id"].as_string(), first);
+  EXPECT_TRUE(v1["enabled"].get<bool>());
+  EXPECT_EQ(v1["key_id"].get<std::string>(), first);
 
   CtlOk({"key", "set-attributes", "vault1", "key1", "--version", first_version,
          "--expires", "2099-01-01T00:00:00Z"});
   v1 = ParseJsonOrFail(Ctl({"key", "show", "vault1", "key1", "--version",
                             first_version, "-o", "json"}));
-  EXPECT_EQ(v1["expires"].as_string(), "2099-01-01T00:00:00Z");
+  EXPECT_EQ(v1["expires"].get<std::string>(), "2099-01-01T00:00:00Z");
 
   // Delete, recover; purge refused under purge protection.
   CtlOk({"key", "delete", "vault1", "key1"});
   Json list = ParseJsonOrFail(Ctl({"key", "list", "vault1", "-o", "json"}));
-  bool listed_deleted = list.size() == 0 || list[0]["deleted"].as_bool();
-  EXPECT_TRUE(listed_deleted) << list.Dump();
+  bool listed_deleted = list.size() == 0 || list[0]["deleted"].get<bool>();
+  EXPECT_TRUE(listed_deleted) << list.dump();
   // Exactly the one error line: opening the engine queues audit entries that
   // the refused purge carries and puts back, without a log line of its own.
   RunResult purge = Ctl({"key", "purge", "vault1", "key1"});
@@ -105,7 +105,7 @@ TEST_F(KeystoreCommandsTest, KeyLifecycle) {
       << purge.err;
   CtlOk({"key", "recover", "vault1", "key1"});
   key = ParseJsonOrFail(Ctl({"key", "show", "vault1", "key1", "-o", "json"}));
-  EXPECT_FALSE(key["deleted"].as_bool());
+  EXPECT_FALSE(key["deleted"].get<bool>());
 }
 
 TEST_F(KeystoreCommandsTest, PurgeWorksWithoutPurgeProtection) {
@@ -130,10 +130,10 @@ TEST_F(KeystoreCommandsTest, AccessPoliciesDecideWhatAnIdentityMayDo) {
   EXPECT_NE(out.find(who), std::string::npos);
   Json v = ParseJsonOrFail(Ctl({"vault", "show", "vault1", "-o", "json"}));
   ASSERT_EQ(v["policies"].size(), 1u);
-  EXPECT_EQ(v["policies"][0]["object_id"].as_string(), who);
+  EXPECT_EQ(v["policies"][0]["object_id"].get<std::string>(), who);
   std::vector<std::string> perms;
-  for (const auto& p : v["policies"][0]["permissions"].items()) {
-    perms.push_back(p.as_string());
+  for (const auto& p : v["policies"][0]["permissions"]) {
+    perms.push_back(p.get<std::string>());
   }
   std::sort(perms.begin(), perms.end());
   EXPECT_EQ(perms, (std::vector<std::string>{"get", "list", "rotate"}));
@@ -166,23 +166,25 @@ TEST_F(KeystoreCommandsTest, AuditFiltersByKeyAndTime) {
   Json all = ParseJsonOrFail(Ctl({"vault", "audit", "vault1", "-o", "json"}));
   ASSERT_TRUE(all.is_array());
   bool saw_denied = false;
-  for (const auto& e : all.items()) {
-    EXPECT_TRUE(e.Has("time") && e.Has("identity") && e.Has("operation") &&
-                e.Has("key_id") && e.Has("result"));
-    if (e["identity"].as_string() == who &&
-        e["result"].as_string().starts_with("denied")) {
+  for (const auto& e : all) {
+    EXPECT_TRUE(e.contains("time") && e.contains("identity") &&
+                e.contains("operation") && e.contains("key_id") &&
+                e.contains("result"));
+    if (e["identity"].get<std::string>() == who &&
+        e["result"].get<std::string>().starts_with("denied")) {
       saw_denied = true;
     }
   }
-  EXPECT_TRUE(saw_denied) << all.Dump();
+  EXPECT_TRUE(saw_denied) << all.dump();
 
   Json key1 = ParseJsonOrFail(
       Ctl({"vault", "audit", "vault1", "--key", "key1", "-o", "json"}));
   ASSERT_GT(key1.size(), 0u);
   EXPECT_LT(key1.size(), all.size());
-  for (const auto& e : key1.items()) {
-    EXPECT_NE(e["key_id"].as_string().find("/keys/key1"), std::string::npos)
-        << e.Dump();
+  for (const auto& e : key1) {
+    EXPECT_NE(e["key_id"].get<std::string>().find("/keys/key1"),
+              std::string::npos)
+        << e.dump();
   }
   Json future = ParseJsonOrFail(Ctl({"vault", "audit", "vault1", "--since",
                                      "2099-01-01T00:00:00Z", "-o", "json"}));
@@ -222,9 +224,9 @@ TEST_F(KeystoreCommandsTest, IdentityThatIsNotAnObjectIdIsRefused) {
   EXPECT_TRUE(policy.err.starts_with("cmkctl: --object-id: 'evil\\n2020"))
       << policy.err;
   Json audit = ParseJsonOrFail(Ctl({"vault", "audit", "vault1", "-o", "json"}));
-  for (const auto& e : audit.items()) {
-    EXPECT_EQ(e["identity"].as_string().find("evil"), std::string::npos)
-        << e.Dump();
+  for (const auto& e : audit) {
+    EXPECT_EQ(e["identity"].get<std::string>().find("evil"), std::string::npos)
+        << e.dump();
   }
 }
 
@@ -296,12 +298,12 @@ TEST_F(KeystoreCommandsTest, ImportAndRotationPolicy) {
   Json p = ParseJsonOrFail(
       Ctl({"key", "rotation-policy", "vault1", "key1", "--rotate-after", "P90D",
            "--notify-before", "1h", "-o", "json"}));
-  EXPECT_EQ(p["rotate_after"].as_string(), "90d");
-  EXPECT_EQ(p["notify_before"].as_string(), "1h");
+  EXPECT_EQ(p["rotate_after"].get<std::string>(), "90d");
+  EXPECT_EQ(p["notify_before"].get<std::string>(), "1h");
   EXPECT_TRUE(p["expires_in"].is_null());
   Json key =
       ParseJsonOrFail(Ctl({"key", "show", "vault1", "key1", "-o", "json"}));
-  EXPECT_EQ(key["rotation_policy"]["rotate_after"].as_string(), "90d");
+  EXPECT_EQ(key["rotation_policy"]["rotate_after"].get<std::string>(), "90d");
   RunResult bad = Ctl(
       {"key", "rotation-policy", "vault1", "key1", "--rotate-after", "soon"});
   EXPECT_EQ(bad.exit_code, 2);

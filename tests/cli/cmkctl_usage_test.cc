@@ -57,8 +57,9 @@ TEST_F(UsageTest, MissingAndExtraArguments) {
 }
 
 TEST_F(UsageTest, GlobalFlagErrors) {
-  ExpectUsage({"disk", "list", "-o", "yaml"},
-              "unknown output format 'yaml' for '-o'; accepted: table, json");
+  ExpectUsage(
+      {"disk", "list", "-o", "yaml"},
+      "unknown output format 'yaml' for '-o'; accepted: table, json, tsv");
   ExpectUsage({"disk", "list", "--as"}, "flag '--as' needs a value");
   RunResult level = Ctl({"--log-level", "loud", "disk", "list"});
   EXPECT_EQ(level.exit_code, 2);

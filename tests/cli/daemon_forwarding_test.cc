@@ -55,7 +55,7 @@ TEST_F(DaemonForwardingTest, CommandsRunInTheDaemonWithTheirGlobalFlags) {
   EXPECT_TRUE(id.starts_with("cmk://vault1/keys/key1/")) << id;
   Json key =
       ParseJsonOrFail(Ctl({"-o", "json", "key", "show", "vault1", "key1"}));
-  EXPECT_EQ(key["name"].as_string(), "key1");
+  EXPECT_EQ(key["name"].get<std::string>(), "key1");
   RunResult denied = Ctl({"key", "show", "vault1", "key1", "--as",
                           "0f8fad5b-d9cb-469f-a165-70867728950e"});
   EXPECT_EQ(denied.exit_code, 1);

@@ -76,8 +76,9 @@ TEST(GlobalFlagsTest, RefusesMissingValueAndUnknownFormat) {
   args = {"-o", "yaml", "disk", "list"};
   s = ExtractGlobalFlags(args, &flags);
   EXPECT_EQ(s.kind(), ErrorKind::kInvalidArgument);
-  EXPECT_EQ(s.message(),
-            "unknown output format 'yaml' for '-o'; accepted: table, json");
+  EXPECT_EQ(
+      s.message(),
+      "unknown output format 'yaml' for '-o'; accepted: table, json, tsv");
 }
 
 TEST(GlobalFlagsTest, ResourceGroupIsKeptForDiskMove) {

@@ -32,7 +32,7 @@ class RunCommandTest : public ::testing::Test {
     args.push_back("json");
     CommandOutput out = Run(args);
     EXPECT_EQ(out.exit_code, 0) << out.err;
-    auto parsed = Json::Parse(out.out);
+    auto parsed = ParseJson(out.out);
     EXPECT_TRUE(parsed.ok()) << parsed.status().message() << "\n" << out.out;
     return parsed.ok() ? *parsed : Json();
   }
@@ -70,7 +70,8 @@ TEST_F(RunCommandTest, EveryCommandsJsonParses) {
   RunJson({"vault", "create", "vault1", "--purge-protection"});
   RunJson({"vault", "list"});
   Json key = RunJson({"key", "create", "vault1", "key1", "--size", "2048"});
-  EXPECT_TRUE(key["key_id"].as_string().starts_with("cmk://vault1/keys/key1/"));
+  EXPECT_TRUE(
+      key["key_id"].get<std::string>().starts_with("cmk://vault1/keys/key1/"));
   RunJson({"key", "rotate", "vault1", "key1"});
   RunJson({"key", "list", "vault1"});
   RunJson({"key", "set-attributes", "vault1", "key1", "--not-before",
@@ -79,7 +80,7 @@ TEST_F(RunCommandTest, EveryCommandsJsonParses) {
   Json des =
       RunJson({"des", "create", "des1", "--key-id", "cmk://vault1/keys/key1"});
   RunJson({"vault", "set-policy", "vault1", "--object-id",
-           des["identity"].as_string(), "--key-permissions",
+           des["identity"].get<std::string>(), "--key-permissions",
            "get,wrapKey,unwrapKey"});
   RunJson({"des", "list"});
   RunJson({"disk", "create", "d1", "--size", "1G", "--des", "des1"});
@@ -99,7 +100,7 @@ TEST_F(RunCommandTest, EveryCommandsJsonParses) {
   RunJson({"fsck"});
   RunJson({"version"});
   Json d2 = RunJson({"disk", "show", "d2"});
-  EXPECT_EQ(d2["encryption"].as_string(), "customer");
+  EXPECT_EQ(d2["encryption"].get<std::string>(), "customer");
   RunJson({"disk", "delete", "d2"});
 }
 

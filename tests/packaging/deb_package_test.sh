@@ -99,7 +99,8 @@ fi
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/cmkfs ./usr/bin/cmkctl ./usr/sbin/mount.fuse.cmkfs ./etc/cmkfs/cmkfs.toml ./lib/systemd/system/cmkfs.service \
   ./usr/share/man/man8/cmkfs.8.gz ./usr/share/man/man8/cmkctl.8.gz ./var/lib/cmkfs/ \
-  ./usr/lib/cmkfs/cmkfs-metrics-http.so; do
+  ./usr/lib/cmkfs/cmkfs-metrics-http.so \
+  ./usr/share/bash-completion/completions/cmkctl ./usr/share/bash-completion/completions/cmkfs; do
   grep -q " $f\$" <<<"$contents" || fail "the .deb lacks $f"
 done
 grep -q '^drwx------ root/root .* \./var/lib/cmkfs/$' <<<"$contents" ||
@@ -120,6 +121,13 @@ for page in cmkfs cmkctl; do
   [ "$(man -w "$page" 2>/dev/null)" = "/usr/share/man/man8/$page.8.gz" ] || fail "man -w $page does not find the page"
   rendered=$(env MANPAGER=cat man "$page" 2>/dev/null) || fail "man $page failed"
   grep -q "cmkfs $version" <<<"$rendered" || fail "man $page does not render with 'cmkfs $version'"
+done
+
+# bash-completion loads the installed script on first use, for both names.
+for program in cmkctl cmkfs; do
+  loaded=$(bash -c 'source /usr/share/bash-completion/bash_completion && __load_completion "$1" && complete -p "$1"' _ "$program") ||
+    fail "bash-completion does not load a completion for $program"
+  grep -q -- "-F _cmkfs_complete $program\$" <<<"$loaded" || fail "completion for $program: $loaded"
 done
 
 step "the systemd unit"
@@ -207,7 +215,8 @@ unset CMKFS_MOUNTPOINT CMKFS_STATE_DIR
 step "dpkg -r"
 dpkg -r cmkfs >"$tmp/dpkg-r.log" 2>&1 || { cat "$tmp/dpkg-r.log" >&2; fail "dpkg -r failed"; }
 grep -i 'warning' "$tmp/dpkg-r.log" && fail "dpkg -r printed a warning"
-for f in /usr/bin/cmkfs /usr/bin/cmkctl /usr/sbin/mount.fuse.cmkfs "$unit" /usr/share/man/man8/cmkfs.8.gz; do
+for f in /usr/bin/cmkfs /usr/bin/cmkctl /usr/sbin/mount.fuse.cmkfs "$unit" /usr/share/man/man8/cmkfs.8.gz \
+  /usr/share/bash-completion/completions/cmkctl; do
   [ ! -e "$f" ] || fail "$f is still there after dpkg -r"
 done
 [ -f /etc/cmkfs/cmkfs.toml ] || fail "dpkg -r removed the conffile (only purge should)"

@@ -38,12 +38,14 @@ files=$(rpmq -l)
 echo "$files"
 for f in /usr/bin/cmkfs /usr/bin/cmkctl /usr/sbin/mount.fuse.cmkfs /etc/cmkfs/cmkfs.toml /usr/lib/systemd/system/cmkfs.service \
   /usr/share/man/man8/cmkfs.8.gz /usr/share/man/man8/cmkctl.8.gz /var/lib/cmkfs \
-  /usr/lib/cmkfs/cmkfs-metrics-http.so; do
+  /usr/lib/cmkfs/cmkfs-metrics-http.so \
+  /usr/share/bash-completion/completions/cmkctl /usr/share/bash-completion/completions/cmkfs; do
   grep -qx "$f" <<<"$files" || fail "rpm -qlp does not list $f"
 done
 # Directories of the base system must stay owned by the filesystem package.
 for d in / /etc /etc/default /lib /usr /usr/bin /usr/sbin /usr/lib /usr/lib/systemd /usr/lib/systemd/system \
-  /usr/share /usr/share/man /usr/share/man/man8 /var /var/lib; do
+  /usr/share /usr/share/man /usr/share/man/man8 /var /var/lib \
+  /usr/share/bash-completion /usr/share/bash-completion/completions; do
   grep -qx "$d" <<<"$files" && fail "the package owns the system directory $d"
 done
 

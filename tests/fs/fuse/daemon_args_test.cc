@@ -61,5 +61,22 @@ TEST(DaemonArgs, DoubleDashEndsFlags) {
   EXPECT_EQ(a->mountpoint, "-weird-dir");
 }
 
+// `cmkfs __complete WORDS...`, what the bash completion script asks.
+TEST(DaemonArgs, CompletionOffersTheFlagsItParsesAndAMountpoint) {
+  EXPECT_EQ(CompleteDaemonWords({"--f"}), "--foreground\n");
+  EXPECT_EQ(CompleteDaemonWords({"--"}),
+            "--config\n--state-dir\n--log-level\n--foreground\n--debug\n"
+            "--version\n--help\n");
+  EXPECT_EQ(CompleteDaemonWords({"--log-level", "e"}), "error\n");
+  EXPECT_EQ(CompleteDaemonWords({"--config", ""}), ":files\n");
+  EXPECT_EQ(CompleteDaemonWords({"--state-dir", "/s", ""}), ":dirs\n");
+  EXPECT_EQ(CompleteDaemonWords({"-o", ""}), "");
+  EXPECT_EQ(CompleteDaemonWords({"-o", "ro", "--d"}), "--debug\n");
+  // Every flag it offers parses.
+  for (const char* flag : {"--foreground", "--debug", "-f", "-d"}) {
+    EXPECT_TRUE(ParseDaemonArgs({flag, "/mnt"}).ok()) << flag;
+  }
+}
+
 }  // namespace
 }  // namespace cmkfs::daemon
