@@ -442,6 +442,13 @@ bool NeedsServices(const std::vector<std::string>& original) {
   return spec != nullptr;
 }
 
+bool RunsWithoutServices(const std::vector<std::string>& original) {
+  std::vector<std::string> args = original;
+  GlobalFlags flags;
+  if (!ExtractGlobalFlags(args, &flags).ok() || args.size() < 2) return false;
+  return args[0] == "vault" && args[1] == "migrate-master-key";
+}
+
 std::vector<std::string> AbsoluteFileArgs(
     const std::vector<std::string>& original) {
   std::vector<std::string> words = original;
