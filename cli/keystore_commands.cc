@@ -216,6 +216,12 @@ Status VaultMigrateMasterKey(Invocation& inv) {
     return inv.Usage(
         "'vault migrate-master-key' needs --to tpm2 (the only destination)");
   }
+  if (inv.ctx->keystore != nullptr) {
+    // A process with the vault open (the daemon) must not open it again.
+    return FailedPreconditionError(
+        "vault migrate-master-key runs in cmkctl, not in a process that has "
+        "the vault open");
+  }
   CMKFS_ASSIGN_OR_RETURN(keystore::KeyStoreOptions options,
                          KeyStoreOptionsFor(inv.ctx->config));
   const bool had_file =

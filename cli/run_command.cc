@@ -546,7 +546,8 @@ CommandOutput RunCommand(const std::vector<std::string>& original,
     if (Status s = ParseCommandArgs(args, start, inv); !s.ok()) {
       return UsageError(s.message());
     }
-    if (ctx.keystore == nullptr || ctx.engine == nullptr) {
+    if ((ctx.keystore == nullptr || ctx.engine == nullptr) &&
+        !RunsWithoutServices(args)) {
       CommandOutput out;
       out.exit_code = 1;
       out.err = "cmkctl: internal: '" + inv.Name() +

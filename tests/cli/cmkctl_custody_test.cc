@@ -33,15 +33,15 @@ class CustodyTest : public CmkctlTest {
     return Ctl(std::move(args));
   }
   Json ShowVault(const std::string& config) {
-    RunResult r = CtlWith(config, {"vault", "show", "v1", "-o", "json"});
+    RunResult r = CtlWith(config, {"vault", "show", "vlt1", "-o", "json"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return ParseJsonOrFail(r);
   }
 };
 
 TEST_F(CustodyTest, FileKeyIsShownAsAFile) {
-  CtlOk({"vault", "create", "v1"});
-  CtlOk({"key", "create", "v1", "k1", "--size", "2048"});
+  CtlOk({"vault", "create", "vlt1"});
+  CtlOk({"key", "create", "vlt1", "k1", "--size", "2048"});
   const std::string cfg = Config("");
   Json v = ShowVault(cfg);
   EXPECT_EQ(v["master_key"].as_string(), "file");
@@ -52,7 +52,7 @@ TEST_F(CustodyTest, FileKeyIsShownAsAFile) {
   EXPECT_EQ(v["keys"][0]["private_key"].as_string(),
             "software, sealed by file");
   // The table form has the same rows and a keys sub-table.
-  RunResult table = CtlWith(cfg, {"vault", "show", "v1"});
+  RunResult table = CtlWith(cfg, {"vault", "show", "vlt1"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("master_key "), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("\nkeys:\nNAME"), std::string::npos) << table.out;
@@ -61,8 +61,8 @@ TEST_F(CustodyTest, FileKeyIsShownAsAFile) {
 TEST_F(CustodyTest, MigrationToTheTpmAndTheTpmPosture) {
   test_tokens::Swtpm tpm(tmp() / "tpm");
   ASSERT_TRUE(tpm.started());
-  CtlOk({"vault", "create", "v1"});
-  CtlOk({"key", "create", "v1", "k1", "--size", "2048"});
+  CtlOk({"vault", "create", "vlt1"});
+  CtlOk({"key", "create", "vlt1", "k1", "--size", "2048"});
   const std::string tpm_keys =
       "tpm2_tcti = \"" + tpm.tcti() + "\"\ntpm2_pcrs = \"7\"\n";
   const std::string before = Config("[keystore]\n" + tpm_keys);
@@ -85,7 +85,7 @@ TEST_F(CustodyTest, MigrationToTheTpmAndTheTpmPosture) {
   EXPECT_EQ(v["keys"][0]["private_key"].as_string(),
             "software, sealed by tpm2");
   // Keys still work: a second key and a rotation under the TPM key.
-  CtlOk({"--config", after, "key", "rotate", "v1", "k1"});
+  CtlOk({"--config", after, "key", "rotate", "vlt1", "k1"});
   // Without --to tpm2: a usage error naming the destination.
   RunResult bad = CtlWith(after, {"vault", "migrate-master-key"});
   EXPECT_EQ(bad.exit_code, 2);
@@ -101,9 +101,10 @@ TEST_F(CustodyTest, HsmKeysNameTheirTokenAndModule) {
              "\"\ntoken_label = \"" + token->config.token_label +
              "\"\npin_file = \"" + token->config.pin_file.string() + "\"\n");
   ASSERT_EQ(
-      CtlWith(cfg, {"vault", "create", "v1", "--sku", "premium"}).exit_code, 0);
-  RunResult k = CtlWith(
-      cfg, {"key", "create", "v1", "hk", "--kty", "RSA-HSM", "--size", "2048"});
+      CtlWith(cfg, {"vault", "create", "vlt1", "--sku", "premium"}).exit_code,
+      0);
+  RunResult k = CtlWith(cfg, {"key", "create", "vlt1", "hk", "--kty", "RSA-HSM",
+                              "--size", "2048"});
   ASSERT_EQ(k.exit_code, 0) << k.err;
   Json v = ShowVault(cfg);
   ASSERT_EQ(v["keys"].size(), 1u) << v.Dump();
@@ -118,7 +119,7 @@ TEST_F(CustodyTest, WarningForAKeyFileNextToTheData) {
   cmkfs::Config c;
   c.state_dir = state_dir();
   c.ResolveDefaults();
-  CtlOk({"vault", "create", "v1"});  // makes vault.key in the state dir
+  CtlOk({"vault", "create", "vlt1"});  // makes vault.key in the state dir
   EXPECT_EQ(MasterKeyPostureWarning(c),
             "the vault master key file " + state_dir() +
                 "/vault.key is on the same filesystem as the data in " +
