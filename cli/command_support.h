@@ -151,5 +151,8 @@ std::string UsageText();
 // True for the commands that need no keystore or engine (help, version, and
 // command lines that are usage errors anyway).
 bool NeedsServices(const std::vector<std::string>& args);
+// True for the commands that run in cmkctl on the configuration alone, never
+// in the daemon and without an open keystore (vault migrate-master-key).
+bool RunsWithoutServices(const std::vector<std::string>& args);
 
 }  // namespace cmkfs::cli

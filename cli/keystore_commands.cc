@@ -1,5 +1,9 @@
 // cmkctl vault ... and cmkctl key ...
 
+#include <cstdlib>
+#include <filesystem>
+#include <utility>
+
 #include "cmkfs/file_trust.h"
 #include "cmkfs/keystore.h"
 #include "cmkfs/units.h"
@@ -139,10 +143,99 @@ Status VaultCreate(Invocation& inv) {
   return Status::Ok();
 }
 
+// Where the vault master key, which seals every software key, lives.
+std::pair<std::string, std::string> MasterKeyCustody(const Config& config) {
+  auto options = KeyStoreOptionsFor(config);
+  if (!options.ok()) return {"unknown", options.status().message()};
+  switch (keystore::EffectiveMasterKeySource(*options)) {
+    case keystore::MasterKeySource::kTpm2:
+      return {"tpm2", "sealed to the TPM 2.0 at " + options->tpm2_tcti +
+                          " (blob " + options->tpm2_sealed_file.string() +
+                          (options->tpm2_pcrs.empty()
+                               ? ", no PCR binding)"
+                               : ", PCRs " + options->tpm2_pcrs + ")")};
+    case keystore::MasterKeySource::kPassphrase:
+      return {"passphrase", "derived (scrypt) from the passphrase in " +
+                                options->passphrase_file.string()};
+    default:
+      return {"file", "in the file " + options->master_key_file.string()};
+  }
+}
+
+// Where an RSA-HSM key's private half lives: the token, its module, and
+// the p11-kit server for a remote token.
+std::string TokenCustody(const Config& config) {
+  std::string where = "PKCS#11 token '" + config.pkcs11.token_label + "' via " +
+                      config.pkcs11.module.string();
+  if (config.pkcs11.module.filename() == "p11-kit-client.so") {
+    const char* address = std::getenv("P11_KIT_SERVER_ADDRESS");
+    where += std::string(" (remote: p11-kit server at ") +
+             (address != nullptr ? address : "the default runtime socket") +
+             ")";
+  }
+  return where;
+}
+
+// The posture: where the master key and each key's private half live.
+void AddCustody(Invocation& inv, const std::string& vault, Json& j) {
+  const Config& config = inv.ctx->config;
+  auto [source, location] = MasterKeyCustody(config);
+  j.Set("master_key", source);
+  j.Set("master_key_location", location);
+  auto keys = inv.ctx->keystore->ListKeys(inv.caller(), vault);
+  if (!keys.ok()) return;
+  Json arr = Json::Array();
+  for (const auto& k : *keys) {
+    Json kj = Json::Object();
+    kj.Set("name", k.name);
+    kj.Set("kty", keystore::KeyTypeName(k.kty));
+    const bool hsm = k.kty == keystore::KeyType::kRsaHsm;
+    kj.Set("private_key", hsm ? "pkcs11" : "software, sealed by " + source);
+    kj.Set("location",
+           hsm ? TokenCustody(config)
+               : "vault LMDB, sealed by the master key " + location);
+    arr.Push(std::move(kj));
+  }
+  j.Set("keys", std::move(arr));
+}
+
 Status VaultShow(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto info,
                          inv.ctx->keystore->GetVault(inv.positional[0]));
-  Emit(inv, VaultJson(info));
+  Json j = VaultJson(info);
+  AddCustody(inv, info.spec.name, j);
+  Emit(inv, j);
+  return Status::Ok();
+}
+
+// Runs in cmkctl, never in the daemon (it opens the vault directory
+// itself), and needs no open keystore: RunsWithoutServices.
+Status VaultMigrateMasterKey(Invocation& inv) {
+  auto to = inv.Value("--to");
+  if (!to || *to != "tpm2") {
+    return inv.Usage(
+        "'vault migrate-master-key' needs --to tpm2 (the only destination)");
+  }
+  if (inv.ctx->keystore != nullptr) {
+    // A process with the vault open (the daemon) must not open it again.
+    return FailedPreconditionError(
+        "vault migrate-master-key runs in cmkctl, not in a process that has "
+        "the vault open");
+  }
+  CMKFS_ASSIGN_OR_RETURN(keystore::KeyStoreOptions options,
+                         KeyStoreOptionsFor(inv.ctx->config));
+  const bool had_file =
+      std::filesystem::exists(options.master_key_file.string());
+  CMKFS_RETURN_IF_ERROR(keystore::MigrateMasterKeyToTpm2(options));
+  Json j = Json::Object();
+  j.Set("master_key", "tpm2");
+  j.Set("sealed_file", options.tpm2_sealed_file.string());
+  j.Set("tcti", options.tpm2_tcti);
+  j.Set("pcrs", options.tpm2_pcrs);
+  j.Set("removed_key_file",
+        had_file ? Json(options.master_key_file.string()) : Json());
+  j.Set("next", "set [keystore] master_key = \"tpm2\" in the config");
+  Emit(inv, j);
   return Status::Ok();
 }
 
@@ -483,9 +576,17 @@ const std::vector<CommandSpec>& KeystoreCommands() {
        "show",
        {"VAULT"},
        {},
-       "Shows a vault and its access policies.",
+       "Shows a vault, its access policies and where its keys' private "
+       "halves live.",
        VaultShow},
       {"vault", "list", {}, {}, "Lists the vaults.", VaultList, {"ls"}},
+      {"vault",
+       "migrate-master-key",
+       {},
+       {{"--to", FlagKind::kValue, "tpm2"}},
+       "Moves the vault master key from its file into the TPM ([keystore] "
+       "tpm2_*) and removes the file, crash-safely. Runs in cmkctl.",
+       VaultMigrateMasterKey},
       {"vault",
        "set-policy",
        {"VAULT"},

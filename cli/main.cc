@@ -87,6 +87,13 @@ int main(int argc, char** argv) {
     InitLogging("warn", true).IgnoreError();
   }
 
+  if (RunsWithoutServices(original)) {
+    ctx.config = *config;
+    CommandOutput out = RunCommand(original, ctx);
+    Print(out);
+    return out.exit_code;
+  }
+
   // Forwarded: a SIGINT kills cmkctl, the daemon sees the hang-up and
   // cancels. Local: the handler turns SIGINT into a clean cancel.
   auto reply = SendControlCommand(ControlSocketPath(*config),

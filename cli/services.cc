@@ -228,6 +228,52 @@ Status CheckStateFiles(const Config& config) {
   return Status::Ok();
 }
 
+Result<keystore::KeyStoreOptions> KeyStoreOptionsFor(const Config& config) {
+  std::error_code ec;
+  keystore::KeyStoreOptions ks;
+  ks.dir = config.keystore.dir;
+  CMKFS_ASSIGN_OR_RETURN(ks.master_key, keystore::ParseMasterKeySource(
+                                            config.keystore.master_key));
+  ks.master_key_file = config.keystore.master_key_file;
+  ks.passphrase_file = config.keystore.passphrase_file;
+  ks.tpm2_sealed_file = config.keystore.tpm2_sealed_file;
+  ks.tpm2_tcti = config.keystore.tpm2_tcti;
+  ks.tpm2_pcrs = config.keystore.tpm2_pcrs;
+  ks.pkcs11 = config.pkcs11;
+  ks.hsm_enabled = !config.pkcs11.module.empty() &&
+                   std::filesystem::exists(config.pkcs11.module, ec) &&
+                   std::filesystem::exists(config.pkcs11.pin_file, ec);
+  return ks;
+}
+
+std::string MasterKeyPostureWarning(const Config& config) {
+  auto options = KeyStoreOptionsFor(config);
+  if (!options.ok()) return "";
+  const keystore::MasterKeySource source =
+      keystore::EffectiveMasterKeySource(*options);
+  const std::string& key = config.keystore.master_key_file.string();
+  struct stat key_st {
+  }, data_st{};
+  const bool key_exists = ::stat(key.c_str(), &key_st) == 0;
+  if (source == keystore::MasterKeySource::kTpm2) {
+    if (!key_exists) return "";
+    return "master_key = tpm2, but the master key file " + key +
+           " still exists next to the data; finish the migration with: "
+           "cmkctl vault migrate-master-key --to tpm2";
+  }
+  if (source != keystore::MasterKeySource::kFile || !key_exists ||
+      ::stat(config.state_dir.c_str(), &data_st) != 0 ||
+      key_st.st_dev != data_st.st_dev) {
+    return "";
+  }
+  return "the vault master key file " + key +
+         " is on the same filesystem as the data in " +
+         config.state_dir.string() +
+         ": a copy of that filesystem opens every software key; seal the key "
+         "to this host's TPM with: cmkctl vault migrate-master-key --to tpm2 "
+         "(then set [keystore] master_key = \"tpm2\")";
+}
+
 Result<Services> OpenServices(const Config& config,
                               const KeyStoreWrapper& wrap_keystore) {
   std::error_code ec;
@@ -238,14 +284,8 @@ Result<Services> OpenServices(const Config& config,
   }
   CMKFS_RETURN_IF_ERROR(CheckStateFiles(config));
 
-  keystore::KeyStoreOptions ks;
-  ks.dir = config.keystore.dir;
-  ks.master_key_file = config.keystore.master_key_file;
-  ks.passphrase_file = config.keystore.passphrase_file;
-  ks.pkcs11 = config.pkcs11;
-  ks.hsm_enabled = !config.pkcs11.module.empty() &&
-                   std::filesystem::exists(config.pkcs11.module, ec) &&
-                   std::filesystem::exists(config.pkcs11.pin_file, ec);
+  CMKFS_ASSIGN_OR_RETURN(keystore::KeyStoreOptions ks,
+                         KeyStoreOptionsFor(config));
   Services services;
   auto keystore = keystore::OpenKeyStore(ks);
   if (!keystore.ok()) {

@@ -294,6 +294,33 @@ std::vector<KeySpec> Schema(Config& c) {
               return ReadPath(w, true, &c.keystore.passphrase_file);
             },
             {}},
+           {"master_key",
+            [&](const Where& w) {
+              CMKFS_RETURN_IF_ERROR(ReadString(w, &c.keystore.master_key));
+              const std::string& v = c.keystore.master_key;
+              if (v == "file" || v == "passphrase" || v == "tpm2") {
+                return Status::Ok();
+              }
+              return w.Error("'" + v +
+                             "' is not a master key source; expected file, "
+                             "passphrase or tpm2");
+            },
+            {}},
+           {"tpm2_sealed_file",
+            [&](const Where& w) {
+              return ReadPath(w, true, &c.keystore.tpm2_sealed_file);
+            },
+            {}},
+           {"tpm2_tcti",
+            [&](const Where& w) {
+              return ReadString(w, &c.keystore.tpm2_tcti);
+            },
+            {}},
+           {"tpm2_pcrs",
+            [&](const Where& w) {
+              return ReadString(w, &c.keystore.tpm2_pcrs);
+            },
+            {}},
        }},
       {"watcher",
        nullptr,
@@ -362,6 +389,9 @@ std::vector<KeySpec> Schema(Config& c) {
             [&](const Where& w) {
               return ReadPath(w, true, &c.pkcs11.pin_file);
             },
+            {}},
+           {"init_args",
+            [&](const Where& w) { return ReadString(w, &c.pkcs11.init_args); },
             {}},
        }},
       {"mount",
@@ -487,6 +517,9 @@ void Config::ResolveDefaults() {
   if (keystore.dir.empty()) keystore.dir = state_dir / "vault";
   if (keystore.master_key_file.empty()) {
     keystore.master_key_file = state_dir / "vault.key";
+  }
+  if (keystore.tpm2_sealed_file.empty()) {
+    keystore.tpm2_sealed_file = state_dir / "vault.tpm2";
   }
 }
 

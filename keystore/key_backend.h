@@ -83,6 +83,17 @@ struct TokenKeyFacts {
   bool on_token = false;
   // Whether the token handed out CKA_PRIVATE_EXPONENT (it must not).
   bool private_exponent_readable = true;
+  // CKA_ALLOWED_MECHANISMS as the token reports it (CKM_* values); unset
+  // when the token does not keep the attribute.
+  bool allowed_mechanisms_set = false;
+  std::vector<unsigned long> allowed_mechanisms;
+  // Whether the backend unwraps with the token's CKM_RSA_PKCS_OAEP (hash,
+  // MGF1 and label checked by the token) rather than CKM_RSA_X_509 and a
+  // padding check in software.
+  bool unwraps_natively = false;
+  // Whether the token performs a raw RSA decryption (CKM_RSA_X_509) with
+  // the key: an unpadded private-key oracle for anyone holding the PIN.
+  bool raw_decrypt_allowed = true;
 };
 Result<TokenKeyFacts> InspectPkcs11Key(KeyBackend& pkcs11_backend,
                                        std::string_view key_id);

@@ -1504,11 +1504,47 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
   return created;
 }
 
+// master_key = tpm2: unseals the sealed file; only a vault that does not
+// exist yet gets a fresh sealed key.
+Result<crypto::SecretBytes> ObtainTpm2MasterKey(
+    lmdb::Env& env, const Dbs& dbs, const KeyStoreOptions& options) {
+  auto key = UnsealMasterKey(options);
+  if (key.status().kind() != ErrorKind::kNotFound) return key;
+  bool vault_exists = false;
+  CMKFS_RETURN_IF_ERROR(env.View([&](lmdb::Txn& txn) -> Status {
+    auto check = txn.Get(dbs.meta, kMetaCheck);
+    vault_exists = check.ok();
+    if (check.ok() || check.status().kind() == ErrorKind::kNotFound) {
+      return Status::Ok();
+    }
+    return check.status();
+  }));
+  if (vault_exists) {
+    return FailedPreconditionError(
+        "vault " + options.dir.string() + " has no TPM2-sealed master key " +
+        options.tpm2_sealed_file.string() +
+        "; if its key is still in the file " +
+        options.master_key_file.string() +
+        ", move it into the TPM with: cmkctl vault migrate-master-key --to "
+        "tpm2");
+  }
+  return CreateSealedMasterKey(options);
+}
+
 // Derives or loads the master key; for a passphrase, the scrypt salt lives in
 // the meta database (created on first open).
 Result<crypto::SecretBytes> ObtainMasterKey(lmdb::Env& env, const Dbs& dbs,
                                             const KeyStoreOptions& options) {
-  if (options.passphrase_file.empty()) {
+  const MasterKeySource source = EffectiveMasterKeySource(options);
+  if (source == MasterKeySource::kTpm2) {
+    return ObtainTpm2MasterKey(env, dbs, options);
+  }
+  if (source == MasterKeySource::kPassphrase &&
+      options.passphrase_file.empty()) {
+    return InvalidArgumentError(
+        "master_key = passphrase needs keystore.passphrase_file");
+  }
+  if (source == MasterKeySource::kFile) {
     if (options.master_key_file.empty()) {
       return InvalidArgumentError(
           "keystore needs a master key: set keystore.master_key_file or "

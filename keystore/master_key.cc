@@ -99,11 +99,13 @@ Result<crypto::SecretBytes> CreateKeyFile(const std::filesystem::path& path) {
   return key;
 }
 
-}  // namespace
-
-Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
-    const std::filesystem::path& path) {
+Result<crypto::SecretBytes> LoadMasterKey(const std::filesystem::path& path,
+                                          bool create) {
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (raw < 0 && errno == ENOENT && !create) {
+    return NotFoundError("master key file " + path.string() +
+                         " does not exist");
+  }
   if (raw < 0 && errno == ENOENT) {
     auto created = CreateKeyFile(path);
     if (created.ok() || created.status().kind() != ErrorKind::kIOError) {
@@ -134,6 +136,90 @@ Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
                                 " is shorter than 32 bytes");
   }
   return key;
+}
+
+Status FsyncDir(const std::filesystem::path& dir) {
+  const std::filesystem::path d = dir.empty() ? "." : dir;
+  int raw = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (raw < 0) return ErrnoError("open directory " + d.string(), errno);
+  Fd fd(raw);
+  if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + d.string(), errno);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<crypto::SecretBytes> LoadOrCreateMasterKeyFile(
+    const std::filesystem::path& path) {
+  return LoadMasterKey(path, true);
+}
+
+Result<crypto::SecretBytes> LoadMasterKeyFile(
+    const std::filesystem::path& path) {
+  return LoadMasterKey(path, false);
+}
+
+Status WriteFileAtomically(const std::filesystem::path& path,
+                           std::span<const uint8_t> data, bool replace) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  ::unlink(tmp.c_str());
+  int raw = ::open(tmp.c_str(),
+                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (raw < 0) return ErrnoError("create " + tmp.string(), errno);
+  {
+    Fd fd(raw);
+    Status s = WriteAll(fd.get(), data.data(), data.size(), tmp);
+    if (s.ok() && ::fsync(fd.get()) != 0) {
+      s = ErrnoError("fsync " + tmp.string(), errno);
+    }
+    if (!s.ok()) {
+      ::unlink(tmp.c_str());
+      return s;
+    }
+  }
+  if (replace) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      return ErrnoError("rename " + tmp.string() + " to " + path.string(), err);
+    }
+  } else {
+    const int rc = ::link(tmp.c_str(), path.c_str());
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    if (rc != 0 && err == EEXIST) {
+      return AlreadyExistsError(path.string() + " already exists");
+    }
+    if (rc != 0) return ErrnoError("link " + path.string(), err);
+  }
+  return FsyncDir(path.parent_path());
+}
+
+Status RemoveFileDurably(const std::filesystem::path& path) {
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return ErrnoError("remove " + path.string(), errno);
+  }
+  return FsyncDir(path.parent_path());
+}
+
+Result<std::vector<uint8_t>> ReadSmallFile(const std::filesystem::path& path,
+                                           size_t max) {
+  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (raw < 0 && errno == ENOENT) {
+    return NotFoundError(path.string() + " does not exist");
+  }
+  if (raw < 0) return ErrnoError("open " + path.string(), errno);
+  Fd fd(raw);
+  std::vector<uint8_t> out(max + 1);
+  size_t got = 0;
+  CMKFS_RETURN_IF_ERROR(ReadAll(fd.get(), out.data(), out.size(), &got, path));
+  if (got > max) {
+    return InvalidArgumentError(path.string() + " is larger than " +
+                                std::to_string(max) + " bytes");
+  }
+  out.resize(got);
+  return out;
 }
 
 Result<crypto::SecretBytes> ReadPassphraseFile(

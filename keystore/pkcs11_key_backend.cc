@@ -7,6 +7,11 @@
 // label first; a token that refuses those parameters (SoftHSM 2.6 knows only
 // SHA-1 without label) is asked for the raw RSA operation (CKM_RSA_X_509)
 // and the OAEP padding is checked in locked memory by crypto::OaepDecode.
+//
+// Keys the backend creates are limited (CKA_ALLOWED_MECHANISMS) to what it
+// uses: CKM_RSA_PKCS_OAEP alone when the token passed the native probe
+// (OAEP with SHA-1 and SHA-256, MGF1 and a label, checked on a session key
+// once per connection), CKM_RSA_PKCS_OAEP and CKM_RSA_X_509 otherwise.
 #include <dlfcn.h>
 #include <p11-kit/pkcs11.h>
 
@@ -103,9 +108,39 @@ std::vector<uint8_t> ObjectIdFor(std::string_view key_id) {
   return crypto::Sha256(AsBytes(key_id));
 }
 
+// CKM_RSA_PKCS_OAEP parameters for `hash` with `label` (which must outlive
+// the parameters).
+CK_RSA_PKCS_OAEP_PARAMS OaepParams(crypto::OaepHash hash,
+                                   std::vector<uint8_t>& label) {
+  const bool sha1 = hash == crypto::OaepHash::kSha1;
+  CK_RSA_PKCS_OAEP_PARAMS params{};
+  params.hashAlg = sha1 ? CKM_SHA_1 : CKM_SHA256;
+  params.mgf = sha1 ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256;
+  params.source = CKZ_DATA_SPECIFIED;
+  params.pSourceData = label.empty() ? nullptr : label.data();
+  params.ulSourceDataLen = label.size();
+  return params;
+}
+
+// The mechanisms a key the backend creates may be used with.
+std::vector<CK_MECHANISM_TYPE> AllowedMechanismsFor(bool native_oaep) {
+  if (native_oaep) return {CKM_RSA_PKCS_OAEP};
+  return {CKM_RSA_PKCS_OAEP, CKM_RSA_X_509};
+}
+
+// The token may not know CKA_ALLOWED_MECHANISMS, or refuse it on token
+// objects: NSS softokn 3.87 fails C_GenerateKeyPair and C_CreateObject with
+// CKR_GENERAL_ERROR then. The backend tries once more without it.
+bool IsAttributeRefusal(CK_RV rv) {
+  return rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+         rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
+         rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED;
+}
+
 // --- process-wide module registry ------------------------------------------
 
 struct LoadedModule {
+  std::string init_args;
   void* handle = nullptr;
   CK_FUNCTION_LIST_PTR fns = nullptr;
   bool initialized_here = false;
@@ -123,10 +158,17 @@ std::map<std::string, LoadedModule>& Modules() {
 
 // The module runs inside the daemon (as root): it must be a trusted file
 // (cmkfs/file_trust.h), and the checked, resolved path is what is loaded.
-Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
+Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path,
+                                           const std::string& init_args) {
   std::lock_guard<std::mutex> lock(ModulesMutex());
   auto it = Modules().find(path);
   if (it != Modules().end()) {
+    if (it->second.init_args != init_args) {
+      return FailedPreconditionError(
+          "PKCS#11 module " + path +
+          " is already initialised in this process with other [pkcs11] "
+          "init_args; one process can use one configuration of a module");
+    }
     ++it->second.users;
     return it->second.fns;
   }
@@ -140,6 +182,7 @@ Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
   }
   if (!trusted.ok()) return trusted.status();
   LoadedModule m;
+  m.init_args = init_args;
   m.handle = ::dlopen(trusted->c_str(), RTLD_NOW | RTLD_LOCAL);
   if (m.handle == nullptr) {
     const char* err = ::dlerror();
@@ -158,13 +201,17 @@ Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
   }
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;
+  // NSS softokn reads its parameter string from pReserved.
+  if (!m.init_args.empty()) args.pReserved = m.init_args.data();
   const CK_RV rv = m.fns->C_Initialize(&args);
   if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
     ::dlclose(m.handle);
-    return FailedPreconditionError("PKCS#11 module " + path +
-                                   " failed to initialise: C_Initialize "
-                                   "returned " +
-                                   CkrName(rv));
+    return FailedPreconditionError(
+        "PKCS#11 module " + path +
+        " failed to initialise: C_Initialize "
+        "returned " +
+        CkrName(rv) +
+        (m.init_args.empty() ? std::string() : "; check [pkcs11] init_args"));
   }
   m.initialized_here = rv == CKR_OK;
   m.users = 1;
@@ -222,7 +269,8 @@ class Connection {
  public:
   static Result<std::unique_ptr<Connection>> Open(const Config::Pkcs11& cfg) {
     const std::string module = cfg.module.string();
-    CMKFS_ASSIGN_OR_RETURN(CK_FUNCTION_LIST_PTR fns, AcquireModule(module));
+    CMKFS_ASSIGN_OR_RETURN(CK_FUNCTION_LIST_PTR fns,
+                           AcquireModule(module, cfg.init_args));
     std::unique_ptr<Connection> c(new Connection(module, fns, cfg.token_label));
     CMKFS_RETURN_IF_ERROR(c->FindSlot());
     CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes pin, ReadPin(cfg.pin_file));
@@ -283,6 +331,25 @@ class Connection {
   // True once a call reported that the token or session is gone.
   bool lost() const { return lost_.load(); }
 
+  // The result of the native OAEP probe on this connection, once made.
+  std::optional<bool> native_oaep() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return native_oaep_;
+  }
+  void set_native_oaep(bool native) {
+    std::lock_guard<std::mutex> lock(mu_);
+    native_oaep_ = native;
+  }
+
+  // Set once the token refused a key with CKA_ALLOWED_MECHANISMS and took
+  // it without: later keys are made without it at once.
+  bool refuses_allowed_mechanisms() const {
+    return refuses_allowed_mechanisms_.load();
+  }
+  void set_refuses_allowed_mechanisms() {
+    refuses_allowed_mechanisms_.store(true);
+  }
+
   Status Error(std::string_view call, CK_RV rv) const {
     if (IsConnectionLoss(rv)) {
       lost_.store(true);
@@ -334,6 +401,8 @@ class Connection {
   CK_SLOT_ID slot_ = 0;
   std::mutex mu_;
   std::vector<CK_SESSION_HANDLE> idle_;
+  std::optional<bool> native_oaep_;
+  std::atomic<bool> refuses_allowed_mechanisms_{false};
   mutable std::atomic<bool> lost_{false};
 };
 
@@ -346,6 +415,8 @@ class Pkcs11KeyBackend final : public KeyBackend {
     CMKFS_ASSIGN_OR_RETURN(auto conn, Connect());
     Session s(*conn);
     CMKFS_RETURN_IF_ERROR(s.status());
+    CMKFS_ASSIGN_OR_RETURN(const bool native, NativeOaep(*conn, s));
+    std::vector<CK_MECHANISM_TYPE> mechs = AllowedMechanismsFor(native);
     std::vector<uint8_t> object_id = ObjectIdFor(key_id);
     std::string label(key_id);
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
@@ -362,7 +433,8 @@ class Pkcs11KeyBackend final : public KeyBackend {
         {CKA_ID, object_id.data(), object_id.size()},
         {CKA_LABEL, label.data(), label.size()},
     };
-    CK_ATTRIBUTE priv_template[] = {
+    // CKA_ALLOWED_MECHANISMS last: dropped for a token that does not know it.
+    std::vector<CK_ATTRIBUTE> priv_template = {
         {CKA_TOKEN, &yes, sizeof(yes)},
         {CKA_PRIVATE, &yes, sizeof(yes)},
         {CKA_SENSITIVE, &yes, sizeof(yes)},
@@ -372,12 +444,23 @@ class Pkcs11KeyBackend final : public KeyBackend {
         {CKA_SIGN, &no, sizeof(no)},
         {CKA_ID, object_id.data(), object_id.size()},
         {CKA_LABEL, label.data(), label.size()},
+        {CKA_ALLOWED_MECHANISMS, mechs.data(),
+         mechs.size() * sizeof(CK_MECHANISM_TYPE)},
     };
     CK_MECHANISM mech{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-    CK_RV rv = conn->fns()->C_GenerateKeyPair(
-        s.handle(), &mech, pub_template, std::size(pub_template), priv_template,
-        std::size(priv_template), &pub, &priv);
+    auto generate = [&] {
+      return conn->fns()->C_GenerateKeyPair(
+          s.handle(), &mech, pub_template, std::size(pub_template),
+          priv_template.data(), priv_template.size(), &pub, &priv);
+    };
+    if (conn->refuses_allowed_mechanisms()) priv_template.pop_back();
+    CK_RV rv = generate();
+    if (IsAttributeRefusal(rv) && !conn->refuses_allowed_mechanisms()) {
+      priv_template.pop_back();
+      rv = generate();
+      if (rv == CKR_OK) conn->set_refuses_allowed_mechanisms();
+    }
     if (rv != CKR_OK) return s.Fail("C_GenerateKeyPair", rv);
     auto stored = Describe(*conn, s, pub, object_id);
     if (!stored.ok()) {
@@ -385,7 +468,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
       conn->fns()->C_DestroyObject(s.handle(), pub);
       return stored.status();
     }
-    RememberHandle(object_id, priv);
+    RememberHandle(object_id, {priv, native});
     return stored;
   }
 
@@ -398,6 +481,8 @@ class Pkcs11KeyBackend final : public KeyBackend {
     CMKFS_ASSIGN_OR_RETURN(auto conn, Connect());
     Session s(*conn);
     CMKFS_RETURN_IF_ERROR(s.status());
+    CMKFS_ASSIGN_OR_RETURN(const bool native, NativeOaep(*conn, s));
+    std::vector<CK_MECHANISM_TYPE> mechs = AllowedMechanismsFor(native);
     std::vector<uint8_t> object_id = ObjectIdFor(key_id);
     std::string label(key_id);
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
@@ -406,7 +491,8 @@ class Pkcs11KeyBackend final : public KeyBackend {
     auto secret = [](CK_ATTRIBUTE_TYPE type, crypto::SecretBytes& b) {
       return CK_ATTRIBUTE{type, b.data(), b.size()};
     };
-    CK_ATTRIBUTE priv_template[] = {
+    // CKA_ALLOWED_MECHANISMS last: dropped for a token that does not know it.
+    std::vector<CK_ATTRIBUTE> priv_template = {
         {CKA_CLASS, &priv_class, sizeof(priv_class)},
         {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
         {CKA_TOKEN, &yes, sizeof(yes)},
@@ -427,6 +513,8 @@ class Pkcs11KeyBackend final : public KeyBackend {
         secret(CKA_EXPONENT_1, c.exponent1),
         secret(CKA_EXPONENT_2, c.exponent2),
         secret(CKA_COEFFICIENT, c.coefficient),
+        {CKA_ALLOWED_MECHANISMS, mechs.data(),
+         mechs.size() * sizeof(CK_MECHANISM_TYPE)},
     };
     CK_ATTRIBUTE pub_template[] = {
         {CKA_CLASS, &pub_class, sizeof(pub_class)},
@@ -442,8 +530,17 @@ class Pkcs11KeyBackend final : public KeyBackend {
          c.public_exponent.size()},
     };
     CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
-    CK_RV rv = conn->fns()->C_CreateObject(s.handle(), priv_template,
-                                           std::size(priv_template), &priv);
+    auto create = [&] {
+      return conn->fns()->C_CreateObject(s.handle(), priv_template.data(),
+                                         priv_template.size(), &priv);
+    };
+    if (conn->refuses_allowed_mechanisms()) priv_template.pop_back();
+    CK_RV rv = create();
+    if (IsAttributeRefusal(rv) && !conn->refuses_allowed_mechanisms()) {
+      priv_template.pop_back();
+      rv = create();
+      if (rv == CKR_OK) conn->set_refuses_allowed_mechanisms();
+    }
     if (rv != CKR_OK) return s.Fail("C_CreateObject (private key)", rv);
     rv = conn->fns()->C_CreateObject(s.handle(), pub_template,
                                      std::size(pub_template), &pub);
@@ -452,7 +549,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
       return s.Fail("C_CreateObject (public key)", rv);
     }
     stored.material = Material(object_id);
-    RememberHandle(object_id, priv);
+    RememberHandle(object_id, {priv, native});
     return stored;
   }
 
@@ -472,18 +569,14 @@ class Pkcs11KeyBackend final : public KeyBackend {
     CMKFS_ASSIGN_OR_RETURN(auto conn, Connect());
     Session s(*conn);
     CMKFS_RETURN_IF_ERROR(s.status());
-    CMKFS_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE priv,
+    CMKFS_ASSIGN_OR_RETURN(TokenKey token_key,
                            FindPrivateKey(*conn, s, object_id, key_id));
+    const CK_OBJECT_HANDLE priv = token_key.handle;
     const size_t modulus_bytes = static_cast<size_t>((key.bits + 7) / 8);
     if (blob.empty() || blob.size() > modulus_bytes) return failed;
     const bool sha1 = hash == crypto::OaepHash::kSha1;
     std::vector<uint8_t> label_copy(label.begin(), label.end());
-    CK_RSA_PKCS_OAEP_PARAMS params{};
-    params.hashAlg = sha1 ? CKM_SHA_1 : CKM_SHA256;
-    params.mgf = sha1 ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256;
-    params.source = CKZ_DATA_SPECIFIED;
-    params.pSourceData = label_copy.empty() ? nullptr : label_copy.data();
-    params.ulSourceDataLen = label_copy.size();
+    CK_RSA_PKCS_OAEP_PARAMS params = OaepParams(hash, label_copy);
     CK_MECHANISM oaep{CKM_RSA_PKCS_OAEP, &params, sizeof(params)};
     std::vector<uint8_t> in(blob.begin(), blob.end());
     crypto::SecretBytes out(modulus_bytes);
@@ -516,6 +609,20 @@ class Pkcs11KeyBackend final : public KeyBackend {
       return failed;
     };
     bool init_refused = false;
+    // On a token that passed the native probe (or a key limited to
+    // CKM_RSA_PKCS_OAEP, which only such a token gets) the token checks
+    // hash, MGF1 and label itself.
+    if (token_key.native) {
+      auto n = decrypt(&oaep, in, &init_refused);
+      if (init_refused) {
+        return NotSupportedError("PKCS#11 token " + conn->label() +
+                                 " refuses CKM_RSA_PKCS_OAEP with these "
+                                 "parameters for key " +
+                                 std::string(key_id));
+      }
+      if (!n.ok()) return n.status();
+      return crypto::SecretBytes(out.data(), *n);
+    }
     // Without a label every token's CKM_RSA_PKCS_OAEP is trusted. Some
     // (SoftHSM 2.6) accept a label parameter and ignore it, so a labelled
     // unwrap asks for the raw operation first and checks the padding here.
@@ -596,6 +703,37 @@ class Pkcs11KeyBackend final : public KeyBackend {
     rv = conn->fns()->C_GetAttributeValue(s.handle(), objects[0], &secret, 1);
     facts.private_exponent_readable =
         rv == CKR_OK && secret.ulValueLen != CK_UNAVAILABLE_INFORMATION;
+    CMKFS_ASSIGN_OR_RETURN(auto mechs, AllowedMechanisms(*conn, s, objects[0]));
+    facts.allowed_mechanisms_set = mechs.has_value();
+    CMKFS_ASSIGN_OR_RETURN(
+        TokenKey key, FindPrivateKey(*conn, s, ObjectIdFor(key_id), key_id));
+    facts.unwraps_natively = key.native;
+    if (mechs) {
+      facts.allowed_mechanisms.assign(mechs->begin(), mechs->end());
+    }
+    // Whether the key works as a raw RSA oracle: decrypt a block of zeros
+    // (which any modulus accepts) with CKM_RSA_X_509.
+    CK_ULONG modulus_bits = 0;
+    CK_ATTRIBUTE bits_attr{CKA_MODULUS_BITS, &modulus_bits,
+                           sizeof(modulus_bits)};
+    std::vector<uint8_t> modulus(1024);
+    CK_ATTRIBUTE modulus_attr{CKA_MODULUS, modulus.data(), modulus.size()};
+    CK_ULONG block = 0;
+    if (conn->fns()->C_GetAttributeValue(s.handle(), objects[0], &modulus_attr,
+                                         1) == CKR_OK) {
+      block = modulus_attr.ulValueLen;
+    } else if (conn->fns()->C_GetAttributeValue(s.handle(), objects[0],
+                                                &bits_attr, 1) == CKR_OK) {
+      block = (modulus_bits + 7) / 8;
+    }
+    CK_MECHANISM raw{CKM_RSA_X_509, nullptr, 0};
+    std::vector<uint8_t> zeros(block, 0), out(block, 0);
+    CK_ULONG out_len = out.size();
+    facts.raw_decrypt_allowed =
+        block > 0 &&
+        conn->fns()->C_DecryptInit(s.handle(), &raw, objects[0]) == CKR_OK &&
+        conn->fns()->C_Decrypt(s.handle(), zeros.data(), zeros.size(),
+                               out.data(), &out_len) == CKR_OK;
     return facts;
   }
 
@@ -701,9 +839,16 @@ class Pkcs11KeyBackend final : public KeyBackend {
     return found;
   }
 
-  Result<CK_OBJECT_HANDLE> FindPrivateKey(Connection& conn, Session& s,
-                                          const std::vector<uint8_t>& id,
-                                          std::string_view key_id) {
+  // A private key object and whether it is unwrapped with the token's own
+  // CKM_RSA_PKCS_OAEP.
+  struct TokenKey {
+    CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    bool native = false;
+  };
+
+  Result<TokenKey> FindPrivateKey(Connection& conn, Session& s,
+                                  const std::vector<uint8_t>& id,
+                                  std::string_view key_id) {
     {
       std::lock_guard<std::mutex> lock(handles_mu_);
       auto it = handles_.find(HandleKey(id));
@@ -715,13 +860,115 @@ class Pkcs11KeyBackend final : public KeyBackend {
       return CorruptionError("the private key of " + std::string(key_id) +
                              " is not in PKCS#11 token " + conn.label());
     }
-    RememberHandle(id, found[0]);
-    return found[0];
+    // The key's CKA_ALLOWED_MECHANISMS says which path it was made for;
+    // without it (a token that does not keep it), the probe decides.
+    CMKFS_ASSIGN_OR_RETURN(auto mechs, AllowedMechanisms(conn, s, found[0]));
+    TokenKey key{found[0], false};
+    if (mechs.has_value()) {
+      key.native = std::find(mechs->begin(), mechs->end(), CKM_RSA_X_509) ==
+                   mechs->end();
+    } else {
+      CMKFS_ASSIGN_OR_RETURN(key.native, NativeOaep(conn, s));
+    }
+    RememberHandle(id, key);
+    return key;
   }
 
-  void RememberHandle(const std::vector<uint8_t>& id, CK_OBJECT_HANDLE h) {
+  void RememberHandle(const std::vector<uint8_t>& id, TokenKey key) {
     std::lock_guard<std::mutex> lock(handles_mu_);
-    handles_[HandleKey(id)] = h;
+    handles_[HandleKey(id)] = key;
+  }
+
+  // CKA_ALLOWED_MECHANISMS of an object; nullopt when the token does not
+  // keep it. Asked with a buffer: p11-kit 0.24's RPC answers a length query
+  // (pValue NULL) for it with CKR_DEVICE_ERROR.
+  Result<std::optional<std::vector<CK_MECHANISM_TYPE>>> AllowedMechanisms(
+      Connection& conn, Session& s, CK_OBJECT_HANDLE h) {
+    std::vector<CK_MECHANISM_TYPE> mechs(64);
+    CK_ATTRIBUTE attr{CKA_ALLOWED_MECHANISMS, mechs.data(),
+                      mechs.size() * sizeof(CK_MECHANISM_TYPE)};
+    CK_RV rv = conn.fns()->C_GetAttributeValue(s.handle(), h, &attr, 1);
+    if (IsConnectionLoss(rv)) return s.Fail("C_GetAttributeValue", rv);
+    if (rv != CKR_OK || attr.ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+        attr.ulValueLen == 0) {
+      return std::optional<std::vector<CK_MECHANISM_TYPE>>();
+    }
+    mechs.resize(attr.ulValueLen / sizeof(CK_MECHANISM_TYPE));
+    return std::optional<std::vector<CK_MECHANISM_TYPE>>(std::move(mechs));
+  }
+
+  // Whether the token does CKM_RSA_PKCS_OAEP itself with SHA-1 and SHA-256,
+  // MGF1 and a label: a session key pair (never on the token) unwraps what
+  // the software wraps under a label and refuses it under another label
+  // (SoftHSM 2.6 ignores labels). Once per connection; a token that cannot
+  // make the session key is taken as not native.
+  Result<bool> NativeOaep(Connection& conn, Session& s) {
+    if (std::optional<bool> known = conn.native_oaep()) return *known;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ULONG modulus_bits = 2048;
+    std::array<uint8_t, 3> exponent = {1, 0, 1};
+    CK_ATTRIBUTE pub_template[] = {
+        {CKA_TOKEN, &no, sizeof(no)},
+        {CKA_ENCRYPT, &yes, sizeof(yes)},
+        {CKA_MODULUS_BITS, &modulus_bits, sizeof(modulus_bits)},
+        {CKA_PUBLIC_EXPONENT, exponent.data(), exponent.size()},
+    };
+    CK_ATTRIBUTE priv_template[] = {
+        {CKA_TOKEN, &no, sizeof(no)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &yes, sizeof(yes)},
+        {CKA_DECRYPT, &yes, sizeof(yes)},
+    };
+    CK_MECHANISM gen{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+    CK_RV rv = conn.fns()->C_GenerateKeyPair(
+        s.handle(), &gen, pub_template, std::size(pub_template), priv_template,
+        std::size(priv_template), &pub, &priv);
+    if (IsConnectionLoss(rv)) return s.Fail("C_GenerateKeyPair", rv);
+    bool native = rv == CKR_OK;
+    if (native) {
+      auto stored = Describe(conn, s, pub, {});
+      native = stored.ok() && ProbeDecrypts(conn, s, *stored, priv);
+      conn.fns()->C_DestroyObject(s.handle(), priv);
+      conn.fns()->C_DestroyObject(s.handle(), pub);
+    }
+    conn.set_native_oaep(native);
+    return native;
+  }
+
+  static bool ProbeDecrypts(Connection& conn, Session& s,
+                            const StoredKey& stored, CK_OBJECT_HANDLE priv) {
+    auto pub = crypto::RsaKey::FromPublicDer(stored.public_der);
+    if (!pub.ok()) return false;
+    const std::vector<uint8_t> value(32, 0xa5);
+    for (auto hash : {crypto::OaepHash::kSha1, crypto::OaepHash::kSha256}) {
+      constexpr std::string_view kProbeLabel = "cmkfs native OAEP probe";
+      std::vector<uint8_t> label(kProbeLabel.begin(), kProbeLabel.end());
+      auto blob = pub->Wrap(value, label, hash);
+      if (!blob.ok()) return false;
+      auto decrypt = [&](std::vector<uint8_t>& with_label,
+                         std::vector<uint8_t>* out) {
+        CK_RSA_PKCS_OAEP_PARAMS params = OaepParams(hash, with_label);
+        CK_MECHANISM oaep{CKM_RSA_PKCS_OAEP, &params, sizeof(params)};
+        if (conn.fns()->C_DecryptInit(s.handle(), &oaep, priv) != CKR_OK) {
+          return false;
+        }
+        out->assign(blob->size(), 0);
+        CK_ULONG n = out->size();
+        if (conn.fns()->C_Decrypt(s.handle(), blob->data(), blob->size(),
+                                  out->data(), &n) != CKR_OK) {
+          return false;
+        }
+        out->resize(n);
+        return true;
+      };
+      std::vector<uint8_t> got;
+      if (!decrypt(label, &got) || got != value) return false;
+      std::vector<uint8_t> wrong = label;
+      wrong.back() ^= 1;
+      if (decrypt(wrong, &got)) return false;
+    }
+    return true;
   }
 
   void ForgetHandle(const std::vector<uint8_t>& id) {
@@ -738,7 +985,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
   static std::string HandleKey(const std::vector<uint8_t>& id) {
     return std::string(id.begin(), id.end());
   }
-  std::map<std::string, CK_OBJECT_HANDLE> handles_;
+  std::map<std::string, TokenKey> handles_;
   // Per hash (SHA-1, SHA-256): the token refused CKM_RSA_PKCS_OAEP with
   // it, so go straight to CKM_RSA_X_509.
   std::array<std::atomic<bool>, 2> native_refused_{};

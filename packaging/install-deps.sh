@@ -16,6 +16,9 @@ PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio
   libvirt-clients libxml2-utils systemd man-db libvirt-daemon-system libvirt-daemon-driver-qemu
   softhsm2 opensc
+  # key custody (#18): TPM 2.0 (swtpm, tpm2-tss ESAPI), NSS softokn as a native
+  # OAEP-SHA256 token, p11-kit server/client for remote tokens
+  swtpm swtpm-tools tpm2-tools libtss2-dev p11-kit libnss3 libnss3-tools
   # packaging checks
   dpkg-dev rpm file
   # benchmark peers

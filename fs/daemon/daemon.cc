@@ -291,6 +291,9 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
       return fail(ExplainBusy(config, services.status()));
     return fail(services.status());
   }
+  if (std::string w = cli::MasterKeyPostureWarning(config); !w.empty()) {
+    spdlog::warn("{}", w);
+  }
   PidFile pid_file(PidFilePath(config));
   if (Status s = pid_file.Write(); !s.ok()) return fail(s);
 
@@ -597,6 +600,7 @@ int DaemonMain(int argc, char** argv, std::string_view version) {
   config.keystore.dir = Absolute(config.keystore.dir);
   config.keystore.master_key_file = Absolute(config.keystore.master_key_file);
   config.keystore.passphrase_file = Absolute(config.keystore.passphrase_file);
+  config.keystore.tpm2_sealed_file = Absolute(config.keystore.tpm2_sealed_file);
   args.mountpoint = Absolute(args.mountpoint);
   while (args.mountpoint.string().size() > 1 &&
          args.mountpoint.string().ends_with('/')) {

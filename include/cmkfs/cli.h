@@ -51,6 +51,15 @@ Result<Config> LoadEffectiveConfig(const GlobalFlags& flags);
 // PermissionDenied naming the path, its owner and mode. OpenServices runs it.
 Status CheckStateFiles(const Config& config);
 
+// The keystore options of `config` (master key source, TPM, PKCS#11; the
+// HSM backend is enabled when the module and the PIN file exist).
+Result<keystore::KeyStoreOptions> KeyStoreOptionsFor(const Config& config);
+
+// The daemon's one start-up warning about where the vault master key lives:
+// a key file on the filesystem of the data (with the fix), or a key file
+// left behind after master_key = tpm2. Empty when there is nothing to say.
+std::string MasterKeyPostureWarning(const Config& config);
+
 struct Services {
   std::unique_ptr<keystore::KeyStore> keystore;
   std::unique_ptr<fs::Engine> engine;

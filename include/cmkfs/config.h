@@ -30,6 +30,14 @@ struct Config {
     // When set, the master key is derived from the passphrase in this file
     // (scrypt) instead of read from master_key_file.
     std::filesystem::path passphrase_file;
+    // Where the master key comes from: "file", "passphrase" or "tpm2"; empty
+    // = "passphrase" when passphrase_file is set, else "file".
+    std::string master_key;
+    // master_key = "tpm2": the sealed blob, the TCTI and the PCRs it is
+    // bound to ("7", "0,7"; empty = none).
+    std::filesystem::path tpm2_sealed_file;  // default: <state_dir>/vault.tpm2
+    std::string tpm2_tcti = "device:/dev/tpmrm0";
+    std::string tpm2_pcrs;
   } keystore;
 
   struct Watcher {
@@ -53,6 +61,9 @@ struct Config {
     std::filesystem::path module = "/usr/lib/softhsm/libsofthsm2.so";
     std::string token_label = "cmkfs";
     std::filesystem::path pin_file = "/etc/cmkfs/hsm.pin";
+    // Passed to C_Initialize in CK_C_INITIALIZE_ARGS.pReserved when not
+    // empty (NSS softokn's "configdir='sql:/path' ..." parameters).
+    std::string init_args;
   } pkcs11;
 
   struct Mount {

@@ -260,10 +260,22 @@ class KeyStore {
       std::span<const UsabilityQuery> queries) = 0;
 };
 
+// Where the vault master key (which seals every software private key) comes
+// from. kAuto: kPassphrase when passphrase_file is set, else kFile.
+enum class MasterKeySource { kAuto, kFile, kPassphrase, kTpm2 };
+// "file", "passphrase", "tpm2" (config [keystore] master_key); "" = kAuto.
+Result<MasterKeySource> ParseMasterKeySource(std::string_view text);
+
 struct KeyStoreOptions {
   std::filesystem::path dir;
+  MasterKeySource master_key = MasterKeySource::kAuto;
   std::filesystem::path master_key_file;  // created 0600 if missing
   std::filesystem::path passphrase_file;  // if set, used instead
+  // kTpm2: the sealed blob (created with a new vault), the TCTI and the
+  // PCRs (SHA-256 bank) it is bound to, as "7" or "0,7" ("" = none).
+  std::filesystem::path tpm2_sealed_file;
+  std::string tpm2_tcti = "device:/dev/tpmrm0";
+  std::string tpm2_pcrs;
   Config::Pkcs11 pkcs11;
   bool hsm_enabled = false;  // true once a PKCS#11 module is configured
   // Source of "now" for attributes, rotation, retention and audit; empty =
@@ -274,5 +286,23 @@ struct KeyStoreOptions {
 // Opens (creating if needed) the keystore in options.dir. InvalidArgument
 // ("wrong vault master key ...") when the master key does not match.
 Result<std::unique_ptr<KeyStore>> OpenKeyStore(const KeyStoreOptions& options);
+
+// The source OpenKeyStore uses for `options` (kAuto resolved).
+MasterKeySource EffectiveMasterKeySource(const KeyStoreOptions& options);
+
+// Moves the vault master key from options.master_key_file into the TPM
+// (options.tpm2_*): checks that the key opens the vault, seals it, writes
+// tpm2_sealed_file crash-safely (temp file, fsync, rename, fsync of the
+// directory), unseals the new blob and compares, and only then removes the
+// key file (unlink, fsync of the directory). A crash at any point leaves a
+// vault that opens: with the file until the sealed blob is in place, with
+// the TPM after. Running it again after a crash finishes the job (a sealed
+// file that unseals to the same key is kept). `after_step` (tests) is
+// called with "sealed-file-written" and "key-file-removed".
+// FailedPrecondition when there is no key file and no sealed file, or when
+// the sealed file holds another key; the TPM errors of OpenKeyStore.
+Status MigrateMasterKeyToTpm2(
+    const KeyStoreOptions& options,
+    const std::function<void(std::string_view step)>& after_step = {});
 
 }  // namespace cmkfs::keystore

@@ -285,6 +285,29 @@ TEST(Config, BadMode) {
             "cmkfs.toml:2: " + expected + "\"17777\"");
 }
 
+// Key custody keys (#18): the master key source, the TPM and the PKCS#11
+// module's init parameters.
+TEST(Config, KeyCustodyKeys) {
+  Config c = Parse(
+      "[keystore]\nmaster_key = \"tpm2\"\ntpm2_tcti = \"swtpm:path=/run/s\"\n"
+      "tpm2_pcrs = \"0,7\"\ntpm2_sealed_file = \"/srv/v.tpm2\"\n"
+      "[pkcs11]\ninit_args = \"configdir='sql:/etc/cmkfs/nssdb'\"\n");
+  EXPECT_EQ(c.keystore.master_key, "tpm2");
+  EXPECT_EQ(c.keystore.tpm2_tcti, "swtpm:path=/run/s");
+  EXPECT_EQ(c.keystore.tpm2_pcrs, "0,7");
+  EXPECT_EQ(c.keystore.tpm2_sealed_file, "/srv/v.tpm2");
+  EXPECT_EQ(c.pkcs11.init_args, "configdir='sql:/etc/cmkfs/nssdb'");
+  Config d = Parse("");
+  EXPECT_EQ(d.keystore.master_key, "");
+  EXPECT_EQ(d.keystore.tpm2_tcti, "device:/dev/tpmrm0");
+  d.state_dir = "/tmp/x";
+  d.ResolveDefaults();
+  EXPECT_EQ(d.keystore.tpm2_sealed_file, "/tmp/x/vault.tpm2");
+  EXPECT_EQ(ErrorOf("[keystore]\nmaster_key = \"hsm\"\n"),
+            "cmkfs.toml:2: key 'keystore.master_key': 'hsm' is not a master "
+            "key source; expected file, passphrase or tpm2");
+}
+
 TEST(Config, BadLogLevel) {
   EXPECT_EQ(ErrorOf("log_level = \"verbose\"\n"),
             "cmkfs.toml:1: key 'log_level': 'verbose' is not a log level; "

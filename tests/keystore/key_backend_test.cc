@@ -1,12 +1,16 @@
 // One shared suite for every KeyBackend implementation: the software backend
-// and the PKCS#11 backend against a real SoftHSM2 token.
+// and the PKCS#11 backend against real tokens: SoftHSM2 (the CKM_RSA_X_509
+// fallback path) and NSS softokn (native CKM_RSA_PKCS_OAEP with SHA-256 and a
+// label), each loaded directly and behind `p11-kit server` (remote HSM).
 #include "key_backend.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "keystore_test_util.h"
+#include "test_tokens.h"
 
 namespace cmkfs::keystore {
 namespace {
@@ -15,6 +19,7 @@ using testing::Bytes;
 using testing::Pem;
 
 struct SoftwareBackendFactory {
+  static constexpr const char* kName = "Software";
   static std::unique_ptr<KeyBackend> Create() {
     auto master = crypto::RandomSecret(32);
     EXPECT_TRUE(master.ok());
@@ -24,15 +29,39 @@ struct SoftwareBackendFactory {
   static std::unique_ptr<KeyBackend> CreateIsolated() { return Create(); }
 };
 
-struct Pkcs11BackendFactory {
-  static std::unique_ptr<KeyBackend> Create() {
-    return NewPkcs11KeyBackend(testing::SoftHsmTokens().token);
+template <test_tokens::Kind kKind, test_tokens::Transport kTransport>
+struct TokenBackendFactory {
+  static constexpr bool kNativeOaep = kKind == test_tokens::Kind::kNss;
+  static constexpr const char* kName =
+      kKind == test_tokens::Kind::kNss
+          ? (kTransport == test_tokens::Transport::kDirect ? "NssDirect"
+                                                           : "NssP11Kit")
+          : (kTransport == test_tokens::Transport::kDirect ? "SoftHsmDirect"
+                                                           : "SoftHsmP11Kit");
+  static const test_tokens::Token& Token() {
+    static const test_tokens::Token* token = [] {
+      auto t = test_tokens::Get(kKind, kTransport);
+      EXPECT_TRUE(t.ok()) << t.status().ToString();
+      return new test_tokens::Token(t.ok() ? *t : test_tokens::Token{});
+    }();
+    return *token;
   }
-  // Another token of the same module.
+  static std::unique_ptr<KeyBackend> Create() {
+    return NewPkcs11KeyBackend(Token().config);
+  }
+  // Another token reached the same way, which does not hold the key.
   static std::unique_ptr<KeyBackend> CreateIsolated() {
-    return NewPkcs11KeyBackend(testing::SoftHsmTokens().other_token);
+    return NewPkcs11KeyBackend(Token().isolated);
   }
 };
+using SoftHsmDirect = TokenBackendFactory<test_tokens::Kind::kSoftHsm,
+                                          test_tokens::Transport::kDirect>;
+using NssDirect = TokenBackendFactory<test_tokens::Kind::kNss,
+                                      test_tokens::Transport::kDirect>;
+using SoftHsmP11Kit = TokenBackendFactory<test_tokens::Kind::kSoftHsm,
+                                          test_tokens::Transport::kP11Kit>;
+using NssP11Kit = TokenBackendFactory<test_tokens::Kind::kNss,
+                                      test_tokens::Transport::kP11Kit>;
 
 template <typename Factory>
 class KeyBackendTest : public ::testing::Test {
@@ -47,9 +76,16 @@ class KeyBackendTest : public ::testing::Test {
   const std::vector<uint8_t> dek_ = std::vector<uint8_t>(64, 0x42);
 };
 
-using BackendTypes =
-    ::testing::Types<SoftwareBackendFactory, Pkcs11BackendFactory>;
-TYPED_TEST_SUITE(KeyBackendTest, BackendTypes);
+using BackendTypes = ::testing::Types<SoftwareBackendFactory, SoftHsmDirect,
+                                      NssDirect, SoftHsmP11Kit, NssP11Kit>;
+// Test names carry the backend: KeyBackendTest/NssP11Kit.GenerateWrapUnwrap.
+struct FactoryNames {
+  template <typename Factory>
+  static std::string GetName(int) {
+    return Factory::kName;
+  }
+};
+TYPED_TEST_SUITE(KeyBackendTest, BackendTypes, FactoryNames);
 
 TYPED_TEST(KeyBackendTest, GenerateWrapUnwrap) {
   auto key = this->backend_->Generate(2048, this->id_);
@@ -189,6 +225,60 @@ TYPED_TEST(KeyBackendTest, ConcurrentUnwrapsFromFourThreads) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(good.load(), 100);
+}
+
+// What the token keeps about keys the backend creates and imports: private,
+// sensitive, not extractable, and, where the token keeps
+// CKA_ALLOWED_MECHANISMS, limited to the mechanisms the backend uses. SoftHSM
+// 2.6 (no native OAEP-SHA256: the raw fallback) keeps it: {CKM_RSA_PKCS_OAEP,
+// CKM_RSA_X_509}. NSS softokn 3.87 does OAEP-SHA256 with a label itself (the
+// backend unwraps natively) but refuses the attribute on token objects, so its
+// keys are made without it and the token still allows a raw decryption.
+template <typename Factory>
+class TokenKeyTest : public KeyBackendTest<Factory> {};
+using TokenTypes =
+    ::testing::Types<SoftHsmDirect, NssDirect, SoftHsmP11Kit, NssP11Kit>;
+TYPED_TEST_SUITE(TokenKeyTest, TokenTypes, FactoryNames);
+
+TYPED_TEST(TokenKeyTest, KeysAreSensitiveNonExtractableAndLimited) {
+  const std::vector<unsigned long> expected = {0x3, 0x9};  // X_509, OAEP
+  auto rsa = crypto::RsaKey::FromPrivatePem(Pem("rsa2048"));
+  ASSERT_TRUE(rsa.ok());
+  const std::string imported = this->id_ + "-imported";
+  ASSERT_TRUE(this->backend_->Generate(2048, this->id_).ok());
+  ASSERT_TRUE(this->backend_->Import(*rsa, imported).ok());
+  for (const std::string& id : {this->id_, imported}) {
+    auto f = InspectPkcs11Key(*this->backend_, id);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    EXPECT_TRUE(f->found) << id;
+    EXPECT_TRUE(f->on_token) << id;
+    EXPECT_TRUE(f->sensitive) << id;
+    EXPECT_FALSE(f->extractable) << id;
+    EXPECT_FALSE(f->private_exponent_readable) << id;
+    EXPECT_EQ(f->unwraps_natively, TypeParam::kNativeOaep) << id;
+    EXPECT_TRUE(f->raw_decrypt_allowed) << id;
+    if (TypeParam::kNativeOaep) {
+      EXPECT_FALSE(f->allowed_mechanisms_set) << id;
+    } else {
+      EXPECT_TRUE(f->allowed_mechanisms_set) << id;
+      std::vector<unsigned long> got = f->allowed_mechanisms;
+      std::sort(got.begin(), got.end());
+      EXPECT_EQ(got, expected) << id;
+    }
+  }
+}
+
+// Bad input: a wrong PIN is one line naming the token and the config key,
+// directly and through p11-kit.
+TYPED_TEST(TokenKeyTest, WrongPinIsNamed) {
+  auto backend = NewPkcs11KeyBackend(TypeParam::Token().wrong_pin);
+  Status s = backend->Generate(2048, this->id_).status();
+  EXPECT_EQ(s.kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_EQ(s.message(), "PKCS#11 login to token " +
+                             TypeParam::Token().config.token_label +
+                             " failed: wrong PIN (CKR_PIN_INCORRECT); check "
+                             "[pkcs11] pin_file " +
+                             TypeParam::Token().wrong_pin.pin_file.string());
 }
 
 }  // namespace

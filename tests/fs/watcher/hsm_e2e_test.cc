@@ -1,6 +1,8 @@
 // End to end with an HSM key: a disk on a DES whose key is an RSA-HSM key in
-// a real SoftHSM2 token works, seals when the key is disabled, and survives
-// rotation of the key.
+// a real token works, seals when the key is disabled, and survives rotation
+// of the key. Tokens (tests/support/test_tokens.h): SoftHSM2 (raw RSA
+// fallback), NSS softokn (native OAEP-SHA256) directly and NSS softokn
+// behind `p11-kit server` (a remote HSM).
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -14,6 +16,7 @@
 #include "cmkfs/engine.h"
 #include "cmkfs/keystore.h"
 #include "cmkfs/watcher.h"
+#include "test_tokens.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -38,26 +41,19 @@ std::vector<uint8_t> Pattern(uint8_t seed) {
   return p;
 }
 
-class HsmE2eTest : public ::testing::Test {
+using TokenParam = std::pair<test_tokens::Kind, test_tokens::Transport>;
+
+class HsmE2eTest : public ::testing::TestWithParam<TokenParam> {
  protected:
   void SetUp() override {
     std::string tmpl =
         (stdfs::temp_directory_path() / "cmkfs-hsm-e2e-XXXXXX").string();
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    // A SoftHSM2 token private to this test.
-    stdfs::create_directories(dir_ / "tokens");
-    std::ofstream(dir_ / "softhsm2.conf")
-        << "directories.tokendir = " << (dir_ / "tokens").string()
-        << "\nobjectstore.backend = file\nlog.level = ERROR\n";
-    ::setenv("SOFTHSM2_CONF", (dir_ / "softhsm2.conf").c_str(), 1);
-    ASSERT_EQ(std::system("softhsm2-util --init-token --free --label cmkfs "
-                          "--pin 1234 --so-pin 5678 >/dev/null"),
-              0);
-    std::ofstream(dir_ / "hsm.pin") << "1234\n";
-    std::filesystem::permissions(dir_ / "hsm.pin",
-                                 std::filesystem::perms::owner_read |
-                                     std::filesystem::perms::owner_write);
+    // A token private to this test process.
+    auto token = test_tokens::Get(GetParam().first, GetParam().second);
+    ASSERT_TRUE(token.ok()) << token.status().ToString();
+    token_ = token->config;
     Open();
     keystore::VaultSpec vault;
     vault.name = "vlt";
@@ -95,9 +91,7 @@ class HsmE2eTest : public ::testing::Test {
     keystore::KeyStoreOptions ko;
     ko.dir = dir_ / "vault";
     ko.master_key_file = dir_ / "vault.key";
-    ko.pkcs11.module = "/usr/lib/softhsm/libsofthsm2.so";
-    ko.pkcs11.token_label = "cmkfs";
-    ko.pkcs11.pin_file = dir_ / "hsm.pin";
+    ko.pkcs11 = token_;
     ko.hsm_enabled = true;
     ks_ = HSM_ASSERT_OK(keystore::OpenKeyStore(ko));
     EngineOptions eo;
@@ -137,12 +131,13 @@ class HsmE2eTest : public ::testing::Test {
   }
 
   stdfs::path dir_;
+  Config::Pkcs11 token_;
   std::unique_ptr<keystore::KeyStore> ks_;
   std::unique_ptr<Engine> engine_;
   keystore::KeyVersionInfo v1_;
 };
 
-TEST_F(HsmE2eTest, DiskWorksSealsWhenDisabledAndSurvivesRotation) {
+TEST_P(HsmE2eTest, DiskWorksSealsWhenDisabledAndSurvivesRotation) {
   ASSERT_EQ(ks_->GetKey("", "vlt", "k")->kty, keystore::KeyType::kRsaHsm);
   std::shared_ptr<DiskHandle> h =
       HSM_ASSERT_OK(engine_->Open(ResourceKind::kDisk, "d1", true));
@@ -192,6 +187,68 @@ TEST_F(HsmE2eTest, DiskWorksSealsWhenDisabledAndSurvivesRotation) {
       HSM_ASSERT_OK(engine_->Open(ResourceKind::kDisk, "d1", false));
   ExpectData(*again, 2);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Tokens, HsmE2eTest,
+    ::testing::Values(
+        TokenParam{test_tokens::Kind::kSoftHsm,
+                   test_tokens::Transport::kDirect},
+        TokenParam{test_tokens::Kind::kNss, test_tokens::Transport::kDirect},
+        TokenParam{test_tokens::Kind::kNss, test_tokens::Transport::kP11Kit}),
+    [](const ::testing::TestParamInfo<TokenParam>& info) {
+      std::string name = info.param.first == test_tokens::Kind::kNss
+                             ? "NssSoftokn"
+                             : "SoftHsm2";
+      return name + (info.param.second == test_tokens::Transport::kP11Kit
+                         ? "BehindP11KitServer"
+                         : "Direct");
+    });
+
+// The remote HSM's p11-kit server goes away while a disk is open: the open
+// disk keeps working (its DEK is in memory), the watcher keeps every state
+// (an unreachable token is no verdict on a key), a new open fails naming
+// the token, and once the server is back, opens work again.
+class RemoteHsmGoneTest : public HsmE2eTest {};
+
+TEST_P(RemoteHsmGoneTest, OpenDisksKeepWorkingNewOpensFailClearly) {
+  DiskSpec disk;
+  disk.name = "d2";
+  disk.size = 4ull << 20;
+  disk.des = "des1";
+  HSM_ASSERT_OK(engine_->CreateDisk(disk));
+  std::shared_ptr<DiskHandle> h =
+      HSM_ASSERT_OK(engine_->Open(ResourceKind::kDisk, "d1", true));
+  Write(*h, 3);
+  auto watcher =
+      std::make_unique<KeyWatcher>(engine_.get(), ks_.get(), WatcherOptions{});
+  ASSERT_TRUE(test_tokens::StopServer().ok());
+
+  ExpectData(*h, 3);
+  Write(*h, 4);
+  ExpectData(*h, 4);
+  EXPECT_TRUE(Poll(*watcher).sealed.empty());
+  Result<std::shared_ptr<DiskHandle>> d2 =
+      engine_->Open(ResourceKind::kDisk, "d2", false);
+  ASSERT_FALSE(d2.ok());
+  EXPECT_NE(d2.status().message().find("PKCS#11 token NSS Certificate DB "
+                                       "unreachable"),
+            std::string::npos)
+      << d2.status().ToString();
+  ExpectData(*h, 4);
+
+  ASSERT_TRUE(test_tokens::StartServer().ok());
+  Result<std::shared_ptr<DiskHandle>> again =
+      engine_->Open(ResourceKind::kDisk, "d2", false);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokens, RemoteHsmGoneTest,
+                         ::testing::Values(TokenParam{
+                             test_tokens::Kind::kNss,
+                             test_tokens::Transport::kP11Kit}),
+                         [](const ::testing::TestParamInfo<TokenParam>&) {
+                           return std::string("NssSoftoknBehindP11KitServer");
+                         });
 
 }  // namespace
 }  // namespace cmkfs::fs
