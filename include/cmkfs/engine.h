@@ -188,7 +188,8 @@ class IoLayer;  // cmkfs/io_layer.h: backing-file I/O of the extent pool
 struct EngineStores {
   std::shared_ptr<IoLayer> io;
   // Opens the metadata store in `dir` (<options.dir>/meta, which exists),
-  // once per engine, after the state directory lock is taken.
+  // once per engine, after the state directory lock is taken. The engine
+  // holds the store for its life; a test may keep it across engines.
   std::function<Result<std::shared_ptr<MetaStore>>(
       const std::filesystem::path& dir)>
       open_meta;

@@ -60,10 +60,12 @@ class MetaTxn {
   // key matches). The transaction may be written while the cursor lives;
   // after a write, Seek again before reading the cursor.
   virtual Result<std::unique_ptr<MetaCursor>> Scan(MetaTable table) const = 0;
-  // Number of entries in `table` as this transaction sees it.
+  // Number of entries in `table` as this transaction sees it (its own
+  // uncommitted writes included).
   virtual Result<uint64_t> Count(MetaTable table) const = 0;
   // Visible to later transactions, durable after the next MetaStore::Sync.
-  // The transaction has ended whatever the result.
+  // The transaction has ended whatever the result. NoSpace (the store is
+  // full; Update grows it and retries), IOError.
   virtual Status Commit() = 0;
   virtual void Abort() = 0;
   virtual bool read_only() const = 0;
@@ -73,10 +75,14 @@ class MetaStore {
  public:
   virtual ~MetaStore() = default;
   // Opens or creates a table. Call during setup, before concurrent use.
+  // NoSpace, IOError.
   virtual Result<MetaTable> OpenTable(std::string_view name) = 0;
-  // Thread-safe; many read transactions may live at once.
+  // A snapshot of the committed state; the caller owns the transaction and
+  // ends it before destroying the store. Thread-safe; many read
+  // transactions may live at once. Busy when every reader slot is taken.
   virtual Result<std::unique_ptr<MetaTxn>> BeginRead() const = 0;
-  // Thread-safe; blocks while another write transaction lives (one writer).
+  // Owned by the caller, like BeginRead's. Thread-safe; blocks while another
+  // write transaction lives (one writer).
   virtual Result<std::unique_ptr<MetaTxn>> BeginWrite() = 0;
   // Runs `fn` in a write transaction and commits it if `fn` returns OK
   // (otherwise aborts and returns its error). `fn` may run more than once
