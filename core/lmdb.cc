@@ -198,6 +198,14 @@ Result<Cursor> Txn::OpenCursor(Dbi dbi) const {
   return Cursor(c, live_);
 }
 
+Result<uint64_t> Txn::Count(Dbi dbi) const {
+  CMKFS_RETURN_IF_ERROR(Check());
+  MDB_stat st{};
+  int rc = mdb_stat(txn_, dbi, &st);
+  if (rc != 0) return env_->MapError(rc, "stat");
+  return static_cast<uint64_t>(st.ms_entries);
+}
+
 Status Txn::Commit() {
   CMKFS_RETURN_IF_ERROR(Check());
   int rc = 0;

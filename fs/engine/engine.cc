@@ -1,7 +1,6 @@
 // Control plane of the engine: state directory, disk encryption sets,
 // resources, clones, key wrapping, sealing, fsck.
 #include <fcntl.h>
-#include <lmdb.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -73,10 +72,10 @@ bool SameKey(const keystore::KeyId& a, const keystore::KeyId& b) {
 }  // namespace
 
 EngineImpl::EngineImpl(const EngineOptions& options, keystore::KeyStore* ks,
-                       std::shared_ptr<IoLayer> io)
+                       EngineStores stores)
     : options_(options),
       ks_(ks),
-      io_(std::move(io)),
+      stores_(std::move(stores)),
       cache_(options.cache_bytes),
       stripes_(kStripes) {}
 
@@ -89,12 +88,12 @@ EngineImpl::~EngineImpl() {
     loop_cv_.notify_all();
     committer_.join();
   }
-  if (env_ && pool_) {
+  if (meta_ && pool_) {
     Status st = CommitPending();
     if (!st.ok()) spdlog::error("engine: at close: {}", st.ToString());
   }
   pool_.reset();
-  env_.reset();
+  meta_.reset();
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -127,19 +126,16 @@ Status EngineImpl::Init() {
     return ErrnoError("write " + lock_path, errno);
   }
 
-  lmdb::EnvOptions eo;
-  eo.sync_on_commit = false;
-  eo.max_dbs = 16;
-  CMKFS_ASSIGN_OR_RETURN(env_, lmdb::Env::Open(options_.dir / "meta", eo));
-  CMKFS_ASSIGN_OR_RETURN(db_meta_, env_->OpenDb("meta"));
-  CMKFS_ASSIGN_OR_RETURN(db_res_, env_->OpenDb("resources"));
-  CMKFS_ASSIGN_OR_RETURN(db_des_, env_->OpenDb("des"));
-  CMKFS_ASSIGN_OR_RETURN(db_map_, env_->OpenDb("extmap"));
-  CMKFS_ASSIGN_OR_RETURN(db_ref_, env_->OpenDb("refcount"));
-  CMKFS_ASSIGN_OR_RETURN(db_free_, env_->OpenDb("free"));
-  CMKFS_ASSIGN_OR_RETURN(db_count_, env_->OpenDb("counts"));
+  CMKFS_ASSIGN_OR_RETURN(meta_, stores_.open_meta(options_.dir / "meta"));
+  CMKFS_ASSIGN_OR_RETURN(db_meta_, meta_->OpenTable("meta"));
+  CMKFS_ASSIGN_OR_RETURN(db_res_, meta_->OpenTable("resources"));
+  CMKFS_ASSIGN_OR_RETURN(db_des_, meta_->OpenTable("des"));
+  CMKFS_ASSIGN_OR_RETURN(db_map_, meta_->OpenTable("extmap"));
+  CMKFS_ASSIGN_OR_RETURN(db_ref_, meta_->OpenTable("refcount"));
+  CMKFS_ASSIGN_OR_RETURN(db_free_, meta_->OpenTable("free"));
+  CMKFS_ASSIGN_OR_RETURN(db_count_, meta_->OpenTable("counts"));
 
-  CMKFS_RETURN_IF_ERROR(env_->Update([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) -> Status {
     auto fmt = txn.Get(db_meta_, "format");
     if (!fmt.ok()) {
       if (fmt.status().kind() != ErrorKind::kNotFound) return fmt.status();
@@ -152,8 +148,8 @@ Status EngineImpl::Init() {
     }
     return Status::Ok();
   }));
-  CMKFS_RETURN_IF_ERROR(env_->Sync());
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->Sync());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
     auto a = txn.Get(db_meta_, "alloc");
     if (a.ok()) {
       CMKFS_ASSIGN_OR_RETURN(hwm_, DecodeCount(*a, "allocation record"));
@@ -161,7 +157,7 @@ Status EngineImpl::Init() {
     return Status::Ok();
   }));
   pool_path_ = options_.dir / "extents" / "pool.0";
-  CMKFS_ASSIGN_OR_RETURN(pool_, io_->Open(pool_path_));
+  CMKFS_ASSIGN_OR_RETURN(pool_, stores_.io->Open(pool_path_));
   CMKFS_ASSIGN_OR_RETURN(uint64_t pool_size, pool_->Size());
   pool_known_size_.store(pool_size);
   if (pool_size / kExtentSize < hwm_) {
@@ -177,13 +173,13 @@ Status EngineImpl::Init() {
 
   // Resume re-wraps interrupted by a crash.
   std::vector<DesRecord> unfinished;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_des_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_des_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
     while (ok) {
-      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(cur.value()));
+      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(cur->value()));
       if (!d.rotation_target.empty()) unfinished.push_back(std::move(d));
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -232,7 +228,7 @@ Status EngineImpl::EnsureSystemKey() {
 Result<ResourceRecord> EngineImpl::LoadResource(ResourceKind kind,
                                                 std::string_view name) {
   std::optional<ResourceRecord> out;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
     auto v = txn.Get(db_res_, ResourceKey(kind, name));
     if (!v.ok()) {
       if (v.status().kind() == ErrorKind::kNotFound) {
@@ -248,7 +244,7 @@ Result<ResourceRecord> EngineImpl::LoadResource(ResourceKind kind,
 
 Result<DesRecord> EngineImpl::LoadDes(std::string_view name) {
   std::optional<DesRecord> out;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
     auto v = txn.Get(db_des_, name);
     if (!v.ok()) {
       if (v.status().kind() == ErrorKind::kNotFound) {
@@ -264,16 +260,16 @@ Result<DesRecord> EngineImpl::LoadDes(std::string_view name) {
 }
 
 Status EngineImpl::PutResource(const ResourceRecord& r) {
-  CMKFS_RETURN_IF_ERROR(env_->Update([&](lmdb::Txn& txn) {
+  CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) {
     return txn.Put(db_res_, ResourceKey(r.kind, r.name), EncodeResource(r));
   }));
-  return env_->Sync();
+  return meta_->Sync();
 }
 
 Status EngineImpl::PutDes(const DesRecord& d) {
-  CMKFS_RETURN_IF_ERROR(env_->Update(
-      [&](lmdb::Txn& txn) { return txn.Put(db_des_, d.name, EncodeDes(d)); }));
-  return env_->Sync();
+  CMKFS_RETURN_IF_ERROR(meta_->Update(
+      [&](MetaTxn& txn) { return txn.Put(db_des_, d.name, EncodeDes(d)); }));
+  return meta_->Sync();
 }
 
 std::shared_ptr<OpenResource> EngineImpl::FindOpen(uint64_t rid) {
@@ -298,7 +294,7 @@ Result<ResourceInfo> EngineImpl::ToInfo(const ResourceRecord& r) {
   i.guest_encrypted = r.guest_encrypted;
   i.created = FromSeconds(r.created);
   uint64_t count = 0;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
     auto v = txn.Get(db_count_, EncodeU64Key(r.rid));
     if (v.ok()) {
       CMKFS_ASSIGN_OR_RETURN(count, DecodeCount(*v, "extent count"));
@@ -469,16 +465,16 @@ Result<DesInfo> EngineImpl::CreateDes(const DesSpec& spec) {
         vault->spec.region + ")");
   }
   uint32_t in_region = 0;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_des_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_des_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
     while (ok) {
-      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(cur.value()));
+      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(cur->value()));
       if (d.scope.subscription == scope.subscription &&
           d.scope.region == scope.region) {
         ++in_region;
       }
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -508,15 +504,15 @@ Status EngineImpl::RewrapDesLocked(DesRecord& d) {
   CMKFS_ASSIGN_OR_RETURN(auto target,
                          keystore::KeyId::Parse(d.rotation_target));
   std::vector<ResourceRecord> todo;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_res_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_res_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
     while (ok) {
-      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur.value()));
+      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur->value()));
       if (r.des == d.name && r.key_id != d.rotation_target) {
         todo.push_back(std::move(r));
       }
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -601,13 +597,13 @@ Result<DesInfo> EngineImpl::GetDes(std::string_view name) {
 
 Result<std::vector<DesInfo>> EngineImpl::ListDes() {
   std::vector<DesInfo> out;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_des_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_des_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
     while (ok) {
-      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(cur.value()));
+      CMKFS_ASSIGN_OR_RETURN(DesRecord d, DecodeDes(cur->value()));
       out.push_back(ToDesInfo(d));
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -618,15 +614,15 @@ Status EngineImpl::DeleteDes(std::string_view name) {
   std::lock_guard lock(control_mu_);
   CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDes(name));
   std::vector<std::string> users;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_res_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_res_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
     while (ok) {
-      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur.value()));
+      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur->value()));
       if (r.des == d.name) {
         users.push_back(std::string(ResourceDirName(r.kind)) + "/" + r.name);
       }
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -642,8 +638,8 @@ Status EngineImpl::DeleteDes(std::string_view name) {
         "); delete them or switch their keys first");
   }
   CMKFS_RETURN_IF_ERROR(
-      env_->Update([&](lmdb::Txn& txn) { return txn.Delete(db_des_, name); }));
-  return env_->Sync();
+      meta_->Update([&](MetaTxn& txn) { return txn.Delete(db_des_, name); }));
+  return meta_->Sync();
 }
 
 // --- resources
@@ -696,9 +692,9 @@ Result<ResourceInfo> EngineImpl::CreateDisk(const DiskSpec& spec) {
 }
 
 namespace {
-Result<uint64_t> NextRid(lmdb::Env& env, lmdb::Dbi meta) {
+Result<uint64_t> NextRid(MetaStore& meta_store, MetaTable meta) {
   uint64_t rid = 1;
-  CMKFS_RETURN_IF_ERROR(env.Update([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_store.Update([&](MetaTxn& txn) -> Status {
     rid = 1;
     auto v = txn.Get(meta, "next_rid");
     if (v.ok()) {
@@ -761,7 +757,7 @@ Result<ResourceRecord> EngineImpl::CreateDiskLocked(const DiskSpec& spec) {
   r.key_id = key.ToString();
   CMKFS_ASSIGN_OR_RETURN(auto dek, NewDek());
   CMKFS_ASSIGN_OR_RETURN(r.wrapped_dek, WrapDek(dek, r.identity, key, r.uuid));
-  CMKFS_ASSIGN_OR_RETURN(r.rid, NextRid(*env_, db_meta_));
+  CMKFS_ASSIGN_OR_RETURN(r.rid, NextRid(*meta_, db_meta_));
   CMKFS_RETURN_IF_ERROR(PutResource(r));
   spdlog::info("engine: created disk {} ({} bytes, {}, key {})", r.name, r.size,
                DiskSkuName(r.sku), r.key_id);
@@ -863,20 +859,20 @@ Result<ResourceRecord> EngineImpl::CloneLocked(ResourceKind kind,
   // the metadata copy.
   CMKFS_ASSIGN_OR_RETURN(auto dek, UnwrapDek(src));
   CMKFS_ASSIGN_OR_RETURN(r.wrapped_dek, WrapDek(dek, r.identity, key, r.uuid));
-  CMKFS_ASSIGN_OR_RETURN(r.rid, NextRid(*env_, db_meta_));
+  CMKFS_ASSIGN_OR_RETURN(r.rid, NextRid(*meta_, db_meta_));
 
   std::shared_ptr<OpenResource> open_src = FindOpen(src.rid);
   std::unique_lock<WriterPreferringRwLock> barrier;
   if (open_src) barrier = std::unique_lock(open_src->barrier);
   CMKFS_RETURN_IF_ERROR(CommitPending());
-  CMKFS_RETURN_IF_ERROR(env_->Update([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_map_));
+  CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_map_));
     std::string prefix = EncodeU64Key(src.rid);
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.Seek(prefix));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(prefix));
     uint64_t n = 0;
-    while (ok && cur.key().starts_with(prefix)) {
-      std::string key(cur.key());
-      std::string slot_key(cur.value());
+    while (ok && cur->key().starts_with(prefix)) {
+      std::string key(cur->key());
+      std::string slot_key(cur->value());
       CMKFS_RETURN_IF_ERROR(
           txn.Put(db_map_, EncodeU64Key(r.rid) + key.substr(8), slot_key));
       uint64_t count = 0;
@@ -889,7 +885,7 @@ Result<ResourceRecord> EngineImpl::CloneLocked(ResourceKind kind,
       // Our own Puts may move the cursor's page: re-seek past this key.
       std::string next = key;
       next.push_back('\0');
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Seek(next));
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Seek(next));
     }
     if (n > 0) {
       CMKFS_RETURN_IF_ERROR(
@@ -897,7 +893,7 @@ Result<ResourceRecord> EngineImpl::CloneLocked(ResourceKind kind,
     }
     return txn.Put(db_res_, ResourceKey(r.kind, r.name), EncodeResource(r));
   }));
-  CMKFS_RETURN_IF_ERROR(env_->Sync());
+  CMKFS_RETURN_IF_ERROR(meta_->Sync());
   cache_.ClearExclusive(src.rid);
   if (barrier.owns_lock()) barrier.unlock();
   spdlog::info("engine: created {} from {} (key {})", Describe(kind, name),
@@ -941,13 +937,13 @@ Result<ResourceInfo> EngineImpl::Get(ResourceKind kind, std::string_view name) {
 Result<std::vector<ResourceInfo>> EngineImpl::List(ResourceKind kind) {
   std::vector<ResourceRecord> recs;
   std::string prefix = ResourceKey(kind, "");
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_res_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.Seek(prefix));
-    while (ok && cur.key().starts_with(prefix)) {
-      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur.value()));
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_res_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(prefix));
+    while (ok && cur->key().starts_with(prefix)) {
+      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur->value()));
       recs.push_back(std::move(r));
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -964,16 +960,17 @@ Status EngineImpl::DeleteLocked(const ResourceRecord& r) {
   std::lock_guard commit_lock(commit_mu_);
   std::vector<uint64_t> released;
   std::string prefix = EncodeU64Key(r.rid);
-  CMKFS_RETURN_IF_ERROR(env_->Update([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) -> Status {
     released.clear();
     for (;;) {
       std::vector<std::pair<std::string, std::string>> chunk;
       {
-        CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_map_));
-        CMKFS_ASSIGN_OR_RETURN(bool ok, cur.Seek(prefix));
-        while (ok && cur.key().starts_with(prefix) && chunk.size() < 4096) {
-          chunk.emplace_back(std::string(cur.key()), std::string(cur.value()));
-          CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+        CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_map_));
+        CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(prefix));
+        while (ok && cur->key().starts_with(prefix) && chunk.size() < 4096) {
+          chunk.emplace_back(std::string(cur->key()),
+                             std::string(cur->value()));
+          CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
         }
       }
       if (chunk.empty()) break;
@@ -999,7 +996,7 @@ Status EngineImpl::DeleteLocked(const ResourceRecord& r) {
     if (!st.ok() && st.kind() != ErrorKind::kNotFound) return st;
     return txn.Delete(db_res_, ResourceKey(r.kind, r.name));
   }));
-  CMKFS_RETURN_IF_ERROR(env_->Sync());
+  CMKFS_RETURN_IF_ERROR(meta_->Sync());
   ReleaseSlots(released);
   cache_.DropResource(r.rid);
   spdlog::info("engine: deleted {} ({} extents freed)",
@@ -1171,11 +1168,11 @@ Result<std::shared_ptr<DiskHandle>> EngineImpl::Open(ResourceKind kind,
 
 Result<std::vector<KeyUse>> EngineImpl::KeyUses() {
   std::vector<KeyUse> out;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_res_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_res_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
     while (ok) {
-      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur.value()));
+      CMKFS_ASSIGN_OR_RETURN(ResourceRecord r, DecodeResource(cur->value()));
       KeyUse u;
       u.kind = r.kind;
       u.name = r.name;
@@ -1185,7 +1182,7 @@ Result<std::vector<KeyUse>> EngineImpl::KeyUses() {
       u.sku = r.sku;
       u.state = r.state;
       out.push_back(std::move(u));
-      CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+      CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }
     return Status::Ok();
   }));
@@ -1251,7 +1248,7 @@ Result<FsckReport> EngineImpl::Fsck() {
   CMKFS_RETURN_IF_ERROR(CommitPending());
   FsckReport rep;
   CMKFS_ASSIGN_OR_RETURN(uint64_t pool_size, pool_->Size());
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
     auto problem = [&](std::string s) {
       if (rep.problems.size() < 1000) rep.problems.push_back(std::move(s));
     };
@@ -1266,10 +1263,10 @@ Result<FsckReport> EngineImpl::Fsck() {
     };
     std::unordered_map<uint64_t, Res> res;
     {
-      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_res_));
-      CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_res_));
+      CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
       while (ok) {
-        auto r = DecodeResource(cur.value());
+        auto r = DecodeResource(cur->value());
         if (!r.ok()) {
           problem("unreadable resource record: " + r.status().message());
         } else {
@@ -1277,18 +1274,18 @@ Result<FsckReport> EngineImpl::Fsck() {
                          ExtentCount(r->size)};
           ++rep.resources_checked;
         }
-        CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+        CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
       }
     }
     // One counter per slot below the high-water mark: 4 bytes per 64 KiB.
     std::vector<uint32_t> refs(hwm, 0);
     {
-      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_map_));
-      CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_map_));
+      CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
       while (ok) {
         ++rep.extents_checked;
-        std::string_view key = cur.key();
-        auto slot = DecodeSlot(cur.value());
+        std::string_view key = cur->key();
+        auto slot = DecodeSlot(cur->value());
         if (key.size() != 16 || !slot.ok()) {
           problem("malformed extent map entry");
         } else {
@@ -1325,16 +1322,16 @@ Result<FsckReport> EngineImpl::Fsck() {
             }
           }
         }
-        CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+        CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
       }
     }
     std::vector<uint8_t> seen(hwm, 0);  // 1: refcount entry, 2: free entry
     {
-      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_ref_));
-      CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_ref_));
+      CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
       while (ok) {
-        auto slot = DecodeU64Key(cur.key());
-        auto count = DecodeCount(cur.value(), "refcount");
+        auto slot = DecodeU64Key(cur->key());
+        auto count = DecodeCount(cur->value(), "refcount");
         if (!slot.ok() || !count.ok()) {
           problem("malformed refcount entry");
         } else if (*slot >= hwm) {
@@ -1353,14 +1350,14 @@ Result<FsckReport> EngineImpl::Fsck() {
                     std::to_string(c) + " times");
           }
         }
-        CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+        CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
       }
     }
     {
-      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_free_));
-      CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+      CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_free_));
+      CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
       while (ok) {
-        auto slot = DecodeU64Key(cur.key());
+        auto slot = DecodeU64Key(cur->key());
         if (!slot.ok()) {
           problem("malformed free-list entry");
         } else if (*slot >= hwm) {
@@ -1373,7 +1370,7 @@ Result<FsckReport> EngineImpl::Fsck() {
                     " is both allocated and on the free list");
           }
         }
-        CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+        CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
       }
     }
     for (uint64_t s = 0; s < hwm; ++s) {
@@ -1413,11 +1410,8 @@ Result<PoolStats> EngineImpl::Stats() {
     s.free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   }
   uint64_t committed = 0;
-  CMKFS_RETURN_IF_ERROR(env_->View([&](lmdb::Txn& txn) -> Status {
-    MDB_stat st{};
-    int rc = mdb_stat(txn.native(), db_ref_, &st);
-    if (rc != 0) return IOError(std::string("mdb_stat: ") + mdb_strerror(rc));
-    committed = st.ms_entries;
+  CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
+    CMKFS_ASSIGN_OR_RETURN(committed, txn.Count(db_ref_));
     return Status::Ok();
   }));
   int64_t pending = 0;
@@ -1641,15 +1635,27 @@ Status EngineImpl::Export(ResourceKind kind, std::string_view name,
 
 Result<std::unique_ptr<Engine>> OpenEngine(const EngineOptions& options,
                                            keystore::KeyStore* keystore) {
-  return OpenEngine(options, keystore, NewPosixIoLayer());
+  return OpenEngine(options, keystore, EngineStores{});
 }
 
 Result<std::unique_ptr<Engine>> OpenEngine(const EngineOptions& options,
                                            keystore::KeyStore* keystore,
-                                           std::shared_ptr<IoLayer> io) {
+                                           EngineStores stores) {
   if (!keystore) return InvalidArgumentError("engine needs a keystore");
-  if (!io) io = NewPosixIoLayer();
-  auto e = std::make_unique<EngineImpl>(options, keystore, std::move(io));
+  if (!stores.io) stores.io = NewPosixIoLayer();
+  if (!stores.open_meta) {
+    // The engine orders its own syncs (pool first, then metadata): commits
+    // need not be durable on their own.
+    stores.open_meta = [](const std::filesystem::path& dir)
+        -> Result<std::shared_ptr<MetaStore>> {
+      LmdbMetaStoreOptions mo;
+      mo.sync_on_commit = false;
+      CMKFS_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> store,
+                             OpenLmdbMetaStore(dir, mo));
+      return std::shared_ptr<MetaStore>(std::move(store));
+    };
+  }
+  auto e = std::make_unique<EngineImpl>(options, keystore, std::move(stores));
   CMKFS_RETURN_IF_ERROR(e->Init());
   return std::unique_ptr<Engine>(std::move(e));
 }

@@ -28,9 +28,9 @@
 
 #include "cmkfs/crypto.h"
 #include "cmkfs/engine.h"
-#include "cmkfs/lmdb.h"
+#include "cmkfs/io_layer.h"
+#include "cmkfs/meta_store.h"
 #include "extent_cache.h"
-#include "io_layer.h"
 #include "records.h"
 
 namespace cmkfs::fs {
@@ -94,7 +94,7 @@ struct Batch {
 class EngineImpl : public Engine {
  public:
   EngineImpl(const EngineOptions& options, keystore::KeyStore* ks,
-             std::shared_ptr<IoLayer> io);
+             EngineStores stores);
   ~EngineImpl() override;
   Status Init();
 
@@ -161,9 +161,10 @@ class EngineImpl : public Engine {
   Result<ExtEntry> Lookup(const ExtKey& k);
   Result<uint64_t> AllocateSlot();
   void RecordMapping(const ExtKey& k, uint64_t old_slot, uint64_t new_slot);
-  // Data first (fdatasync), then one LMDB transaction, then Env::Sync.
+  // Data first (fdatasync), then one metadata transaction, then
+  // MetaStore::Sync.
   Status CommitPending();
-  Status ApplyBatch(lmdb::Txn& txn, const Batch& b, uint64_t hwm,
+  Status ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
                     std::vector<uint64_t>* released);
   void ReleaseSlots(const std::vector<uint64_t>& released);
   Status RefillFreeCache();
@@ -229,10 +230,10 @@ class EngineImpl : public Engine {
 
   EngineOptions options_;
   keystore::KeyStore* ks_;
-  std::shared_ptr<IoLayer> io_;
+  EngineStores stores_;
   int lock_fd_ = -1;
-  std::unique_ptr<lmdb::Env> env_;
-  lmdb::Dbi db_meta_ = 0, db_res_ = 0, db_des_ = 0, db_map_ = 0, db_ref_ = 0,
+  std::shared_ptr<MetaStore> meta_;
+  MetaTable db_meta_ = 0, db_res_ = 0, db_des_ = 0, db_map_ = 0, db_ref_ = 0,
             db_free_ = 0, db_count_ = 0;
   std::shared_ptr<IoFile> pool_;
   std::filesystem::path pool_path_;

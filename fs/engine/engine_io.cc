@@ -112,27 +112,27 @@ Result<ExtEntry> EngineImpl::Lookup(const ExtKey& k) {
   ExtEntry e;
   if (cache_.Get(k, &e)) return e;
   uint64_t gen_before = commit_gen_.load(std::memory_order_acquire);
-  CMKFS_ASSIGN_OR_RETURN(auto txn, env_->BeginRead());
-  CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_map_));
+  CMKFS_ASSIGN_OR_RETURN(auto txn, meta_->BeginRead());
+  CMKFS_ASSIGN_OR_RETURN(auto cur, txn->Scan(db_map_));
   std::pair<uint64_t, ExtEntry> found[kPrefetch];
   size_t nfound = 0;
-  CMKFS_ASSIGN_OR_RETURN(bool ok, cur.Seek(MapKey(k.rid, k.idx)));
+  CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(MapKey(k.rid, k.idx)));
   while (ok && nfound < kPrefetch) {
-    std::string_view key = cur.key();
+    std::string_view key = cur->key();
     if (key.size() != 16)
       return CorruptionError("extent map key is not 16 bytes");
     CMKFS_ASSIGN_OR_RETURN(uint64_t rid, DecodeU64Key(key.substr(0, 8)));
     CMKFS_ASSIGN_OR_RETURN(uint64_t idx, DecodeU64Key(key.substr(8)));
     if (rid != k.rid || idx >= k.idx + kPrefetch) break;
-    CMKFS_ASSIGN_OR_RETURN(uint64_t slot, DecodeSlot(cur.value()));
+    CMKFS_ASSIGN_OR_RETURN(uint64_t slot, DecodeSlot(cur->value()));
     ExtEntry fe{slot, false};
-    auto rc = txn.Get(db_ref_, EncodeSlot(slot));
+    auto rc = txn->Get(db_ref_, EncodeSlot(slot));
     if (rc.ok()) {
       CMKFS_ASSIGN_OR_RETURN(uint64_t n, DecodeCount(*rc, "refcount"));
       fe.exclusive = n == 1;
     }
     found[nfound++] = {idx, fe};
-    CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+    CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
   }
   size_t fi = 0;
   for (uint64_t i = k.idx; i < k.idx + kPrefetch; ++i) {
@@ -215,13 +215,13 @@ Result<uint64_t> EngineImpl::AllocateSlot() {
 
 // pending_mu_ and commit_mu_ held.
 Status EngineImpl::RefillFreeCache() {
-  CMKFS_ASSIGN_OR_RETURN(auto txn, env_->BeginRead());
-  CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_free_));
-  CMKFS_ASSIGN_OR_RETURN(bool ok, cur.First());
+  CMKFS_ASSIGN_OR_RETURN(auto txn, meta_->BeginRead());
+  CMKFS_ASSIGN_OR_RETURN(auto cur, txn->Scan(db_free_));
+  CMKFS_ASSIGN_OR_RETURN(bool ok, cur->First());
   while (ok && free_cache_.size() < kFreeCacheMax) {
-    CMKFS_ASSIGN_OR_RETURN(uint64_t slot, DecodeU64Key(cur.key()));
+    CMKFS_ASSIGN_OR_RETURN(uint64_t slot, DecodeU64Key(cur->key()));
     if (!open_batch_.taken.contains(slot)) free_cache_.push_back(slot);
-    CMKFS_ASSIGN_OR_RETURN(ok, cur.Next());
+    CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
   }
   free_db_has_more_ = ok;
   std::reverse(free_cache_.begin(), free_cache_.end());  // lowest first
@@ -248,7 +248,7 @@ void EngineImpl::RecordMapping(const ExtKey& k, uint64_t old_slot,
   }
 }
 
-Status EngineImpl::ApplyBatch(lmdb::Txn& txn, const Batch& b, uint64_t hwm,
+Status EngineImpl::ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
                               std::vector<uint64_t>* released) {
   released->clear();
   for (const auto& [k, slot] : b.map) {
@@ -326,9 +326,9 @@ Status EngineImpl::CommitPending() {
   Status st = pool_->DataSync();
   std::vector<uint64_t> released;
   if (st.ok() && !b.empty()) {
-    st = env_->Update(
-        [&](lmdb::Txn& txn) { return ApplyBatch(txn, b, hwm, &released); });
-    if (st.ok()) st = env_->Sync();
+    st = meta_->Update(
+        [&](MetaTxn& txn) { return ApplyBatch(txn, b, hwm, &released); });
+    if (st.ok()) st = meta_->Sync();
   }
   if (st.ok()) commit_gen_.fetch_add(1, std::memory_order_acq_rel);
   {
@@ -705,12 +705,13 @@ Status EngineImpl::ZeroAt(OpenResource& r, uint64_t offset, uint64_t length) {
 Result<uint64_t> EngineImpl::NextMappedCandidate(uint64_t rid, uint64_t idx) {
   uint64_t best = kNoSlot;
   {
-    CMKFS_ASSIGN_OR_RETURN(auto txn, env_->BeginRead());
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.OpenCursor(db_map_));
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur.Seek(MapKey(rid, idx)));
-    if (ok && cur.key().size() == 16) {
-      CMKFS_ASSIGN_OR_RETURN(uint64_t r2, DecodeU64Key(cur.key().substr(0, 8)));
-      CMKFS_ASSIGN_OR_RETURN(uint64_t i2, DecodeU64Key(cur.key().substr(8)));
+    CMKFS_ASSIGN_OR_RETURN(auto txn, meta_->BeginRead());
+    CMKFS_ASSIGN_OR_RETURN(auto cur, txn->Scan(db_map_));
+    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(MapKey(rid, idx)));
+    if (ok && cur->key().size() == 16) {
+      CMKFS_ASSIGN_OR_RETURN(uint64_t r2,
+                             DecodeU64Key(cur->key().substr(0, 8)));
+      CMKFS_ASSIGN_OR_RETURN(uint64_t i2, DecodeU64Key(cur->key().substr(8)));
       if (r2 == rid) best = i2;
     }
   }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cmkfs/keystore.h"
+#include "cmkfs/meta_store.h"
 #include "cmkfs/status.h"
 #include "cmkfs/units.h"
 
@@ -178,8 +179,21 @@ struct EngineOptions {
   uint64_t backing_reserve_bytes = 0;
 };
 
-class IoLayer;  // fs/engine/io_layer.h: backing-file I/O, replaceable for
-                // fault injection in tests
+class IoLayer;  // cmkfs/io_layer.h: backing-file I/O of the extent pool
+
+// What the engine keeps its state on. A null member means the product's
+// own: POSIX files, and LMDB opened without a sync per commit (the engine
+// orders its syncs itself: pool fdatasync, then metadata commit, then
+// MetaStore::Sync). Tests inject fault-injecting stores (tests/support).
+struct EngineStores {
+  std::shared_ptr<IoLayer> io;
+  // Opens the metadata store in `dir` (<options.dir>/meta, which exists),
+  // once per engine, after the state directory lock is taken. The engine
+  // holds the store for its life; a test may keep it across engines.
+  std::function<Result<std::shared_ptr<MetaStore>>(
+      const std::filesystem::path& dir)>
+      open_meta;
+};
 
 class Engine {
  public:
@@ -269,9 +283,9 @@ class Engine {
 // outlive the engine.
 Result<std::unique_ptr<Engine>> OpenEngine(const EngineOptions& options,
                                            keystore::KeyStore* keystore);
-// Same, with a replaced backing I/O layer (fault-injection tests).
+// Same, on the given stores.
 Result<std::unique_ptr<Engine>> OpenEngine(const EngineOptions& options,
                                            keystore::KeyStore* keystore,
-                                           std::shared_ptr<IoLayer> io);
+                                           EngineStores stores);
 
 }  // namespace cmkfs::fs

@@ -62,6 +62,8 @@ class Txn {
   // NotFound if absent.
   Status Delete(Dbi dbi, std::string_view key);
   Result<Cursor> OpenCursor(Dbi dbi) const;
+  // Entries in `dbi` as this transaction sees them (mdb_stat).
+  Result<uint64_t> Count(Dbi dbi) const;
   Status Commit();
   void Abort();
   // Read transactions: release the snapshot and take a fresh one, cheaply

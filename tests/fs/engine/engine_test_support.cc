@@ -102,8 +102,16 @@ void EngineTest::TearDown() {
 
 Result<std::unique_ptr<Engine>> EngineTest::OpenWith(
     std::shared_ptr<IoLayer> io) {
-  if (io) return OpenEngine(options_, ks_, io);
-  return OpenEngine(options_, ks_);
+  EngineStores stores = Stores();
+  stores.io = std::move(io);
+  return OpenEngine(options_, ks_, std::move(stores));
+}
+
+EngineStores EngineTest::Stores() const {
+  EngineStores stores;
+  stores.io = io_;
+  stores.open_meta = open_meta_;
+  return stores;
 }
 
 void EngineTest::Reopen() {

@@ -6,13 +6,16 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cmkfs/engine.h"
+#include "cmkfs/io_layer.h"
 #include "cmkfs/keystore.h"
-#include "io_layer.h"
+#include "support/fault_io_layer.h"
+#include "support/memory_io_layer.h"
 
 namespace cmkfs::fs::testing {
 
@@ -47,6 +50,8 @@ class EngineTest : public ::testing::Test {
   void Reopen();
   void CloseEngine() { engine_.reset(); }
   Result<std::unique_ptr<Engine>> OpenWith(std::shared_ptr<IoLayer> io);
+  // Stores for the next open: io_ and, when set, open_meta_.
+  EngineStores Stores() const;
 
   // A vault (with or without purge protection) and an RSA key in it;
   // returns the versioned key id.
@@ -73,6 +78,10 @@ class EngineTest : public ::testing::Test {
   keystore::KeyStore* ks_ = nullptr;  // shared, see V()
   int test_number_ = 0;
   std::shared_ptr<IoLayer> io_;  // null: POSIX
+  // Null: LMDB as the product opens it.
+  std::function<Result<std::shared_ptr<MetaStore>>(
+      const std::filesystem::path&)>
+      open_meta_;
   std::unique_ptr<Engine> engine_;
 };
 

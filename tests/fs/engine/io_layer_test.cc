@@ -1,7 +1,7 @@
 // One shared suite for every IoLayer implementation (POSIX files, memory,
 // and the fault-injecting wrapper in its pass-through state), plus the
 // fault-injection behaviour itself.
-#include "io_layer.h"
+#include "cmkfs/io_layer.h"
 
 #include <gtest/gtest.h>
 

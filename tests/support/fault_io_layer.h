@@ -1,57 +1,20 @@
-// Backing-file I/O for the disk engine's extent pool. Three implementations:
-// POSIX files (production), memory (tests, fast model runs) and a
-// fault-injecting wrapper over any other layer (crash and write-failure
-// tests). The engine never calls pread/pwrite on its pool directly.
+// Test double: a fault-injecting wrapper over any IoLayer (crash,
+// write-failure and power-cut tests). Not part of the product.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
-#include <span>
 #include <string>
 #include <vector>
 
-#include "cmkfs/engine.h"
-#include "cmkfs/status.h"
+#include "cmkfs/io_layer.h"
 
 namespace cmkfs::fs {
-
-// One open backing file. All methods are thread-safe and may run
-// concurrently on disjoint (or overlapping: last writer wins) ranges.
-class IoFile {
- public:
-  virtual ~IoFile() = default;
-  // Reads exactly buf.size() bytes; bytes past the end of the file read as
-  // zeros. IOError on failure.
-  virtual Status ReadAt(uint64_t offset, std::span<uint8_t> buf) = 0;
-  // Writes all of `data`, growing the file as needed. NoSpace when full.
-  virtual Status WriteAt(uint64_t offset, std::span<const uint8_t> data) = 0;
-  // Makes every completed WriteAt/PunchHole durable.
-  virtual Status DataSync() = 0;
-  // Deallocates the range (it reads back as zeros); the size is kept.
-  virtual Status PunchHole(uint64_t offset, uint64_t length) = 0;
-  virtual Result<uint64_t> Size() = 0;
-};
-
-class IoLayer {
- public:
-  virtual ~IoLayer() = default;
-  // Opens `path`, creating an empty file if it does not exist. The parent
-  // directory must exist (POSIX layer). Thread-safe.
-  virtual Result<std::shared_ptr<IoFile>> Open(
-      const std::filesystem::path& path) = 0;
-};
-
-// Real files (pread/pwrite/fdatasync/fallocate(PUNCH_HOLE)).
-std::shared_ptr<IoLayer> NewPosixIoLayer();
-// Files held in memory for the life of the layer object (so an engine can be
-// closed and reopened on the same layer). Sparse: untouched 64 KiB chunks
-// take no memory.
-std::shared_ptr<IoLayer> NewMemoryIoLayer();
 
 // Wraps another layer. Remembers what every write since the last DataSync of
 // its file overwrote, so Crash() can restore the file to its last synced
@@ -78,6 +41,10 @@ class FaultInjectingIoLayer : public IoLayer {
   // Injected failures report NoSpace (a full filesystem: ENOSPC) instead of
   // IOError.
   void FailWithNoSpace(bool no_space);
+  // Called at the start of every DataSync of any file, outside the layer's
+  // lock, before the sync runs (so a hook that calls Crash() cuts power at
+  // that sync point). Null: none.
+  void SetSyncHook(std::function<void()> hook);
   // Every ReadAt sleeps this long first (0 disables): a slow device, to hold
   // reads in flight.
   void DelayReads(std::chrono::milliseconds delay);
@@ -97,6 +64,7 @@ class FaultInjectingIoLayer : public IoLayer {
   double fail_probability_ = 0;
   bool fail_no_space_ = false;
   std::chrono::milliseconds read_delay_{0};
+  std::function<void()> sync_hook_;
   std::mt19937_64 rng_;
   uint64_t failed_ = 0;
 };
