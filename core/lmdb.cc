@@ -374,7 +374,11 @@ Result<std::unique_ptr<Env>> Env::Open(const std::filesystem::path& dir,
     return env->MapError(rc, "configure");
   }
   unsigned flags = MDB_NOTLS;
-  if (!options.sync_on_commit) flags |= MDB_NOSYNC;
+  // MDB_NOMETASYNC, not MDB_NOSYNC: a commit still flushes its data pages
+  // before it writes the meta page, so a power cut before the next Sync
+  // undoes whole transactions and never corrupts the tree (with MDB_NOSYNC
+  // the meta page may reach the disk before the pages it points to).
+  if (!options.sync_on_commit) flags |= MDB_NOMETASYNC;
   rc = mdb_env_open(env->env_, dir.c_str(), flags, 0600);
   if (rc != 0) return env->MapError(rc, "open");
   mdb_filehandle_t data_fd = -1;

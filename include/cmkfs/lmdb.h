@@ -31,7 +31,10 @@ struct EnvOptions {
   unsigned max_readers = 256;
   uint64_t initial_map_size = 64ull << 20;
   // Durability of commits: true = fsync on every commit (default LMDB);
-  // false = MDB_NOSYNC, the caller calls Env::Sync() when it needs durability.
+  // false = MDB_NOMETASYNC: a commit flushes its pages but not the meta
+  // page, so a crash may undo the transactions committed since the last
+  // Env::Sync() (never corrupt the tree); the caller calls Env::Sync() when
+  // it needs durability.
   bool sync_on_commit = true;
   // Maximum the map may grow to.
   uint64_t max_map_size = 64ull << 30;

@@ -99,7 +99,8 @@ class MetaStore {
 struct LmdbMetaStoreOptions {
   unsigned max_tables = 16;
   // true: every Commit is durable at once (LMDB's default). false
-  // (MDB_NOSYNC): durable at Sync only.
+  // (MDB_NOMETASYNC): durable at Sync only; a crash before it undoes whole
+  // transactions, never part of one.
   bool sync_on_commit = true;
 };
 
