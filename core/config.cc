@@ -284,6 +284,19 @@ std::vector<KeySpec> Schema(Config& c) {
               return ReadPath(w, true, &c.keystore.passphrase_file);
             },
             {}},
+           {"service",
+            [&](const Where& w) { return ReadString(w, &c.keystore.service); },
+            {}},
+           {"credential",
+            [&](const Where& w) {
+              return ReadPath(w, true, &c.keystore.credential);
+            },
+            {}},
+           {"credentials_dir",
+            [&](const Where& w) {
+              return ReadPath(w, true, &c.keystore.credentials_dir);
+            },
+            {}},
        }},
       {"watcher",
        nullptr,

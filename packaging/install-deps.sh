@@ -20,6 +20,8 @@ PACKAGES=(
   dpkg-dev rpm file
   # benchmark peers
   gocryptfs bindfs cryptsetup-bin
+  # cmkvault, the vault service: gRPC + protobuf (library, protoc and its C++ gRPC plugin)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
 )
 
 missing=()

@@ -30,6 +30,13 @@ struct Config {
     // When set, the master key is derived from the passphrase in this file
     // (scrypt) instead of read from master_key_file.
     std::filesystem::path passphrase_file;
+    // Service mode (docs/vault-api.md): the cmkvault endpoint, "host:port" or
+    // "unix:/path"; empty = embedded keystore (the default). `credential` is
+    // the credential bundle used when no --as is given; `credentials_dir`
+    // holds one bundle per further identity (<object-id>.pem, e.g. DES ones).
+    std::string service;
+    std::filesystem::path credential;
+    std::filesystem::path credentials_dir;
   } keystore;
 
   struct Watcher {
