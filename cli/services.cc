@@ -8,6 +8,7 @@
 #include "cmkfs/cli.h"
 #include "cmkfs/path_guard.h"
 #include "command_support.h"
+#include "vault/transport/transport.h"
 
 namespace cmkfs::cli {
 namespace {
@@ -74,7 +75,12 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
       flags->output = value;
       break;
     case GlobalFlag::kAs:
-      // It names the caller in audit entries: an object id, nothing else.
+      // Service mode: a credential bundle (a path). Embedded mode: it names
+      // the caller in audit entries, an object id, nothing else.
+      if (value.find('/') != std::string::npos) {
+        flags->as_credential = value;
+        break;
+      }
       CMKFS_RETURN_IF_ERROR(keystore::CheckObjectId(value, flag_name));
       flags->as_identity = value;
       break;
@@ -176,6 +182,15 @@ Result<Config> LoadEffectiveConfig(const GlobalFlags& flags) {
     config.defaults.resource_group = *flags.resource_group;
   }
   if (flags.region) config.defaults.region = *flags.region;
+  if (flags.as_credential) {
+    if (config.keystore.service.empty()) {
+      return InvalidArgumentError(
+          "--as " + flags.as_credential->string() +
+          ": a credential file needs a vault service ([keystore] service); "
+          "the embedded keystore takes an object id");
+    }
+    config.keystore.credential = *flags.as_credential;
+  }
   config.ResolveDefaults();
   return config;
 }
@@ -209,6 +224,26 @@ Status CheckStateFiles(const Config& config) {
   return Status::Ok();
 }
 
+namespace {
+
+// Service mode: the keystore is cmkvault at [keystore] service.
+Result<std::unique_ptr<keystore::KeyStore>> ConnectVaultService(
+    const Config& config) {
+  if (config.keystore.credential.empty()) {
+    return InvalidArgumentError(
+        "[keystore] service is " + config.keystore.service +
+        ": set [keystore] credential to a credential bundle issued by that "
+        "cmkvault (or pass --as FILE)");
+  }
+  vault::ClientOptions o;
+  o.endpoint = config.keystore.service;
+  o.credential = config.keystore.credential;
+  o.credentials_dir = config.keystore.credentials_dir;
+  return vault::ConnectKeyStore(o);
+}
+
+}  // namespace
+
 Result<Services> OpenServices(const Config& config) {
   std::error_code ec;
   if (std::filesystem::exists(config.state_dir, ec) &&
@@ -227,11 +262,15 @@ Result<Services> OpenServices(const Config& config) {
                    std::filesystem::exists(config.pkcs11.module, ec) &&
                    std::filesystem::exists(config.pkcs11.pin_file, ec);
   Services services;
-  auto keystore = keystore::OpenKeyStore(ks);
-  if (!keystore.ok()) {
-    return keystore.status().WithContext("open keystore " + ks.dir.string());
+  if (config.keystore.service.empty()) {
+    auto keystore = keystore::OpenKeyStore(ks);
+    if (!keystore.ok()) {
+      return keystore.status().WithContext("open keystore " + ks.dir.string());
+    }
+    services.keystore = std::move(*keystore);
+  } else {
+    CMKFS_ASSIGN_OR_RETURN(services.keystore, ConnectVaultService(config));
   }
-  services.keystore = std::move(*keystore);
 
   fs::EngineOptions eo;
   eo.dir = config.state_dir;

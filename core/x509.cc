@@ -133,28 +133,40 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
       name, "CN", MBSTRING_UTF8,
       reinterpret_cast<const unsigned char*>(request.common_name.c_str()), -1,
       -1, 0);
-  X509_set_issuer_name(cert.get(), self_signed
-                                       ? name
-                                       : X509_get_subject_name(issuer_cert.get()));
+  X509_set_issuer_name(
+      cert.get(),
+      self_signed ? name : X509_get_subject_name(issuer_cert.get()));
   X509_set_pubkey(cert.get(), key.get());
   X509* issuer = self_signed ? cert.get() : issuer_cert.get();
-  CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
-  CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_authority_key_identifier, "keyid:always"));
+  CMKFS_RETURN_IF_ERROR(
+      AddExtension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
+  CMKFS_RETURN_IF_ERROR(AddExtension(
+      cert.get(), issuer, NID_authority_key_identifier, "keyid:always"));
   if (request.is_ca) {
-    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
-    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_key_usage, "critical,keyCertSign,cRLSign"));
+    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer,
+                                       NID_basic_constraints,
+                                       "critical,CA:TRUE,pathlen:0"));
+    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_key_usage,
+                                       "critical,keyCertSign,cRLSign"));
   } else {
-    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE"));
-    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_key_usage, "critical,digitalSignature"));
-    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_ext_key_usage,
-                                       request.server ? "serverAuth" : "clientAuth"));
+    CMKFS_RETURN_IF_ERROR(AddExtension(
+        cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE"));
+    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_key_usage,
+                                       "critical,digitalSignature"));
+    CMKFS_RETURN_IF_ERROR(
+        AddExtension(cert.get(), issuer, NID_ext_key_usage,
+                     request.server ? "serverAuth" : "clientAuth"));
   }
   std::string san;
-  for (const auto& u : request.uri_sans) san += (san.empty() ? "" : ",") + ("URI:" + u);
-  for (const auto& d : request.dns_sans) san += (san.empty() ? "" : ",") + ("DNS:" + d);
-  for (const auto& i : request.ip_sans) san += (san.empty() ? "" : ",") + ("IP:" + i);
+  for (const auto& u : request.uri_sans)
+    san += (san.empty() ? "" : ",") + ("URI:" + u);
+  for (const auto& d : request.dns_sans)
+    san += (san.empty() ? "" : ",") + ("DNS:" + d);
+  for (const auto& i : request.ip_sans)
+    san += (san.empty() ? "" : ",") + ("IP:" + i);
   if (!san.empty()) {
-    CMKFS_RETURN_IF_ERROR(AddExtension(cert.get(), issuer, NID_subject_alt_name, san));
+    CMKFS_RETURN_IF_ERROR(
+        AddExtension(cert.get(), issuer, NID_subject_alt_name, san));
   }
   EVP_PKEY* signer = self_signed ? key.get() : issuer_key.get();
   if (X509_sign(cert.get(), signer, EVP_sha256()) == 0) {
@@ -169,8 +181,9 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
 Result<CertificateInfo> Inspect(std::string_view pem) {
   Ptr<X509> cert = ReadCert(pem);
   if (!cert) {
-    return InvalidArgumentError("no PEM certificate found (expected a "
-                                "'-----BEGIN CERTIFICATE-----' block)");
+    return InvalidArgumentError(
+        "no PEM certificate found (expected a "
+        "'-----BEGIN CERTIFICATE-----' block)");
   }
   CertificateInfo info;
   X509_NAME* name = X509_get_subject_name(cert.get());
@@ -193,7 +206,8 @@ Result<CertificateInfo> Inspect(std::string_view pem) {
     return Failure("X509_digest");
   }
   info.fingerprint = Hex(md, md_len);
-  Ptr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
+  Ptr<BIGNUM> bn(
+      ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
   if (bn) {
     std::vector<unsigned char> b(static_cast<size_t>(BN_num_bytes(bn.get())));
     BN_bn2bin(bn.get(), b.data());

@@ -78,8 +78,9 @@ Status LoadConfig(const std::filesystem::path& path, bool must_exist,
       for (const auto& item : *node.as_array()) {
         if (!item.is_string()) {
           return InvalidArgumentError(
-              where + ": key 'listen': expected an array of strings such as "
-                      "[\"127.0.0.1:7443\", \"unix:/run/cmkvault/sock\"]");
+              where +
+              ": key 'listen': expected an array of strings such as "
+              "[\"127.0.0.1:7443\", \"unix:/run/cmkvault/sock\"]");
         }
         o->listen.push_back(item.as_string()->get());
       }
@@ -235,8 +236,9 @@ int RunServe(Options o, std::vector<std::string> args) {
   if (!args.empty()) return Usage("unexpected argument '" + args[0] + "'");
   if (!listen->empty()) o.listen = *listen;
   if (o.listen.empty()) {
-    return Usage("serve needs --listen host:port or unix:/path (or listen in "
-                 "the config file)");
+    return Usage(
+        "serve needs --listen host:port or unix:/path (or listen in "
+        "the config file)");
   }
   // Signals are taken by sigwait below, in this thread only.
   sigset_t sigs;
@@ -292,9 +294,8 @@ int Main(std::vector<std::string> args) {
   auto state_dir = TakeValue(args, "--state-dir");
   if (!config.ok()) return Usage(config.status().message());
   if (!state_dir.ok()) return Usage(state_dir.status().message());
-  Status loaded =
-      *config ? LoadConfig(**config, true, &o)
-              : LoadConfig("/etc/cmkfs/cmkvault.toml", false, &o);
+  Status loaded = *config ? LoadConfig(**config, true, &o)
+                          : LoadConfig("/etc/cmkfs/cmkvault.toml", false, &o);
   if (!loaded.ok()) return Fail(loaded);
   if (*state_dir) o.state_dir = **state_dir;
   if (args.empty() || args[0] == "help" || args[0] == "--help") {

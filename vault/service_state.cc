@@ -35,20 +35,22 @@ Status WriteNew(const std::filesystem::path& path,
     size_t done = 0;
     while (s.ok() && done < p.size()) {
       ssize_t n = ::write(fd, p.data() + done, p.size() - done);
-      if (n < 0) s = ErrnoError("write " + path.string(), errno);
-      else done += static_cast<size_t>(n);
+      if (n < 0)
+        s = ErrnoError("write " + path.string(), errno);
+      else
+        done += static_cast<size_t>(n);
     }
   }
-  if (s.ok() && ::fsync(fd) != 0) s = ErrnoError("fsync " + path.string(), errno);
+  if (s.ok() && ::fsync(fd) != 0)
+    s = ErrnoError("fsync " + path.string(), errno);
   ::close(fd);
   return s;
 }
 
 Result<std::string> ReadPublic(const std::filesystem::path& path) {
-  CMKFS_ASSIGN_OR_RETURN(auto bytes, ReadFileToSecret(path, "cmkvault file",
-                                                      kMaxFile));
-  return std::string(reinterpret_cast<const char*>(bytes.data()),
-                     bytes.size());
+  CMKFS_ASSIGN_OR_RETURN(auto bytes,
+                         ReadFileToSecret(path, "cmkvault file", kMaxFile));
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
 std::string Aad(std::string_view what) {
@@ -58,9 +60,8 @@ std::string Aad(std::string_view what) {
 Status WriteSealed(const crypto::SecretBytes& master,
                    const std::filesystem::path& path, std::string_view what,
                    const crypto::SecretBytes& key_pem) {
-  CMKFS_ASSIGN_OR_RETURN(auto sealed,
-                         crypto::AeadSeal(master, key_pem.span(),
-                                          Bytes(Aad(what))));
+  CMKFS_ASSIGN_OR_RETURN(
+      auto sealed, crypto::AeadSeal(master, key_pem.span(), Bytes(Aad(what))));
   return WriteNew(path, {sealed});
 }
 
@@ -158,8 +159,8 @@ Result<std::unique_ptr<ServiceState>> ServiceState::Open(
   if (!std::filesystem::exists(l.ca_cert(), ec)) {
     return FailedPreconditionError(
         dir.string() + " is not a cmkvault state directory (no " +
-        l.ca_cert().string() + "); create one with: cmkvault init --state-dir " +
-        dir.string());
+        l.ca_cert().string() +
+        "); create one with: cmkvault init --state-dir " + dir.string());
   }
   CMKFS_RETURN_IF_ERROR(path_guard::CheckStateDir(dir).WithContext(
       "unsafe cmkvault state directory " + dir.string()));
@@ -208,9 +209,9 @@ Result<Identity> ServiceState::Issue(const IssueRequest& request) {
   id.issued = now;
   id.not_after = req.not_after;
   CMKFS_RETURN_IF_ERROR(identities_->Add(id));
-  CMKFS_RETURN_IF_ERROR(WriteNew(request.out, {Bytes(cert.cert_pem),
-                                               cert.key_pem.span(),
-                                               Bytes(ca_cert_pem_)}));
+  CMKFS_RETURN_IF_ERROR(WriteNew(
+      request.out,
+      {Bytes(cert.cert_pem), cert.key_pem.span(), Bytes(ca_cert_pem_)}));
   return id;
 }
 

@@ -20,7 +20,7 @@ struct CertificateRequest {
   std::vector<std::string> dns_sans;  // "localhost"
   std::vector<std::string> ip_sans;   // "127.0.0.1"
   bool is_ca = false;
-  bool server = false;  // extendedKeyUsage serverAuth (else clientAuth)
+  bool server = false;     // extendedKeyUsage serverAuth (else clientAuth)
   int64_t not_before = 0;  // Unix seconds
   int64_t not_after = 0;
 };

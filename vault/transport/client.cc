@@ -45,8 +45,8 @@ Result<Bundle> ReadBundle(const std::filesystem::path& path) {
       auto resolved,
       CheckTrustedFile(path, "vault credential", FileSecrecy::kPrivate));
   CMKFS_ASSIGN_OR_RETURN(
-      auto text, ReadFileToSecret(resolved, "vault credential",
-                                  kMaxBundleBytes));
+      auto text,
+      ReadFileToSecret(resolved, "vault credential", kMaxBundleBytes));
   std::string_view view(reinterpret_cast<const char*>(text.data()),
                         text.size());
   std::vector<std::string> certs = crypto::x509::CertificateBlocks(view);
@@ -89,8 +89,7 @@ class RemoteKeyStore final : public keystore::KeyStore {
   Result<keystore::VaultInfo> CreateVault(
       const keystore::VaultSpec& spec) override {
     pb::Vault resp;
-    CMKFS_RETURN_IF_ERROR(
-        Invoke("", &Stub::CreateVault, ToPb(spec), &resp));
+    CMKFS_RETURN_IF_ERROR(Invoke("", &Stub::CreateVault, ToPb(spec), &resp));
     return FromPb(resp);
   }
   Result<keystore::VaultInfo> GetVault(std::string_view vault) override {
@@ -242,8 +241,7 @@ class RemoteKeyStore final : public keystore::KeyStore {
   Status PurgeKey(std::string_view caller, std::string_view vault,
                   std::string_view name) override {
     pb::Empty resp;
-    return Invoke(caller, &Stub::PurgeDeletedKey, KeyName(vault, name),
-                  &resp);
+    return Invoke(caller, &Stub::PurgeDeletedKey, KeyName(vault, name), &resp);
   }
   Status SetRotationPolicy(std::string_view caller, std::string_view vault,
                            std::string_view name,
@@ -266,8 +264,7 @@ class RemoteKeyStore final : public keystore::KeyStore {
     }
     return out;
   }
-  Result<std::vector<uint8_t>> WrapKey(std::string_view caller,
-                                       const KeyId& id,
+  Result<std::vector<uint8_t>> WrapKey(std::string_view caller, const KeyId& id,
                                        std::span<const uint8_t> plaintext,
                                        std::span<const uint8_t> label,
                                        keystore::WrapAlgorithm alg) override {
@@ -284,8 +281,8 @@ class RemoteKeyStore final : public keystore::KeyStore {
                                         std::span<const uint8_t> label,
                                         keystore::WrapAlgorithm alg) override {
     pb::KeyOperationResult resp;
-    CMKFS_RETURN_IF_ERROR(Invoke(caller, &Stub::UnwrapKey,
-                                 KeyOp(id, blob, label, alg), &resp));
+    CMKFS_RETURN_IF_ERROR(
+        Invoke(caller, &Stub::UnwrapKey, KeyOp(id, blob, label, alg), &resp));
     crypto::SecretBytes out(
         reinterpret_cast<const uint8_t*>(resp.value().data()),
         resp.value().size());
@@ -368,13 +365,14 @@ class RemoteKeyStore final : public keystore::KeyStore {
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride(std::string(kServerName));
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the
+    // connect timeout (TLS handshake included), which must stay long.
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     auto cred = std::make_shared<Credential>();
     cred->path = path;
     cred->identity = b.identity;
-    cred->channel = grpc::CreateCustomChannel(
-        opts_.endpoint, grpc::SslCredentials(ssl), args);
+    cred->channel = grpc::CreateCustomChannel(opts_.endpoint,
+                                              grpc::SslCredentials(ssl), args);
     crypto::SecureWipe(ssl.pem_private_key.data(), ssl.pem_private_key.size());
     cred->stub = pb::KeyVault::NewStub(cred->channel);
     return cred;
@@ -426,15 +424,16 @@ class RemoteKeyStore final : public keystore::KeyStore {
     if (tls) {
       return IOError("vault service " + opts_.endpoint +
                      ": TLS handshake failed (its certificate does not verify "
-                     "against the CA in " + cred.path.string() +
+                     "against the CA in " +
+                     cred.path.string() +
                      ", or it refused that credential's certificate): " + m);
     }
-    return IOError("vault service " + opts_.endpoint + " unreachable (" +
-                   std::string(st.error_code() ==
-                                       grpc::StatusCode::DEADLINE_EXCEEDED
-                                   ? "deadline exceeded"
-                                   : "unavailable") +
-                   "): " + m);
+    return IOError(
+        "vault service " + opts_.endpoint + " unreachable (" +
+        std::string(st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                        ? "deadline exceeded"
+                        : "unavailable") +
+        "): " + m);
   }
 
   template <typename Req, typename Resp>

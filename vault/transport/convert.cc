@@ -53,8 +53,8 @@ int64_t Seconds(TimePoint t) {
 }
 
 TimePoint FromSeconds(int64_t s) {
-  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
-      std::chrono::seconds(s)));
+  return TimePoint(
+      std::chrono::duration_cast<TimePoint::duration>(std::chrono::seconds(s)));
 }
 
 namespace {
@@ -161,7 +161,8 @@ pb::RotationPolicy ToPb(const keystore::RotationPolicy& p) {
 keystore::RotationPolicy FromPb(const pb::RotationPolicy& p) {
   using std::chrono::milliseconds;
   keystore::RotationPolicy out;
-  if (p.has_rotate_after_ms()) out.rotate_after = milliseconds(p.rotate_after_ms());
+  if (p.has_rotate_after_ms())
+    out.rotate_after = milliseconds(p.rotate_after_ms());
   if (p.has_notify_before_ms()) {
     out.notify_before = milliseconds(p.notify_before_ms());
   }

@@ -71,10 +71,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
 
   static Status AdminOnly(const Caller& c, std::string_view what) {
     if (c.admin) return Status::Ok();
-    return PermissionDeniedError("identity " + c.object_id +
-                                 " is not an admin of this vault service; " +
-                                 std::string(what) +
-                                 " needs an admin credential");
+    return PermissionDeniedError(
+        "identity " + c.object_id + " is not an admin of this vault service; " +
+        std::string(what) + " needs an admin credential");
   }
 
   grpc::Status CreateVault(ServerContext* ctx, const pb::VaultSpec* req,
@@ -108,8 +107,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
                                pb::Empty*) override {
     return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
       CMKFS_ASSIGN_OR_RETURN(
-          auto perms, keystore::ParsePermissions(std::vector<std::string>(
-                          req->permissions().begin(), req->permissions().end())));
+          auto perms,
+          keystore::ParsePermissions(std::vector<std::string>(
+              req->permissions().begin(), req->permissions().end())));
       return store_->SetAccessPolicy(who, req->vault(), req->object_id(),
                                      perms);
     });
@@ -126,8 +126,8 @@ class KeyVaultService final : public pb::KeyVault::Service {
     return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
       CMKFS_ASSIGN_OR_RETURN(auto kty, keystore::ParseKeyType(req->kty()));
       CMKFS_ASSIGN_OR_RETURN(
-          auto v, store_->CreateKey(who, req->vault(), req->name(), kty,
-                                    req->bits()));
+          auto v,
+          store_->CreateKey(who, req->vault(), req->name(), kty, req->bits()));
       *resp = ToPb(v);
       return Status::Ok();
     });
@@ -136,9 +136,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
                          pb::KeyVersion* resp) override {
     return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
       CMKFS_ASSIGN_OR_RETURN(auto kty, keystore::ParseKeyType(req->kty()));
-      CMKFS_ASSIGN_OR_RETURN(auto v, store_->ImportKey(who, req->vault(),
-                                                       req->name(), req->pem(),
-                                                       kty));
+      CMKFS_ASSIGN_OR_RETURN(
+          auto v,
+          store_->ImportKey(who, req->vault(), req->name(), req->pem(), kty));
       *resp = ToPb(v);
       return Status::Ok();
     });
@@ -176,10 +176,10 @@ class KeyVaultService final : public pb::KeyVault::Service {
       keystore::AttributeUpdate u;
       if (req->has_enabled()) u.enabled = req->enabled();
       if (req->set_expires()) {
-        u.expires = req->has_expires()
-                        ? std::optional<TimePoint>(
-                              convert::FromSeconds(req->expires()))
-                        : std::nullopt;
+        u.expires =
+            req->has_expires()
+                ? std::optional<TimePoint>(convert::FromSeconds(req->expires()))
+                : std::nullopt;
       }
       if (req->set_not_before()) {
         u.not_before = req->has_not_before()
@@ -219,9 +219,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
       return Status::Ok();
     });
   }
-  grpc::Status UpdateKeyRotationPolicy(
-      ServerContext* ctx, const pb::SetRotationPolicyRequest* req,
-      pb::Empty*) override {
+  grpc::Status UpdateKeyRotationPolicy(ServerContext* ctx,
+                                       const pb::SetRotationPolicyRequest* req,
+                                       pb::Empty*) override {
     return Call(ctx, [&](const Caller&, const std::string& who) {
       return store_->SetRotationPolicy(who, req->vault(), req->name(),
                                        FromPb(req->policy()));
@@ -247,8 +247,7 @@ class KeyVaultService final : public pb::KeyVault::Service {
       return Status::Ok();
     });
   }
-  grpc::Status UnwrapKey(ServerContext* ctx,
-                         const pb::KeyOperationRequest* req,
+  grpc::Status UnwrapKey(ServerContext* ctx, const pb::KeyOperationRequest* req,
                          pb::KeyOperationResult* resp) override {
     return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
       CMKFS_ASSIGN_OR_RETURN(auto id, KeyId::Parse(req->kid()));
@@ -298,8 +297,10 @@ class KeyVaultService final : public pb::KeyVault::Service {
         keystore::UsabilityQuery q;
         q.identity = req->queries(i).identity();
         auto id = KeyId::Parse(req->queries(i).kid());
-        if (id.ok()) q.key_id = *id;
-        else parse[static_cast<size_t>(i)] = id.status();
+        if (id.ok())
+          q.key_id = *id;
+        else
+          parse[static_cast<size_t>(i)] = id.status();
         qs.push_back(std::move(q));
       }
       std::vector<Status> verdicts = store_->CheckUsable(qs);
@@ -312,9 +313,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
       return Status::Ok();
     });
   }
-  grpc::Status WatchKeys(ServerContext* ctx, const pb::WatchKeysRequest*,
-                         grpc::ServerWriter<pb::KeyChangeEvent>* writer)
-      override {
+  grpc::Status WatchKeys(
+      ServerContext* ctx, const pb::WatchKeysRequest*,
+      grpc::ServerWriter<pb::KeyChangeEvent>* writer) override {
     Result<Caller> caller = Authenticate(ctx);
     if (!caller.ok()) return ToGrpc(ctx, caller.status());
     std::optional<uint64_t> last;

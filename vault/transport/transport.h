@@ -25,7 +25,7 @@ inline constexpr std::string_view kServerName = "cmkvault";
 // The caller behind a verified client certificate.
 struct Caller {
   std::string object_id;
-  bool admin = false;  // the service's admin (the vault owner)
+  bool admin = false;       // the service's admin (the vault owner)
   std::string fingerprint;  // SHA-256 of the certificate
 };
 
