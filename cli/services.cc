@@ -7,7 +7,9 @@
 
 #include "cmkfs/cli.h"
 #include "cmkfs/path_guard.h"
+#include "cmkfs/units.h"
 #include "command_support.h"
+#include "split_keystore.h"
 #include "vault/transport/transport.h"
 
 namespace cmkfs::cli {
@@ -77,7 +79,8 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
     case GlobalFlag::kAs:
       // Service mode: a credential bundle (a path). Embedded mode: it names
       // the caller in audit entries, an object id, nothing else.
-      if (value.find('/') != std::string::npos) {
+      if (value.starts_with("/") || value.starts_with("./") ||
+          value.starts_with("../")) {
         flags->as_credential = value;
         break;
       }
@@ -185,7 +188,7 @@ Result<Config> LoadEffectiveConfig(const GlobalFlags& flags) {
   if (flags.as_credential) {
     if (config.keystore.service.empty()) {
       return InvalidArgumentError(
-          "--as " + flags.as_credential->string() +
+          "--as " + EscapeControl(flags.as_credential->string()) +
           ": a credential file needs a vault service ([keystore] service); "
           "the embedded keystore takes an object id");
     }
@@ -262,14 +265,17 @@ Result<Services> OpenServices(const Config& config) {
                    std::filesystem::exists(config.pkcs11.module, ec) &&
                    std::filesystem::exists(config.pkcs11.pin_file, ec);
   Services services;
-  if (config.keystore.service.empty()) {
-    auto keystore = keystore::OpenKeyStore(ks);
-    if (!keystore.ok()) {
-      return keystore.status().WithContext("open keystore " + ks.dir.string());
-    }
-    services.keystore = std::move(*keystore);
-  } else {
-    CMKFS_ASSIGN_OR_RETURN(services.keystore, ConnectVaultService(config));
+  auto keystore = keystore::OpenKeyStore(ks);
+  if (!keystore.ok()) {
+    return keystore.status().WithContext("open keystore " + ks.dir.string());
+  }
+  services.keystore = std::move(*keystore);
+  if (!config.keystore.service.empty()) {
+    // Customer vaults are the service's; the platform's own vault stays here.
+    CMKFS_ASSIGN_OR_RETURN(auto remote, ConnectVaultService(config));
+    services.keystore =
+        SplitKeyStore(fs::EngineOptions().system_vault,
+                      std::move(services.keystore), std::move(remote));
   }
 
   fs::EngineOptions eo;

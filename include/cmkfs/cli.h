@@ -25,8 +25,8 @@ struct GlobalFlags {
   std::optional<std::filesystem::path> state_dir;    // --state-dir
   std::string output = "table";                      // -o table|json
   std::string as_identity;                           // --as ("" = admin)
-  // --as FILE (a path, with a '/'): the vault credential bundle to use in
-  // service mode ([keystore] service); replaces [keystore] credential.
+  // --as FILE (a path starting with /, ./ or ../): the vault credential to use
+  // in service mode ([keystore] service); replaces [keystore] credential.
   std::optional<std::filesystem::path> as_credential;
   std::optional<std::string> subscription;    // --subscription
   std::optional<std::string> resource_group;  // --resource-group

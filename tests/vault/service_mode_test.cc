@@ -2,6 +2,7 @@
 // credential is a file, and --as FILE swaps it (docs/vault-api.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "cmkfs/cli.h"
@@ -46,10 +47,18 @@ TEST_F(ServiceModeTest, KeystoreServiceSelectsTheVaultService) {
   ctx.engine = services->engine.get();
   cli::CommandOutput made = cli::RunCommand({"vault", "create", "owned"}, ctx);
   ASSERT_EQ(made.exit_code, 0) << made.err;
-  // The vault is in the service, not in the storage host's state directory.
+  // The vault is in the service; the storage host keeps only the platform's
+  // own vault.
   auto in_service = service_.Connect()->GetVault("owned");
   EXPECT_TRUE(in_service.ok()) << in_service.status().ToString();
-  EXPECT_FALSE(std::filesystem::exists(tmp_.path() / "state" / "vault"));
+  auto listed = services->keystore->ListVaults();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  std::vector<std::string> names;
+  for (const auto& v : *listed) names.push_back(v.spec.name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"cmkfs-system", "owned"}));
+  EXPECT_EQ(service_.Connect()->GetVault("cmkfs-system").status().kind(),
+            ErrorKind::kNotFound);
 }
 
 TEST_F(ServiceModeTest, AsFileUsesThatCredential) {
