@@ -7,7 +7,10 @@
 
 #include "cmkfs/cli.h"
 #include "cmkfs/path_guard.h"
+#include "cmkfs/units.h"
 #include "command_support.h"
+#include "split_keystore.h"
+#include "vault/transport/transport.h"
 
 namespace cmkfs::cli {
 namespace {
@@ -86,7 +89,13 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
       flags->output = value;
       break;
     case GlobalFlag::kAs:
-      // It names the caller in audit entries: an object id, nothing else.
+      // Service mode: a credential bundle (a path). Embedded mode: it names
+      // the caller in audit entries, an object id, nothing else.
+      if (value.starts_with("/") || value.starts_with("./") ||
+          value.starts_with("../")) {
+        flags->as_credential = value;
+        break;
+      }
       CMKFS_RETURN_IF_ERROR(keystore::CheckObjectId(value, flag_name));
       flags->as_identity = value;
       break;
@@ -195,6 +204,15 @@ Result<Config> LoadEffectiveConfig(const GlobalFlags& flags) {
     config.defaults.resource_group = *flags.resource_group;
   }
   if (flags.region) config.defaults.region = *flags.region;
+  if (flags.as_credential) {
+    if (config.keystore.service.empty()) {
+      return InvalidArgumentError(
+          "--as " + EscapeControl(flags.as_credential->string()) +
+          ": a credential file needs a vault service ([keystore] service); "
+          "the embedded keystore takes an object id");
+    }
+    config.keystore.credential = *flags.as_credential;
+  }
   config.ResolveDefaults();
   return config;
 }
@@ -227,6 +245,26 @@ Status CheckStateFiles(const Config& config) {
   }
   return Status::Ok();
 }
+
+namespace {
+
+// Service mode: the keystore is cmkvault at [keystore] service.
+Result<std::unique_ptr<keystore::KeyStore>> ConnectVaultService(
+    const Config& config) {
+  if (config.keystore.credential.empty()) {
+    return InvalidArgumentError(
+        "[keystore] service is " + config.keystore.service +
+        ": set [keystore] credential to a credential bundle issued by that "
+        "cmkvault (or pass --as FILE)");
+  }
+  vault::ClientOptions o;
+  o.endpoint = config.keystore.service;
+  o.credential = config.keystore.credential;
+  o.credentials_dir = config.keystore.credentials_dir;
+  return vault::ConnectKeyStore(o);
+}
+
+}  // namespace
 
 Result<keystore::KeyStoreOptions> KeyStoreOptionsFor(const Config& config) {
   std::error_code ec;
@@ -292,6 +330,13 @@ Result<Services> OpenServices(const Config& config,
     return keystore.status().WithContext("open keystore " + ks.dir.string());
   }
   services.keystore = std::move(*keystore);
+  if (!config.keystore.service.empty()) {
+    // Customer vaults are the service's; the platform's own vault stays here.
+    CMKFS_ASSIGN_OR_RETURN(auto remote, ConnectVaultService(config));
+    services.keystore =
+        SplitKeyStore(fs::EngineOptions().system_vault,
+                      std::move(services.keystore), std::move(remote));
+  }
   if (wrap_keystore) {
     services.keystore = wrap_keystore(std::move(services.keystore));
   }

@@ -321,6 +321,19 @@ std::vector<KeySpec> Schema(Config& c) {
               return ReadString(w, &c.keystore.tpm2_pcrs);
             },
             {}},
+           {"service",
+            [&](const Where& w) { return ReadString(w, &c.keystore.service); },
+            {}},
+           {"credential",
+            [&](const Where& w) {
+              return ReadPath(w, true, &c.keystore.credential);
+            },
+            {}},
+           {"credentials_dir",
+            [&](const Where& w) {
+              return ReadPath(w, true, &c.keystore.credentials_dir);
+            },
+            {}},
        }},
       {"watcher",
        nullptr,

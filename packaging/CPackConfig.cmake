@@ -14,7 +14,7 @@ set(CMKFS_STATE_DIR /var/lib/cmkfs)
 
 # Man pages: the version filled in, gzipped at build time (lintian wants .gz).
 set(cmkfs_man_pages)
-foreach(page cmkfs.8 cmkctl.8)
+foreach(page cmkfs.8 cmkctl.8 cmkvault.8)
   configure_file(${CMKFS_PACKAGING_DIR}/${page} ${PROJECT_BINARY_DIR}/man/${page} @ONLY)
   add_custom_command(
     OUTPUT ${PROJECT_BINARY_DIR}/man/${page}.gz

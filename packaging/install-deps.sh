@@ -27,6 +27,8 @@ PACKAGES=(
   libcpp-httplib-dev prometheus curl
   # cmkctl: JSON library (-o json/tsv); bash completion (its CI test sources the script)
   nlohmann-json3-dev bash-completion
+  # cmkvault, the vault service: gRPC + protobuf (library, protoc and its C++ gRPC plugin)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
 )
 
 missing=()

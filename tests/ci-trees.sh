@@ -13,7 +13,8 @@
 CMKFS_RELEASE_ONLY_TESTS=(packaging.deb packaging.rpm bench.quick)
 # What those tests use: the installed binaries and man pages (cpack) and the
 # daemon and cmkctl (the benchmark). Nothing else is compiled for them.
-CMKFS_RELEASE_ONLY_TARGETS=(cmkfs cmkctl cmkfs_man_pages)
+# cmkvault: installed by the packages, so cpack needs it built.
+CMKFS_RELEASE_ONLY_TARGETS=(cmkfs cmkctl cmkvault cmkfs_man_pages)
 # The shipped binaries hold no test double: nm on the release cmkfs and
 # cmkctl, with the doubles' library as the positive control (issue 15).
 CMKFS_RELEASE_ONLY_TESTS+=(engine.no_test_doubles)

@@ -26,10 +26,13 @@ struct GlobalFlags {
   std::optional<std::filesystem::path> state_dir;    // --state-dir
   std::string output = "table";                      // -o table|json|tsv
   std::string as_identity;                           // --as ("" = admin)
-  std::optional<std::string> subscription;           // --subscription
-  std::optional<std::string> resource_group;         // --resource-group
-  std::optional<std::string> region;                 // --region
-  std::optional<std::string> log_level;              // --log-level
+  // --as FILE (a path starting with /, ./ or ../): the vault credential to use
+  // in service mode ([keystore] service); replaces [keystore] credential.
+  std::optional<std::filesystem::path> as_credential;
+  std::optional<std::string> subscription;    // --subscription
+  std::optional<std::string> resource_group;  // --resource-group
+  std::optional<std::string> region;          // --region
+  std::optional<std::string> log_level;       // --log-level
 };
 
 // Removes the global flags from `args` wherever they stand (before or after

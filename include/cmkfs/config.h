@@ -38,6 +38,13 @@ struct Config {
     std::filesystem::path tpm2_sealed_file;  // default: <state_dir>/vault.tpm2
     std::string tpm2_tcti = "device:/dev/tpmrm0";
     std::string tpm2_pcrs;
+    // Service mode (docs/vault-api.md): the cmkvault endpoint, "host:port" or
+    // "unix:/path"; empty = embedded keystore (the default). `credential` is
+    // the credential bundle used when no --as is given; `credentials_dir`
+    // holds one bundle per further identity (<object-id>.pem, e.g. DES ones).
+    std::string service;
+    std::filesystem::path credential;
+    std::filesystem::path credentials_dir;
   } keystore;
 
   struct Watcher {

@@ -1,0 +1,98 @@
+// cmkctl/cmkfs in service mode: [keystore] service selects cmkvault, the
+// credential is a file, and --as FILE swaps it (docs/vault-api.md).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "cmkfs/cli.h"
+#include "vault_test_util.h"
+
+namespace cmkfs::vault::testing {
+namespace {
+
+class ServiceModeTest : public ::testing::Test {
+ protected:
+  std::filesystem::path WriteConfig(const std::string& keystore_table) {
+    const auto path = tmp_.path() / "cmkfs.toml";
+    std::ofstream(path) << "state_dir = \"" << (tmp_.path() / "state").string()
+                        << "\"\n[keystore]\n"
+                        << keystore_table;
+    return path;
+  }
+  Result<cli::Services> Open(const std::vector<std::string>& flags_args,
+                             const std::string& keystore_table) {
+    cli::GlobalFlags flags;
+    std::vector<std::string> args = flags_args;
+    CMKFS_RETURN_IF_ERROR(cli::ExtractGlobalFlags(args, &flags));
+    flags.config_file = WriteConfig(keystore_table);
+    CMKFS_ASSIGN_OR_RETURN(Config config, cli::LoadEffectiveConfig(flags));
+    return cli::OpenServices(config);
+  }
+  std::string ServiceTable() {
+    return "service = \"" + service_.tcp_endpoint() + "\"\ncredential = \"" +
+           service_.admin_bundle().string() + "\"\ncredentials_dir = \"" +
+           service_.credentials_dir().string() + "\"\n";
+  }
+
+  TempDir tmp_;
+  TestVaultService service_;
+};
+
+TEST_F(ServiceModeTest, KeystoreServiceSelectsTheVaultService) {
+  auto services = Open({}, ServiceTable());
+  ASSERT_TRUE(services.ok()) << services.status().ToString();
+  cli::CommandContext ctx;
+  ctx.keystore = services->keystore.get();
+  ctx.engine = services->engine.get();
+  cli::CommandOutput made = cli::RunCommand({"vault", "create", "owned"}, ctx);
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  // The vault is in the service; the storage host keeps only the platform's
+  // own vault.
+  auto in_service = service_.Connect()->GetVault("owned");
+  EXPECT_TRUE(in_service.ok()) << in_service.status().ToString();
+  auto listed = services->keystore->ListVaults();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  std::vector<std::string> names;
+  for (const auto& v : *listed) names.push_back(v.spec.name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"cmkfs-system", "owned"}));
+  EXPECT_EQ(service_.Connect()->GetVault("cmkfs-system").status().kind(),
+            ErrorKind::kNotFound);
+}
+
+TEST_F(ServiceModeTest, AsFileUsesThatCredential) {
+  Identity host = service_.Issue("storage host");
+  auto services = Open({"--as", service_.BundleOf(host.object_id).string()},
+                       ServiceTable());
+  ASSERT_TRUE(services.ok()) << services.status().ToString();
+  cli::CommandContext ctx;
+  ctx.keystore = services->keystore.get();
+  ctx.engine = services->engine.get();
+  cli::CommandOutput made = cli::RunCommand({"vault", "create", "hosts"}, ctx);
+  EXPECT_NE(made.exit_code, 0);
+  EXPECT_NE(made.err.find("identity " + host.object_id +
+                          " is not an admin of this vault service"),
+            std::string::npos)
+      << made.err;
+}
+
+TEST_F(ServiceModeTest, AsFileWithoutAServiceIsRefused) {
+  auto services = Open({"--as", "/etc/cmkfs/host.pem"}, "");
+  EXPECT_EQ(services.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(services.status().message().find(
+                "a credential file needs a vault service ([keystore] service)"),
+            std::string::npos)
+      << services.status().message();
+}
+
+TEST_F(ServiceModeTest, ServiceWithoutACredentialIsRefused) {
+  auto services = Open({}, "service = \"" + service_.tcp_endpoint() + "\"\n");
+  EXPECT_EQ(services.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(services.status().message().find("set [keystore] credential"),
+            std::string::npos)
+      << services.status().message();
+}
+
+}  // namespace
+}  // namespace cmkfs::vault::testing

@@ -1,0 +1,122 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "cmkfs/x509.h"
+#include "vault_test_util.h"
+
+namespace cmkfs::vault::testing {
+
+TestVaultService::TestVaultService()
+    : dir_(tmp_.path() / "cmkvault"), admin_bundle_(tmp_.path() / "admin.pem") {
+  std::filesystem::create_directories(credentials_dir());
+  std::filesystem::permissions(credentials_dir(),
+                               std::filesystem::perms::owner_all);
+  IssueRequest admin;
+  admin.name = "vault owner";
+  admin.role = Role::kAdmin;
+  admin.out = admin_bundle_;
+  auto id = ServiceState::Init(dir_, {}, admin);
+  EXPECT_TRUE(id.ok()) << id.status().ToString();
+  auto state = ServiceState::Open(dir_);
+  EXPECT_TRUE(state.ok()) << state.status().ToString();
+  if (!state.ok()) return;
+  state_ = std::move(*state);
+  auto store = keystore::OpenKeyStore(state_->KeystoreOptions());
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  if (!store.ok()) return;
+  store_ = std::move(*store);
+  ServerOptions so;
+  so.listen = {"127.0.0.1:0", "unix:" + (tmp_.path() / "sock").string()};
+  so.ca_cert_pem = state_->ca_cert_pem();
+  so.server_cert_pem = state_->server_cert_pem();
+  so.server_key_pem = state_->server_key_pem().Clone();
+  IdentityTable* table = &state_->identities();
+  so.authenticate = [table](std::string_view pem) {
+    return table->Authenticate(pem);
+  };
+  auto server = StartServer(store_.get(), std::move(so));
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  if (server.ok()) server_ = std::move(*server);
+}
+
+TestVaultService::~TestVaultService() {
+  if (server_) server_->Shutdown(std::chrono::milliseconds(200));
+}
+
+std::string TestVaultService::tcp_endpoint() const {
+  return "127.0.0.1:" + std::to_string(server_ ? server_->port() : 0);
+}
+
+std::string TestVaultService::unix_endpoint() const {
+  return "unix:" + (tmp_.path() / "sock").string();
+}
+
+Identity TestVaultService::Issue(const std::string& name, Role role,
+                                 int64_t not_before, int64_t not_after) {
+  IssueRequest r;
+  r.name = name;
+  r.role = role;
+  r.not_before = not_before;
+  r.not_after = not_after;
+  auto oid = NewObjectId();
+  // The bundle is written under a temporary name, then named after the id.
+  r.out = credentials_dir() / ("new-" + (oid.ok() ? *oid : name) + ".pem");
+  auto id = state_->Issue(r);
+  EXPECT_TRUE(id.ok()) << id.status().ToString();
+  if (!id.ok()) return {};
+  std::filesystem::rename(r.out, BundleOf(id->object_id));
+  return *id;
+}
+
+std::unique_ptr<keystore::KeyStore> TestVaultService::Connect(
+    const std::filesystem::path& bundle, bool unix_socket) {
+  ClientOptions o;
+  o.endpoint = unix_socket ? unix_endpoint() : tcp_endpoint();
+  o.credential = bundle.empty() ? admin_bundle_ : bundle;
+  o.credentials_dir = credentials_dir();
+  auto store = ConnectKeyStore(o);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
+Result<std::unique_ptr<keystore::KeyStore>> TestVaultService::TryConnect(
+    const std::string& endpoint, const std::filesystem::path& bundle) {
+  ClientOptions o;
+  o.endpoint = endpoint;
+  o.credential = bundle;
+  o.deadline = std::chrono::seconds(3);
+  o.attempts = 1;
+  return ConnectKeyStore(o);
+}
+
+void WriteForeignBundle(const std::filesystem::path& out,
+                        const std::string& object_id,
+                        const crypto::SecretBytes& issuer_key,
+                        const std::string& issuer_cert,
+                        const std::string& ca_pem) {
+  crypto::x509::CertificateRequest r;
+  r.common_name = "forged";
+  r.uri_sans = {std::string(kIdentityUriPrefix) + object_id};
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  r.not_before = now - 60;
+  r.not_after = now + 3600;
+  auto cert = crypto::x509::Issue(r, issuer_key, issuer_cert);
+  ASSERT_TRUE(cert.ok()) << cert.status().ToString();
+  int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0) << out;
+  std::string all =
+      cert->cert_pem +
+      std::string(reinterpret_cast<const char*>(cert->key_pem.data()),
+                  cert->key_pem.size()) +
+      ca_pem;
+  ASSERT_EQ(::write(fd, all.data(), all.size()),
+            static_cast<ssize_t>(all.size()));
+  ::close(fd);
+}
+
+}  // namespace cmkfs::vault::testing

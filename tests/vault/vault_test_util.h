@@ -1,0 +1,66 @@
+// Shared helpers of the vault service tests: a cmkvault state directory and
+// server in this process (real gRPC, mutual TLS on an ephemeral loopback
+// port and a unix socket), and clients holding credentials it issued.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "cmkfs/keystore.h"
+#include "keystore_test_util.h"
+#include "vault/service_state.h"
+#include "vault/transport/transport.h"
+
+namespace cmkfs::vault::testing {
+
+using keystore::testing::TempDir;
+
+class TestVaultService {
+ public:
+  TestVaultService();
+  ~TestVaultService();
+
+  // host:port of the TCP listener, unix:/path of the socket.
+  std::string tcp_endpoint() const;
+  std::string unix_endpoint() const;
+  const std::filesystem::path& dir() const { return dir_; }
+  const std::filesystem::path& admin_bundle() const { return admin_bundle_; }
+  // credentials/<object-id>.pem bundles of Issue'd identities.
+  std::filesystem::path credentials_dir() const {
+    return tmp_.path() / "creds";
+  }
+  ServiceState& state() { return *state_; }
+
+  // Issues an identity; its bundle goes to credentials_dir()/<id>.pem.
+  Identity Issue(const std::string& name, Role role = Role::kClient,
+                 int64_t not_before = 0, int64_t not_after = 0);
+  std::filesystem::path BundleOf(const std::string& object_id) const {
+    return credentials_dir() / (object_id + ".pem");
+  }
+  // A client with `bundle` as its default credential (admin when empty).
+  std::unique_ptr<keystore::KeyStore> Connect(
+      const std::filesystem::path& bundle = {}, bool unix_socket = false);
+  // ConnectKeyStore's result, for tests of refusals. Short deadline, no
+  // retries.
+  Result<std::unique_ptr<keystore::KeyStore>> TryConnect(
+      const std::string& endpoint, const std::filesystem::path& bundle);
+
+ private:
+  TempDir tmp_;
+  std::filesystem::path dir_;
+  std::filesystem::path admin_bundle_;
+  std::unique_ptr<ServiceState> state_;
+  std::unique_ptr<keystore::KeyStore> store_;
+  std::unique_ptr<Server> server_;
+};
+
+// Writes a credential bundle of a certificate that `issuer` did not record:
+// self-signed when issuer_* are empty. `ca_pem` is the CA put in the bundle.
+void WriteForeignBundle(const std::filesystem::path& out,
+                        const std::string& object_id,
+                        const crypto::SecretBytes& issuer_key,
+                        const std::string& issuer_cert,
+                        const std::string& ca_pem);
+
+}  // namespace cmkfs::vault::testing
