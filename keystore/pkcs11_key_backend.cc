@@ -14,7 +14,6 @@
 #include <array>
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -24,6 +23,7 @@
 
 #include "cmkfs/crypto.h"
 #include "cmkfs/file_trust.h"
+#include "cmkfs/mutex.h"
 #include "key_backend.h"
 
 namespace cmkfs::keystore {
@@ -112,21 +112,24 @@ struct LoadedModule {
   int users = 0;
 };
 
-std::mutex& ModulesMutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<std::string, LoadedModule>& Modules() {
-  static auto* modules = new std::map<std::string, LoadedModule>();
-  return *modules;
+// Every module loaded in this process, by path. Taken after a backend's
+// conn_mu_ (Connection::Open loads the module), before nothing.
+struct ModuleRegistry {
+  Mutex mu;
+  std::map<std::string, LoadedModule> modules GUARDED_BY(mu);
+};
+ModuleRegistry& Registry() {
+  static auto* registry = new ModuleRegistry();
+  return *registry;
 }
 
 // The module runs inside the daemon (as root): it must be a trusted file
 // (cmkfs/file_trust.h), and the checked, resolved path is what is loaded.
 Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
-  std::lock_guard<std::mutex> lock(ModulesMutex());
-  auto it = Modules().find(path);
-  if (it != Modules().end()) {
+  ModuleRegistry& r = Registry();
+  MutexLock lock(&r.mu);
+  auto it = r.modules.find(path);
+  if (it != r.modules.end()) {
     ++it->second.users;
     return it->second.fns;
   }
@@ -168,17 +171,18 @@ Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path) {
   }
   m.initialized_here = rv == CKR_OK;
   m.users = 1;
-  Modules().emplace(path, m);
+  r.modules.emplace(path, m);
   return m.fns;
 }
 
 void ReleaseModule(const std::string& path) {
-  std::lock_guard<std::mutex> lock(ModulesMutex());
-  auto it = Modules().find(path);
-  if (it == Modules().end() || --it->second.users > 0) return;
+  ModuleRegistry& r = Registry();
+  MutexLock lock(&r.mu);
+  auto it = r.modules.find(path);
+  if (it == r.modules.end() || --it->second.users > 0) return;
   if (it->second.initialized_here) it->second.fns->C_Finalize(nullptr);
   ::dlclose(it->second.handle);
-  Modules().erase(it);
+  r.modules.erase(it);
 }
 
 constexpr size_t kMaxPinFileBytes = 4096;
@@ -245,7 +249,7 @@ class Connection {
 
   ~Connection() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (CK_SESSION_HANDLE s : idle_) fns_->C_CloseSession(s);
       idle_.clear();
     }
@@ -255,9 +259,9 @@ class Connection {
   CK_FUNCTION_LIST_PTR fns() const { return fns_; }
   const std::string& label() const { return label_; }
 
-  Result<CK_SESSION_HANDLE> Acquire() {
+  Result<CK_SESSION_HANDLE> Acquire() EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (!idle_.empty()) {
         CK_SESSION_HANDLE s = idle_.back();
         idle_.pop_back();
@@ -269,9 +273,9 @@ class Connection {
 
   // Returns a session to the pool, or closes it when `last_rv` says it is
   // broken or the pool is full.
-  void Release(CK_SESSION_HANDLE s, CK_RV last_rv) {
+  void Release(CK_SESSION_HANDLE s, CK_RV last_rv) EXCLUDES(mu_) {
     if (!IsConnectionLoss(last_rv)) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (idle_.size() < kMaxIdleSessions) {
         idle_.push_back(s);
         return;
@@ -332,8 +336,8 @@ class Connection {
   CK_FUNCTION_LIST_PTR const fns_;
   const std::string label_;
   CK_SLOT_ID slot_ = 0;
-  std::mutex mu_;
-  std::vector<CK_SESSION_HANDLE> idle_;
+  Mutex mu_;  // a leaf: no other lock is taken under it
+  std::vector<CK_SESSION_HANDLE> idle_ GUARDED_BY(mu_);
   mutable std::atomic<bool> lost_{false};
 };
 
@@ -642,11 +646,11 @@ class Pkcs11KeyBackend final : public KeyBackend {
 
   // The current connection, opened (or reopened after a loss) on demand.
   // Shared so an operation in flight keeps its connection alive.
-  Result<std::shared_ptr<Connection>> Connect() {
-    std::lock_guard<std::mutex> lock(conn_mu_);
+  Result<std::shared_ptr<Connection>> Connect() EXCLUDES(conn_mu_) {
+    MutexLock lock(&conn_mu_);
     if (conn_ && !conn_->lost()) return conn_;
     {
-      std::lock_guard<std::mutex> hl(handles_mu_);
+      MutexLock hl(&handles_mu_);
       handles_.clear();
     }
     conn_.reset();
@@ -705,7 +709,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
                                           const std::vector<uint8_t>& id,
                                           std::string_view key_id) {
     {
-      std::lock_guard<std::mutex> lock(handles_mu_);
+      MutexLock lock(&handles_mu_);
       auto it = handles_.find(HandleKey(id));
       if (it != handles_.end()) return it->second;
     }
@@ -719,26 +723,29 @@ class Pkcs11KeyBackend final : public KeyBackend {
     return found[0];
   }
 
-  void RememberHandle(const std::vector<uint8_t>& id, CK_OBJECT_HANDLE h) {
-    std::lock_guard<std::mutex> lock(handles_mu_);
+  void RememberHandle(const std::vector<uint8_t>& id, CK_OBJECT_HANDLE h)
+      EXCLUDES(handles_mu_) {
+    MutexLock lock(&handles_mu_);
     handles_[HandleKey(id)] = h;
   }
 
-  void ForgetHandle(const std::vector<uint8_t>& id) {
-    std::lock_guard<std::mutex> lock(handles_mu_);
+  void ForgetHandle(const std::vector<uint8_t>& id) EXCLUDES(handles_mu_) {
+    MutexLock lock(&handles_mu_);
     handles_.erase(HandleKey(id));
   }
 
   const Config::Pkcs11 config_;
-  std::mutex conn_mu_;
-  std::shared_ptr<Connection> conn_;
-  std::mutex handles_mu_;
+  // Lock order: conn_mu_, then handles_mu_ (Connect clears the handles of
+  // a lost connection), then the module registry's lock (Connection::Open).
+  Mutex conn_mu_;
+  std::shared_ptr<Connection> conn_ GUARDED_BY(conn_mu_);
+  Mutex handles_mu_ ACQUIRED_AFTER(conn_mu_);
   // Keyed by the CKA_ID bytes as a string: std::map of std::vector keys
   // trips a false -Wstringop-overread of GCC 12 at -O3.
   static std::string HandleKey(const std::vector<uint8_t>& id) {
     return std::string(id.begin(), id.end());
   }
-  std::map<std::string, CK_OBJECT_HANDLE> handles_;
+  std::map<std::string, CK_OBJECT_HANDLE> handles_ GUARDED_BY(handles_mu_);
   // Per hash (SHA-1, SHA-256): the token refused CKM_RSA_PKCS_OAEP with
   // it, so go straight to CKM_RSA_X_509.
   std::array<std::atomic<bool>, 2> native_refused_{};
