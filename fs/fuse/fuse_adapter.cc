@@ -202,7 +202,8 @@ class Adapter final : public FuseMount {
 
   // The adapter's four locks are leaves: none is held while another is
   // taken, or across an engine call or a reply to the kernel. notify_mu_ is
-  // taken inside the engine's change listener, under the engine's locks.
+  // also taken in the engine's change listener (OnEngineChange), which the
+  // engine calls with none of its own locks held.
 
   // Files still open when the session ends get no RELEASE: they are closed
   // (synced) by Unmount, before the engine goes away.
