@@ -23,10 +23,10 @@
 #include <chrono>
 #include <cstring>
 #include <list>
-#include <mutex>
 #include <thread>
 
 #include "cmkfs/cli.h"
+#include "cmkfs/mutex.h"
 #include "control_protocol.h"
 
 namespace cmkfs::cli {
@@ -128,7 +128,7 @@ class ControlServerImpl : public ControlServer {
     Wake();
     if (accept_thread_.joinable()) accept_thread_.join();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (auto& c : connections_) c.cancel = true;
     }
     for (auto& c : connections_) {
@@ -223,7 +223,7 @@ class ControlServerImpl : public ControlServer {
     (void)ignored;
   }
 
-  void AcceptLoop() {
+  void AcceptLoop() EXCLUDES(mu_) {
     std::vector<pollfd> fds;
     std::vector<Connection*> polled;
     while (!stopping_) {
@@ -234,6 +234,7 @@ class ControlServerImpl : public ControlServer {
       fds.push_back({wake_read_, POLLIN, 0});
       int timeout_ms = -1;
       const Clock::time_point now = Clock::now();
+      MutexLock lock(&mu_);
       for (auto& c : connections_) {
         if (c.hangup_seen || c.done) continue;
         if (!c.running) {
@@ -249,6 +250,7 @@ class ControlServerImpl : public ControlServer {
             {c.fd, static_cast<short>(c.running ? POLLRDHUP : POLLIN), 0});
         polled.push_back(&c);
       }
+      lock.Unlock();
       int n = ::poll(fds.data(), fds.size(), timeout_ms);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -277,8 +279,8 @@ class ControlServerImpl : public ControlServer {
   }
 
   // Drops the connections marked done (`fd` < 0: closed without a worker).
-  void ReapFinished() {
-    std::lock_guard<std::mutex> lock(mu_);
+  void ReapFinished() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     for (auto it = connections_.begin(); it != connections_.end();) {
       if (it->done) {
         if (it->worker.joinable()) it->worker.join();
@@ -302,7 +304,7 @@ class ControlServerImpl : public ControlServer {
     c.done = true;
   }
 
-  void ReadRequest(Connection& c) {
+  void ReadRequest(Connection& c) EXCLUDES(mu_) {
     auto complete = c.reader.ReadAvailable(c.fd);
     if (!complete.ok()) {
       if (complete.status().kind() == ErrorKind::kInvalidArgument) {
@@ -342,7 +344,7 @@ class ControlServerImpl : public ControlServer {
     timeval tv{30, 0};
     ::setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     c.running = true;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     c.worker = std::thread([this, &c] {
       Serve(c);
       c.done = true;
@@ -350,8 +352,9 @@ class ControlServerImpl : public ControlServer {
     });
   }
 
-  void ExpireSlowRequests() {
+  void ExpireSlowRequests() EXCLUDES(mu_) {
     const Clock::time_point now = Clock::now();
+    MutexLock lock(&mu_);
     for (auto& c : connections_) {
       if (c.running || c.done || now < c.deadline) continue;
       spdlog::warn(
@@ -365,7 +368,7 @@ class ControlServerImpl : public ControlServer {
     }
   }
 
-  void AcceptAll() {
+  void AcceptAll() EXCLUDES(mu_) {
     for (;;) {
       int fd =
           ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -380,7 +383,7 @@ class ControlServerImpl : public ControlServer {
     }
   }
 
-  void AcceptOne(int fd) {
+  void AcceptOne(int fd) EXCLUDES(mu_) {
     ucred cred{};
     socklen_t len = sizeof(cred);
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -403,7 +406,10 @@ class ControlServerImpl : public ControlServer {
       return;
     }
     size_t open = 0;
-    for (const auto& c : connections_) open += c.done ? 0 : 1;
+    {
+      MutexLock lock(&mu_);
+      for (const auto& c : connections_) open += c.done ? 0 : 1;
+    }
     if (open >= limits_.max_connections) {
       const auto now = Clock::now();
       if (now - last_refusal_log_ > std::chrono::seconds(1)) {
@@ -419,7 +425,7 @@ class ControlServerImpl : public ControlServer {
                                 "limit); try again"));
       return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Connection& c = connections_.emplace_back();
     c.fd = fd;
     c.deadline = Clock::now() + limits_.request_timeout;
@@ -456,9 +462,12 @@ class ControlServerImpl : public ControlServer {
   std::thread accept_thread_;
   Clock::time_point last_refusal_log_{};
   // Guards the list's structure against the destructor and the workers'
-  // creation; only the accept thread adds and removes entries.
-  std::mutex mu_;
-  std::list<Connection> connections_;
+  // creation; only the accept thread adds and removes entries (and reads the
+  // list under it too, so that the analysis can check every access). The
+  // entries' own fields follow the per-field comments of Connection. A leaf
+  // lock: the handler never runs under it.
+  Mutex mu_;
+  std::list<Connection> connections_ GUARDED_BY(mu_);
 };
 
 }  // namespace

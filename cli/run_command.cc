@@ -4,14 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <exception>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <system_error>
 
 #include "cmkfs/cli.h"
+#include "cmkfs/mutex.h"
 #include "cmkfs/units.h"
 #include "command_support.h"
 
@@ -476,9 +475,9 @@ ControlServer::CancellableHandler DaemonCommandHandler(CommandContext ctx,
   // mutex + condition variable rather than std::timed_mutex, whose
   // try_lock_for (pthread_mutex_clocklock) GCC 12's TSan does not intercept.
   struct Turn {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool busy = false;
+    Mutex mu;
+    CondVar cv;
+    bool busy GUARDED_BY(mu) = false;
   };
   auto turn = std::make_shared<Turn>();
   return [ctx = std::move(ctx), run = std::move(run), turn](
@@ -488,9 +487,9 @@ ControlServer::CancellableHandler DaemonCommandHandler(CommandContext ctx,
     mine.cancel = &cancel;
     if (IsDataCopyCommand(args)) return run(args, mine);
     {
-      std::unique_lock<std::mutex> lock(turn->mu);
+      MutexLock lock(&turn->mu);
       while (!cancel && turn->busy) {
-        turn->cv.wait_for(lock, std::chrono::milliseconds(20));
+        turn->cv.WaitFor(&turn->mu, std::chrono::milliseconds(20));
       }
       // The client is gone: nobody would see the result, and a command sent
       // long ago (a revocation undone since, say) must not run late.
@@ -506,10 +505,10 @@ ControlServer::CancellableHandler DaemonCommandHandler(CommandContext ctx,
       Turn& t;
       ~Release() {
         {
-          std::lock_guard<std::mutex> lock(t.mu);
+          MutexLock lock(&t.mu);
           t.busy = false;
         }
-        t.cv.notify_one();
+        t.cv.Signal();
       }
     } release{*turn};
     return run(args, mine);

@@ -34,6 +34,8 @@
 #include <new>
 #include <utility>
 
+#include "cmkfs/mutex.h"
+
 namespace cmkfs::crypto {
 namespace {
 
@@ -379,8 +381,8 @@ struct XtsContextPair {
 
 struct XtsCipher::Impl {
   SecretBytes key;
-  std::mutex mu;
-  std::vector<XtsContextPair> idle;  // guarded by mu
+  Mutex mu;
+  std::vector<XtsContextPair> idle GUARDED_BY(mu);
 
   Result<XtsContextPair> NewContexts() const {
     const EVP_CIPHER* cipher = AesXts();
@@ -401,7 +403,7 @@ struct XtsCipher::Impl {
 
   Result<XtsContextPair> Acquire() {
     {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(&mu);
       if (!idle.empty()) {
         XtsContextPair pair = std::move(idle.back());
         idle.pop_back();
@@ -412,7 +414,7 @@ struct XtsCipher::Impl {
   }
 
   void Release(XtsContextPair pair) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     idle.push_back(std::move(pair));
   }
 

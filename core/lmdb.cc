@@ -7,10 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <system_error>
 
+#include "cmkfs/mutex.h"
 #include "cmkfs/path_guard.h"
 
 namespace cmkfs::lmdb {
@@ -22,44 +21,50 @@ namespace internal {
 // than the one that took it (transactions move between threads, MDB_NOTLS).
 class ResizeGate {
  public:
-  void LockShared() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !exclusive_ && exclusive_waiters_ == 0; });
+  void LockShared() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    while (exclusive_ || exclusive_waiters_ != 0) cv_.Wait(&mu_);
     ++shared_;
   }
 
-  void UnlockShared() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--shared_ == 0) cv_.notify_all();
+  void UnlockShared() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    if (--shared_ == 0) cv_.SignalAll();
   }
 
   // False if transactions stayed live for `timeout`.
-  bool LockExclusiveFor(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
+  bool LockExclusiveFor(std::chrono::milliseconds timeout) EXCLUDES(mu_) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    MutexLock lock(&mu_);
     ++exclusive_waiters_;
-    bool acquired = cv_.wait_for(lock, timeout,
-                                 [&] { return !exclusive_ && shared_ == 0; });
+    bool acquired = true;
+    while (exclusive_ || shared_ != 0) {
+      if (!cv_.WaitUntil(&mu_, deadline)) {
+        acquired = !exclusive_ && shared_ == 0;
+        break;
+      }
+    }
     --exclusive_waiters_;
     if (acquired) {
       exclusive_ = true;
     } else {
-      cv_.notify_all();  // readers held back by this waiter may go on
+      cv_.SignalAll();  // readers held back by this waiter may go on
     }
     return acquired;
   }
 
-  void UnlockExclusive() {
-    std::lock_guard<std::mutex> lock(mu_);
+  void UnlockExclusive() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     exclusive_ = false;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int shared_ = 0;
-  int exclusive_waiters_ = 0;
-  bool exclusive_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  int shared_ GUARDED_BY(mu_) = 0;
+  int exclusive_waiters_ GUARDED_BY(mu_) = 0;
+  bool exclusive_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace internal

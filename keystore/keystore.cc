@@ -14,14 +14,13 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "cmkfs/lmdb.h"
+#include "cmkfs/mutex.h"
 #include "cmkfs/path_guard.h"
 #include "cmkfs/record.h"
 #include "key_backend.h"
@@ -257,10 +256,10 @@ class KeyStoreImpl final : public KeyStore {
 
   ~KeyStoreImpl() override {
     {
-      std::lock_guard<std::mutex> lock(audit_mu_);
+      MutexLock lock(&audit_mu_);
       audit_stop_ = true;
     }
-    audit_cv_.notify_all();
+    audit_cv_.SignalAll();
     audit_thread_.join();
   }
 
@@ -1060,7 +1059,8 @@ class KeyStoreImpl final : public KeyStore {
   // wrap/unwrap, a refusal). The audit writer thread commits queued entries
   // in batches (one fsync for many), or the next mutation takes them into its
   // own transaction; ReadAudit and the destructor wait for the queue.
-  void AuditSeparately(const OpContext& ctx, const Status& result) {
+  void AuditSeparately(const OpContext& ctx, const Status& result)
+      EXCLUDES(audit_mu_) {
     PendingAudit p;
     p.vault = ctx.vault;
     p.rec.entry.time = NowTime();
@@ -1070,10 +1070,10 @@ class KeyStoreImpl final : public KeyStore {
     p.rec.entry.result = AuditResult(result);
     p.rec.key_name = ctx.key_name;
     {
-      std::lock_guard<std::mutex> lock(audit_mu_);
+      MutexLock lock(&audit_mu_);
       audit_queue_.push_back(std::move(p));
     }
-    audit_cv_.notify_all();
+    audit_cv_.SignalAll();
   }
 
   struct PendingAudit {
@@ -1081,8 +1081,8 @@ class KeyStoreImpl final : public KeyStore {
     AuditRecord rec;
   };
 
-  std::vector<PendingAudit> TakePendingAudit() {
-    std::lock_guard<std::mutex> lock(audit_mu_);
+  std::vector<PendingAudit> TakePendingAudit() EXCLUDES(audit_mu_) {
+    MutexLock lock(&audit_mu_);
     std::vector<PendingAudit> out(std::make_move_iterator(audit_queue_.begin()),
                                   std::make_move_iterator(audit_queue_.end()));
     audit_queue_.clear();
@@ -1095,10 +1095,11 @@ class KeyStoreImpl final : public KeyStore {
   // entries go back to the front of the queue for the audit writer, which
   // reports them if they cannot be written at all. Nothing is logged here:
   // the caller reports the operation's own error, once.
-  void FinishPendingAudit(std::vector<PendingAudit>& batch, bool committed) {
+  void FinishPendingAudit(std::vector<PendingAudit>& batch, bool committed)
+      EXCLUDES(audit_mu_) {
     if (batch.empty()) return;
     {
-      std::lock_guard<std::mutex> lock(audit_mu_);
+      MutexLock lock(&audit_mu_);
       if (!committed) {
         audit_queue_.insert(audit_queue_.begin(),
                             std::make_move_iterator(batch.begin()),
@@ -1106,7 +1107,7 @@ class KeyStoreImpl final : public KeyStore {
       }
       --audit_in_flight_;
     }
-    audit_cv_.notify_all();
+    audit_cv_.SignalAll();
   }
 
   Status PutPendingAudit(lmdb::Txn& txn,
@@ -1120,35 +1121,35 @@ class KeyStoreImpl final : public KeyStore {
   // The audit writer thread: commits whatever is queued, one transaction per
   // batch. A batch that cannot be written (I/O error, disk full) is logged and
   // dropped rather than retried forever.
-  void AuditWriterLoop() {
-    std::unique_lock<std::mutex> lock(audit_mu_);
+  void AuditWriterLoop() EXCLUDES(audit_mu_) {
+    MutexLock lock(&audit_mu_);
     while (true) {
-      audit_cv_.wait(lock,
-                     [&] { return audit_stop_ || !audit_queue_.empty(); });
+      while (!audit_stop_ && audit_queue_.empty()) audit_cv_.Wait(&audit_mu_);
       if (audit_queue_.empty()) return;  // stopping, and nothing left
       std::vector<PendingAudit> batch(
           std::make_move_iterator(audit_queue_.begin()),
           std::make_move_iterator(audit_queue_.end()));
       audit_queue_.clear();
       ++audit_in_flight_;
-      lock.unlock();
+      lock.Unlock();
       Status s = env_->Update(
           [&](lmdb::Txn& txn) { return PutPendingAudit(txn, batch); });
       if (!s.ok()) {
         spdlog::error("keystore: lost {} audit entries: {}", batch.size(),
                       s.ToString());
       }
-      lock.lock();
+      lock.Lock();
       --audit_in_flight_;
-      audit_cv_.notify_all();
+      audit_cv_.SignalAll();
     }
   }
 
   // Waits until every queued audit entry is committed.
-  void FlushAudit() {
-    std::unique_lock<std::mutex> lock(audit_mu_);
-    audit_cv_.wait(
-        lock, [&] { return audit_queue_.empty() && audit_in_flight_ == 0; });
+  void FlushAudit() EXCLUDES(audit_mu_) {
+    MutexLock lock(&audit_mu_);
+    while (!audit_queue_.empty() || audit_in_flight_ != 0) {
+      audit_cv_.Wait(&audit_mu_);
+    }
   }
 
   OpContext MakeContext(std::string_view vault, std::string_view key_name,
@@ -1320,12 +1321,13 @@ class KeyStoreImpl final : public KeyStore {
   std::unique_ptr<KeyBackend> hsm_;  // null unless options.hsm_enabled
   KeyStoreOptions options_;
 
-  // Audit queue (see AuditSeparately). Guarded by audit_mu_.
-  std::mutex audit_mu_;
-  std::condition_variable audit_cv_;
-  std::deque<PendingAudit> audit_queue_;
-  int audit_in_flight_ = 0;
-  bool audit_stop_ = false;
+  // Audit queue (see AuditSeparately). A leaf lock: nothing else is taken
+  // while it is held (the writer commits with it released).
+  Mutex audit_mu_;
+  CondVar audit_cv_;
+  std::deque<PendingAudit> audit_queue_ GUARDED_BY(audit_mu_);
+  int audit_in_flight_ GUARDED_BY(audit_mu_) = 0;
+  bool audit_stop_ GUARDED_BY(audit_mu_) = false;
   std::thread audit_thread_;  // last: starts after everything it uses
 };
 

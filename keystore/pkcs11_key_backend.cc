@@ -19,7 +19,6 @@
 #include <array>
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -29,6 +28,7 @@
 
 #include "cmkfs/crypto.h"
 #include "cmkfs/file_trust.h"
+#include "cmkfs/mutex.h"
 #include "key_backend.h"
 
 namespace cmkfs::keystore {
@@ -147,22 +147,25 @@ struct LoadedModule {
   int users = 0;
 };
 
-std::mutex& ModulesMutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::map<std::string, LoadedModule>& Modules() {
-  static auto* modules = new std::map<std::string, LoadedModule>();
-  return *modules;
+// Every module loaded in this process, by path. Taken after a backend's
+// conn_mu_ (Connection::Open loads the module), before nothing.
+struct ModuleRegistry {
+  Mutex mu;
+  std::map<std::string, LoadedModule> modules GUARDED_BY(mu);
+};
+ModuleRegistry& Registry() {
+  static auto* registry = new ModuleRegistry();
+  return *registry;
 }
 
 // The module runs inside the daemon (as root): it must be a trusted file
 // (cmkfs/file_trust.h), and the checked, resolved path is what is loaded.
 Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path,
                                            const std::string& init_args) {
-  std::lock_guard<std::mutex> lock(ModulesMutex());
-  auto it = Modules().find(path);
-  if (it != Modules().end()) {
+  ModuleRegistry& r = Registry();
+  MutexLock lock(&r.mu);
+  auto it = r.modules.find(path);
+  if (it != r.modules.end()) {
     if (it->second.init_args != init_args) {
       return FailedPreconditionError(
           "PKCS#11 module " + path +
@@ -215,17 +218,18 @@ Result<CK_FUNCTION_LIST_PTR> AcquireModule(const std::string& path,
   }
   m.initialized_here = rv == CKR_OK;
   m.users = 1;
-  Modules().emplace(path, m);
+  r.modules.emplace(path, m);
   return m.fns;
 }
 
 void ReleaseModule(const std::string& path) {
-  std::lock_guard<std::mutex> lock(ModulesMutex());
-  auto it = Modules().find(path);
-  if (it == Modules().end() || --it->second.users > 0) return;
+  ModuleRegistry& r = Registry();
+  MutexLock lock(&r.mu);
+  auto it = r.modules.find(path);
+  if (it == r.modules.end() || --it->second.users > 0) return;
   if (it->second.initialized_here) it->second.fns->C_Finalize(nullptr);
   ::dlclose(it->second.handle);
-  Modules().erase(it);
+  r.modules.erase(it);
 }
 
 constexpr size_t kMaxPinFileBytes = 4096;
@@ -293,7 +297,7 @@ class Connection {
 
   ~Connection() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (CK_SESSION_HANDLE s : idle_) fns_->C_CloseSession(s);
       idle_.clear();
     }
@@ -303,9 +307,9 @@ class Connection {
   CK_FUNCTION_LIST_PTR fns() const { return fns_; }
   const std::string& label() const { return label_; }
 
-  Result<CK_SESSION_HANDLE> Acquire() {
+  Result<CK_SESSION_HANDLE> Acquire() EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (!idle_.empty()) {
         CK_SESSION_HANDLE s = idle_.back();
         idle_.pop_back();
@@ -317,9 +321,9 @@ class Connection {
 
   // Returns a session to the pool, or closes it when `last_rv` says it is
   // broken or the pool is full.
-  void Release(CK_SESSION_HANDLE s, CK_RV last_rv) {
+  void Release(CK_SESSION_HANDLE s, CK_RV last_rv) EXCLUDES(mu_) {
     if (!IsConnectionLoss(last_rv)) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (idle_.size() < kMaxIdleSessions) {
         idle_.push_back(s);
         return;
@@ -332,12 +336,12 @@ class Connection {
   bool lost() const { return lost_.load(); }
 
   // The result of the native OAEP probe on this connection, once made.
-  std::optional<bool> native_oaep() {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::optional<bool> native_oaep() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     return native_oaep_;
   }
-  void set_native_oaep(bool native) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void set_native_oaep(bool native) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     native_oaep_ = native;
   }
 
@@ -399,9 +403,9 @@ class Connection {
   CK_FUNCTION_LIST_PTR const fns_;
   const std::string label_;
   CK_SLOT_ID slot_ = 0;
-  std::mutex mu_;
-  std::vector<CK_SESSION_HANDLE> idle_;
-  std::optional<bool> native_oaep_;
+  Mutex mu_;  // a leaf: no other lock is taken under it
+  std::vector<CK_SESSION_HANDLE> idle_ GUARDED_BY(mu_);
+  std::optional<bool> native_oaep_ GUARDED_BY(mu_);
   std::atomic<bool> refuses_allowed_mechanisms_{false};
   mutable std::atomic<bool> lost_{false};
 };
@@ -780,11 +784,11 @@ class Pkcs11KeyBackend final : public KeyBackend {
 
   // The current connection, opened (or reopened after a loss) on demand.
   // Shared so an operation in flight keeps its connection alive.
-  Result<std::shared_ptr<Connection>> Connect() {
-    std::lock_guard<std::mutex> lock(conn_mu_);
+  Result<std::shared_ptr<Connection>> Connect() EXCLUDES(conn_mu_) {
+    MutexLock lock(&conn_mu_);
     if (conn_ && !conn_->lost()) return conn_;
     {
-      std::lock_guard<std::mutex> hl(handles_mu_);
+      MutexLock hl(&handles_mu_);
       handles_.clear();
     }
     conn_.reset();
@@ -850,7 +854,7 @@ class Pkcs11KeyBackend final : public KeyBackend {
                                   const std::vector<uint8_t>& id,
                                   std::string_view key_id) {
     {
-      std::lock_guard<std::mutex> lock(handles_mu_);
+      MutexLock lock(&handles_mu_);
       auto it = handles_.find(HandleKey(id));
       if (it != handles_.end()) return it->second;
     }
@@ -874,8 +878,9 @@ class Pkcs11KeyBackend final : public KeyBackend {
     return key;
   }
 
-  void RememberHandle(const std::vector<uint8_t>& id, TokenKey key) {
-    std::lock_guard<std::mutex> lock(handles_mu_);
+  void RememberHandle(const std::vector<uint8_t>& id, TokenKey key)
+      EXCLUDES(handles_mu_) {
+    MutexLock lock(&handles_mu_);
     handles_[HandleKey(id)] = key;
   }
 
@@ -971,21 +976,23 @@ class Pkcs11KeyBackend final : public KeyBackend {
     return true;
   }
 
-  void ForgetHandle(const std::vector<uint8_t>& id) {
-    std::lock_guard<std::mutex> lock(handles_mu_);
+  void ForgetHandle(const std::vector<uint8_t>& id) EXCLUDES(handles_mu_) {
+    MutexLock lock(&handles_mu_);
     handles_.erase(HandleKey(id));
   }
 
   const Config::Pkcs11 config_;
-  std::mutex conn_mu_;
-  std::shared_ptr<Connection> conn_;
-  std::mutex handles_mu_;
+  // Lock order: conn_mu_, then handles_mu_ (Connect clears the handles of
+  // a lost connection), then the module registry's lock (Connection::Open).
+  Mutex conn_mu_;
+  std::shared_ptr<Connection> conn_ GUARDED_BY(conn_mu_);
+  Mutex handles_mu_ ACQUIRED_AFTER(conn_mu_);
   // Keyed by the CKA_ID bytes as a string: std::map of std::vector keys
   // trips a false -Wstringop-overread of GCC 12 at -O3.
   static std::string HandleKey(const std::vector<uint8_t>& id) {
     return std::string(id.begin(), id.end());
   }
-  std::map<std::string, TokenKey> handles_;
+  std::map<std::string, TokenKey> handles_ GUARDED_BY(handles_mu_);
   // Per hash (SHA-1, SHA-256): the token refused CKM_RSA_PKCS_OAEP with
   // it, so go straight to CKM_RSA_X_509.
   std::array<std::atomic<bool>, 2> native_refused_{};

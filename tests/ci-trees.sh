@@ -26,6 +26,11 @@ cmkfs_release_only_regex() {
   echo "^(${names//./\\.})\$"
 }
 
+# The thread-safety part (tsa): the product built with clang and
+# -Wthread-safety -Werror (CMKFS_THREAD_SAFETY, docs/reliability.md). The two
+# binaries link every product library; the tests are not built there.
+CMKFS_TSA_TARGETS=(cmkfs cmkctl)
+
 cmkfs_configure() { # DIR CMAKE_FLAGS... (RelWithDebInfo unless the flags say)
   local dir=$1
   shift
@@ -59,7 +64,9 @@ cmkfs_configure_part() { # PART DIR
       -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
     tsan) cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=ON -DCMKFS_FUZZ=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=ON \
       -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
-    *) echo "ci-trees.sh: unknown part '$part'; accepted: release, release-only, asan, tsan" >&2
+    tsa) CC=clang CXX=clang++ cmkfs_configure "$dir" -DCMKFS_BUILD_TESTS=OFF -DCMKFS_ASAN=OFF -DCMKFS_TSAN=OFF \
+      -DCMKFS_THREAD_SAFETY=ON -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=OFF ;;
+    *) echo "ci-trees.sh: unknown part '$part'; accepted: release, release-only, asan, tsan, tsa" >&2
        return 2 ;;
   esac
 }
@@ -73,9 +80,29 @@ cmkfs_build_part() { # PART DIR
   cmkfs_configure_part "$part" "$dir" || return
   if [ "$part" = release-only ]; then
     cmake --build "$dir" -j"$(nproc)" --target "${CMKFS_RELEASE_ONLY_TARGETS[@]}"
+  elif [ "$part" = tsa ]; then
+    cmkfs_build_without_warnings "$dir" "${CMKFS_TSA_TARGETS[@]}"
   else
     cmake --build "$dir" -j"$(nproc)"
   fi
+}
+
+# Builds TARGETS in DIR; fails if the build fails or prints any warning
+# (-Werror makes the compiler's errors; this also catches the rest, such as
+# the linker's).
+cmkfs_build_without_warnings() { # DIR TARGET...
+  local dir=$1 log rc=0
+  shift
+  log=$(mktemp)
+  cmake --build "$dir" -j"$(nproc)" --target "$@" >"$log" 2>&1 || rc=$?
+  cat "$log"
+  if grep -qi 'warning' "$log"; then
+    echo "ci-trees.sh: the build of $dir printed warnings:" >&2
+    grep -i 'warning' "$log" >&2
+    rc=1
+  fi
+  rm -f "$log"
+  return $rc
 }
 
 # Fails unless each ctest label (an exact name) selects at least one test in

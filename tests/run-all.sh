@@ -2,7 +2,7 @@
 # Installs what is needed, builds cmkfs and runs every test. This is the
 # second command of the README and exactly what CI runs.
 #
-#   tests/run-all.sh            everything CI runs, in three builds:
+#   tests/run-all.sh            everything CI runs, in four builds:
 #                                 build-asan/  ASan+UBSan: the whole suite except
 #                                              the tests that need the shipped
 #                                              binaries (below)
@@ -13,10 +13,14 @@
 #                                              keystore, cli, fuse, engine,
 #                                              watcher, fsx through the mount,
 #                                              the crash loop)
+#                                 build-tsa/   clang -Wthread-safety -Werror:
+#                                              the daemon, cmkctl and every
+#                                              library (a build, no tests)
 #   tests/run-all.sh --release  the whole suite on the release build only (the
 #                               quick local loop)
 #   tests/run-all.sh --asan     only the ASan+UBSan part
 #   tests/run-all.sh --tsan     only the TSan part
+#   tests/run-all.sh --tsa      only the clang thread-safety build
 #   CMKFS_LONG_TESTS=1 tests/run-all.sh   the long variants (crash loops, model
 #                               test, fuzzing, soak) instead of the CI-sized ones
 #
@@ -35,13 +39,14 @@ tsan_labels=(core keystore cli fuse engine watcher tsan)
 # (Sanitizers). An empty list excludes nothing.
 tsan_excluded=()
 
-parts=(asan release-only tsan)
+parts=(asan release-only tsan tsa)
 case "${1:-}" in
   "") ;;
   --release) parts=(release) ;;
   --asan) parts=(asan) ;;
   --tsan) parts=(tsan) ;;
-  *) echo "run-all.sh: unknown option '$1'; accepted: --release, --asan, --tsan" >&2
+  --tsa) parts=(tsa) ;;
+  *) echo "run-all.sh: unknown option '$1'; accepted: --release, --asan, --tsan, --tsa" >&2
      exit 2 ;;
 esac
 
@@ -128,6 +133,9 @@ for part in "${parts[@]}"; do
       fi
       (tsan_sized run_ctest build-tsan "every concurrent part under TSan" \
         -L "$labels" "${exclude[@]}") || failed+=(tsan) ;;
+    tsa)
+      echo "=== clang -Wthread-safety build of the product"
+      cmkfs_build_part tsa build-tsa || failed+=(tsa) ;;
   esac
   timed "$part"
 done

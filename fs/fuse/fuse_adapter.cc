@@ -20,11 +20,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -34,6 +32,7 @@
 #include <vector>
 
 #include "cmkfs/crypto.h"
+#include "cmkfs/mutex.h"
 
 namespace cmkfs::fuse {
 namespace {
@@ -185,7 +184,7 @@ class Adapter final : public FuseMount {
 
   // --- request handlers (static trampolines below) -------------------------
   void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void Forget(fuse_ino_t ino, uint64_t nlookup);
+  void Forget(fuse_ino_t ino, uint64_t nlookup) EXCLUDES(nodes_mu_);
   void GetAttr(fuse_req_t req, fuse_ino_t ino);
   void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set);
   void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
@@ -207,48 +206,59 @@ class Adapter final : public FuseMount {
   void Init(fuse_conn_info* conn);
 
  private:
-  std::optional<Node> FindNode(fuse_ino_t ino);
+  std::optional<Node> FindNode(fuse_ino_t ino) EXCLUDES(nodes_mu_);
   fuse_ino_t InternNode(ResourceKind kind, const std::string& name,
-                        bool count_lookup);
+                        bool count_lookup) EXCLUDES(nodes_mu_);
   void FillResourceStat(fuse_ino_t ino, const fs::ResourceInfo& info,
                         struct stat* st) const;
   void FillDirStat(fuse_ino_t ino, struct stat* st) const;
   // Resolves `ino` to a resource's current info; errno on failure.
   int ResourceInfoOf(fuse_ino_t ino, fs::ResourceInfo* info);
 
-  void OnEngineChange(ResourceKind kind, std::string_view name);
-  void NotifierLoop();
-  void StopNotifier();
+  void OnEngineChange(ResourceKind kind, std::string_view name)
+      EXCLUDES(notify_mu_);
+  void NotifierLoop() EXCLUDES(notify_mu_, nodes_mu_, run_mu_);
+  void StopNotifier() EXCLUDES(notify_mu_);
 
   fs::Engine* engine_;
   std::filesystem::path mountpoint_;
   MountOptions options_;
-  fuse_session* se_ = nullptr;
   std::vector<std::string> argv_store_;
   std::vector<char*> argv_;
   fuse_args args_ = FUSE_ARGS_INIT(0, nullptr);
   timespec mount_time_{};
 
+  // The adapter's four locks are leaves: none is held while another is
+  // taken, or across an engine call or a reply to the kernel. notify_mu_ is
+  // also taken in the engine's change listener (OnEngineChange), which the
+  // engine calls with none of its own locks held.
+
   // Files still open when the session ends get no RELEASE: they are closed
   // (synced) by Unmount, before the engine goes away.
-  std::mutex files_mu_;
-  std::unordered_set<OpenFile*> open_files_;
-  std::unordered_set<DirListing*> open_dirs_;
+  Mutex files_mu_;
+  std::unordered_set<OpenFile*> open_files_ GUARDED_BY(files_mu_);
+  std::unordered_set<DirListing*> open_dirs_ GUARDED_BY(files_mu_);
 
-  std::mutex nodes_mu_;
-  std::unordered_map<fuse_ino_t, Node> nodes_;
-  std::map<std::pair<int, std::string>, fuse_ino_t> by_name_;
-  fuse_ino_t next_ino_ = kFirstResourceIno;
+  Mutex nodes_mu_;
+  std::unordered_map<fuse_ino_t, Node> nodes_ GUARDED_BY(nodes_mu_);
+  std::map<std::pair<int, std::string>, fuse_ino_t> by_name_
+      GUARDED_BY(nodes_mu_);
+  fuse_ino_t next_ino_ GUARDED_BY(nodes_mu_) = kFirstResourceIno;
 
-  std::mutex notify_mu_;
-  std::condition_variable notify_cv_;
-  std::deque<std::pair<ResourceKind, std::string>> notify_queue_;
-  bool notify_stop_ = false;
+  Mutex notify_mu_;
+  CondVar notify_cv_;
+  std::deque<std::pair<ResourceKind, std::string>> notify_queue_
+      GUARDED_BY(notify_mu_);
+  bool notify_stop_ GUARDED_BY(notify_mu_) = false;
   std::thread notifier_;
 
-  std::mutex run_mu_;
-  bool running_ = false;
-  pthread_t run_thread_{};
+  // The session: set by Start, cleared by Unmount; RequestExit may run at
+  // any time, so it is read under run_mu_ (the loop and the notifier take a
+  // copy: they run between Start and Unmount).
+  Mutex run_mu_;
+  fuse_session* se_ GUARDED_BY(run_mu_) = nullptr;
+  bool running_ GUARDED_BY(run_mu_) = false;
+  pthread_t run_thread_ GUARDED_BY(run_mu_){};
 };
 
 Adapter* Self(fuse_req_t req) {
@@ -273,7 +283,7 @@ void Guarded(fuse_req_t req, F&& body) {
 // ---------------------------------------------------------------------------
 
 std::optional<Node> Adapter::FindNode(fuse_ino_t ino) {
-  std::lock_guard<std::mutex> lock(nodes_mu_);
+  MutexLock lock(&nodes_mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return std::nullopt;
   return it->second;
@@ -281,7 +291,7 @@ std::optional<Node> Adapter::FindNode(fuse_ino_t ino) {
 
 fuse_ino_t Adapter::InternNode(ResourceKind kind, const std::string& name,
                                bool count_lookup) {
-  std::lock_guard<std::mutex> lock(nodes_mu_);
+  MutexLock lock(&nodes_mu_);
   auto key = std::make_pair(static_cast<int>(kind), name);
   fuse_ino_t ino;
   auto it = by_name_.find(key);
@@ -377,7 +387,7 @@ void Adapter::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void Adapter::Forget(fuse_ino_t ino, uint64_t nlookup) {
-  std::lock_guard<std::mutex> lock(nodes_mu_);
+  MutexLock lock(&nodes_mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
   it->second.nlookup -= std::min(it->second.nlookup, nlookup);
@@ -476,12 +486,12 @@ void Adapter::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fi->keep_cache = 1;
   fi->direct_io = (fi->flags & O_DIRECT) != 0 ? 1 : 0;
   {
-    std::lock_guard<std::mutex> lock(files_mu_);
+    MutexLock lock(&files_mu_);
     open_files_.insert(file);
   }
   if (fuse_reply_open(req, fi) != 0) {
     {
-      std::lock_guard<std::mutex> lock(files_mu_);
+      MutexLock lock(&files_mu_);
       open_files_.erase(file);
     }
     delete file;
@@ -570,7 +580,7 @@ void Adapter::Release(fuse_req_t req, fuse_file_info* fi) {
       spdlog::error("fuse: sync on release failed: {}", s.ToString());
   }
   {
-    std::lock_guard<std::mutex> lock(files_mu_);
+    MutexLock lock(&files_mu_);
     open_files_.erase(file);
   }
   delete file;
@@ -613,13 +623,13 @@ void Adapter::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   fi->fh = reinterpret_cast<uintptr_t>(listing.get());
   {
-    std::lock_guard<std::mutex> lock(files_mu_);
+    MutexLock lock(&files_mu_);
     open_dirs_.insert(listing.get());
   }
   if (fuse_reply_open(req, fi) == 0) {
     listing.release();
   } else {
-    std::lock_guard<std::mutex> lock(files_mu_);
+    MutexLock lock(&files_mu_);
     open_dirs_.erase(listing.get());
   }
 }
@@ -627,7 +637,7 @@ void Adapter::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void Adapter::ReleaseDir(fuse_req_t req, fuse_file_info* fi) {
   auto* listing = reinterpret_cast<DirListing*>(static_cast<uintptr_t>(fi->fh));
   {
-    std::lock_guard<std::mutex> lock(files_mu_);
+    MutexLock lock(&files_mu_);
     open_dirs_.erase(listing);
   }
   delete listing;
@@ -816,20 +826,25 @@ void Adapter::Init(fuse_conn_info* conn) {
 
 void Adapter::OnEngineChange(ResourceKind kind, std::string_view name) {
   {
-    std::lock_guard<std::mutex> lock(notify_mu_);
+    MutexLock lock(&notify_mu_);
     if (notify_stop_) return;
     notify_queue_.emplace_back(kind, std::string(name));
   }
-  notify_cv_.notify_one();
+  notify_cv_.Signal();
 }
 
 void Adapter::NotifierLoop() {
+  fuse_session* se = nullptr;
+  {
+    MutexLock lock(&run_mu_);
+    se = se_;
+  }
   for (;;) {
     std::pair<ResourceKind, std::string> change;
     {
-      std::unique_lock<std::mutex> lock(notify_mu_);
-      notify_cv_.wait(lock,
-                      [&] { return notify_stop_ || !notify_queue_.empty(); });
+      MutexLock lock(&notify_mu_);
+      while (!notify_stop_ && notify_queue_.empty())
+        notify_cv_.Wait(&notify_mu_);
       if (notify_stop_) return;
       change = std::move(notify_queue_.front());
       notify_queue_.pop_front();
@@ -840,7 +855,7 @@ void Adapter::NotifierLoop() {
         !info.ok() && info.status().kind() == ErrorKind::kNotFound;
     fuse_ino_t ino = 0;
     {
-      std::lock_guard<std::mutex> lock(nodes_mu_);
+      MutexLock lock(&nodes_mu_);
       auto it = by_name_.find({static_cast<int>(kind), name});
       if (it != by_name_.end()) {
         ino = it->second;
@@ -856,21 +871,21 @@ void Adapter::NotifierLoop() {
     }
     // Errors (nothing cached, not yet initialised) are expected and ignored.
     if (gone || ino == 0) {
-      fuse_lowlevel_notify_inval_entry(se_, DirIno(kind), name.c_str(),
+      fuse_lowlevel_notify_inval_entry(se, DirIno(kind), name.c_str(),
                                        name.size());
     }
-    if (ino != 0) fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
-    fuse_lowlevel_notify_inval_inode(se_, DirIno(kind), 0, 0);
+    if (ino != 0) fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+    fuse_lowlevel_notify_inval_inode(se, DirIno(kind), 0, 0);
   }
 }
 
 void Adapter::StopNotifier() {
   {
-    std::lock_guard<std::mutex> lock(notify_mu_);
+    MutexLock lock(&notify_mu_);
     notify_stop_ = true;
     notify_queue_.clear();
   }
-  notify_cv_.notify_all();
+  notify_cv_.SignalAll();
   if (notifier_.joinable()) notifier_.join();
 }
 
@@ -1054,17 +1069,20 @@ Status Adapter::Start() {
   argv_.push_back(nullptr);
   args_ = FUSE_ARGS_INIT(static_cast<int>(argv_store_.size()), argv_.data());
   static const fuse_lowlevel_ops kOps = MakeOps();
-  se_ = fuse_session_new(&args_, &kOps, sizeof(kOps), this);
-  if (se_ == nullptr) {
+  fuse_session* se = fuse_session_new(&args_, &kOps, sizeof(kOps), this);
+  if (se == nullptr) {
     return InvalidArgumentError("FUSE rejected the mount options '" + opts +
                                 "' (see the log for the option it refused)");
   }
-  if (fuse_session_mount(se_, mountpoint_.c_str()) != 0) {
-    fuse_session_destroy(se_);
-    se_ = nullptr;
+  if (fuse_session_mount(se, mountpoint_.c_str()) != 0) {
+    fuse_session_destroy(se);
     return IOError("cannot mount FUSE at " + mountpoint_.string() +
                    " (is /dev/fuse available and the mountpoint an empty, "
                    "unmounted directory?)");
+  }
+  {
+    MutexLock lock(&run_mu_);
+    se_ = se;
   }
   notifier_ = std::thread([this] { NotifierLoop(); });
   engine_->SetChangeListener([this](ResourceKind kind, std::string_view name) {
@@ -1077,16 +1095,21 @@ Status Adapter::Start() {
 }
 
 Status Adapter::Run() {
-  if (se_ == nullptr) return FailedPreconditionError("not mounted");
+  fuse_session* se = nullptr;
+  {
+    MutexLock lock(&run_mu_);
+    se = se_;
+  }
+  if (se == nullptr) return FailedPreconditionError("not mounted");
   sigset_t sigs, old;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
-  if (fuse_set_signal_handlers(se_) != 0)
+  if (fuse_set_signal_handlers(se) != 0)
     return IOError("cannot install signal handlers");
   {
-    std::lock_guard<std::mutex> lock(run_mu_);
+    MutexLock lock(&run_mu_);
     running_ = true;
     run_thread_ = pthread_self();
   }
@@ -1095,13 +1118,13 @@ Status Adapter::Run() {
   std::memset(&config, 0, sizeof(config));
   config.clone_fd = 1;
   config.max_idle_threads = options_.threads != 0 ? options_.threads : 10;
-  int rc = fuse_session_loop_mt(se_, &config);
+  int rc = fuse_session_loop_mt(se, &config);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   {
-    std::lock_guard<std::mutex> lock(run_mu_);
+    MutexLock lock(&run_mu_);
     running_ = false;
   }
-  fuse_remove_signal_handlers(se_);
+  fuse_remove_signal_handlers(se);
   if (rc < 0) {
     return IOError(std::string("FUSE session ended with an error: ") +
                    std::strerror(-rc));
@@ -1111,7 +1134,7 @@ Status Adapter::Run() {
 }
 
 void Adapter::RequestExit() {
-  std::lock_guard<std::mutex> lock(run_mu_);
+  MutexLock lock(&run_mu_);
   if (se_ != nullptr) fuse_session_exit(se_);
   if (running_) pthread_kill(run_thread_, SIGHUP);
 }
@@ -1119,17 +1142,23 @@ void Adapter::RequestExit() {
 void Adapter::Unmount() {
   engine_->SetChangeListener(nullptr);
   StopNotifier();
-  if (se_ != nullptr) {
-    fuse_session_unmount(se_);
-    fuse_session_destroy(se_);
-    se_ = nullptr;
+  fuse_session* se = nullptr;
+  {
+    // Taken out under the lock, so a concurrent RequestExit sees either the
+    // live session or none, never one being destroyed.
+    MutexLock lock(&run_mu_);
+    se = std::exchange(se_, nullptr);
+  }
+  if (se != nullptr) {
+    fuse_session_unmount(se);
+    fuse_session_destroy(se);
     spdlog::info("unmounted {}", mountpoint_.string());
   }
   fuse_opt_free_args(&args_);
   std::unordered_set<OpenFile*> leftover;
   std::unordered_set<DirListing*> leftover_dirs;
   {
-    std::lock_guard<std::mutex> lock(files_mu_);
+    MutexLock lock(&files_mu_);
     leftover.swap(open_files_);
     leftover_dirs.swap(open_dirs_);
   }

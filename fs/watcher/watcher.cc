@@ -79,7 +79,7 @@ Status KeyWatcher::Start() {
         "key watcher: poll interval must be positive, such as \"1s\" or "
         "\"5s\"");
   }
-  std::lock_guard lk(thread_mu_);
+  MutexLock lk(&thread_mu_);
   if (thread_.joinable()) {
     return FailedPreconditionError("key watcher: already running");
   }
@@ -104,12 +104,12 @@ Status KeyWatcher::Start() {
 void KeyWatcher::Stop() {
   std::thread thread;
   {
-    std::lock_guard lk(thread_mu_);
+    MutexLock lk(&thread_mu_);
     if (!thread_.joinable()) return;
     stop_requested_ = true;
     thread = std::move(thread_);
   }
-  wake_cv_.notify_all();
+  wake_cv_.SignalAll();
   thread.join();
   ReapChildren(/*log_running=*/true);
   spdlog::info("key watcher stopped");
@@ -117,18 +117,18 @@ void KeyWatcher::Stop() {
 
 void KeyWatcher::Wake() {
   {
-    std::lock_guard lk(thread_mu_);
+    MutexLock lk(&thread_mu_);
     wake_requested_ = true;
   }
-  wake_cv_.notify_all();
+  wake_cv_.SignalAll();
 }
 
 void KeyWatcher::Run() {
-  std::unique_lock lk(thread_mu_);
+  MutexLock lk(&thread_mu_);
   while (!stop_requested_) {
     const auto next = SteadyClock::now() + options_.poll_interval;
     wake_requested_ = false;
-    lk.unlock();
+    lk.Unlock();
     try {
       Result<PollReport> report = PollOnce();
       (void)report;  // PollOnce logs its own failures
@@ -136,14 +136,15 @@ void KeyWatcher::Run() {
       // Nothing may end the thread but Stop (e.g. bad_alloc in one poll).
       spdlog::error("key watcher: poll failed: {}", e.what());
     }
-    lk.lock();
-    wake_cv_.wait_until(lk, next,
-                        [this] { return stop_requested_ || wake_requested_; });
+    lk.Lock();
+    while (!stop_requested_ && !wake_requested_) {
+      if (!wake_cv_.WaitUntil(&thread_mu_, next)) break;
+    }
   }
 }
 
 Result<PollReport> KeyWatcher::PollOnce() {
-  std::lock_guard lk(poll_mu_);
+  MutexLock lk(&poll_mu_);
   const auto poll_start = SteadyClock::now();
   auto observe = [&](bool ok) {
     if (!options_.poll_observer) return;
@@ -178,7 +179,7 @@ Result<PollReport> KeyWatcher::PollOnce() {
     Status s = uses.status().WithContext("key watcher: cannot list key uses");
     NoteError("key-uses", s.message(), report);
     {
-      std::lock_guard sl(stats_mu_);
+      MutexLock sl(&stats_mu_);
       ++stats_.polls;
     }
     observe(false);
@@ -187,7 +188,7 @@ Result<PollReport> KeyWatcher::PollOnce() {
   ClearError("key-uses");
   CheckKeyUses(*uses, keystore_readable, check_start, report);
   {
-    std::lock_guard sl(stats_mu_);
+    MutexLock sl(&stats_mu_);
     ++stats_.polls;
   }
   observe(true);
@@ -251,7 +252,7 @@ void KeyWatcher::AutoRotate(bool keystore_changed, PollReport& report) {
   std::map<std::string, std::string> errors;
   // Shown by `des show` as rotation_error until a rotation succeeds.
   auto record_error = [&](const DesInfo& des, const std::string& topic,
-                          std::string msg) {
+                          std::string msg) REQUIRES(poll_mu_) {
     NoteError(topic, msg, report);
     if (des.rotation_error != msg) {
       Status saved = engine_->SetDesRotationError(des.name, msg);
@@ -318,10 +319,10 @@ void KeyWatcher::AutoRotate(bool keystore_changed, PollReport& report) {
     spdlog::info("auto-rotated disk encryption set {} from {} to {}", des.name,
                  des.key_id.ToString(), latest->id.ToString());
     report.rotated_des.push_back(des.name);
-    std::lock_guard sl(stats_mu_);
+    MutexLock sl(&stats_mu_);
     ++stats_.rotations;
   }
-  std::lock_guard sl(stats_mu_);
+  MutexLock sl(&stats_mu_);
   stats_.rotation_errors = std::move(errors);
 }
 
@@ -436,7 +437,7 @@ void KeyWatcher::SealOne(const KeyUse& use, const Status& why,
   Audit(use, std::string(ResourceKindName(use.kind)) + ".seal",
         "sealed " + path + ": " + problem);
   {
-    std::lock_guard sl(stats_mu_);
+    MutexLock sl(&stats_mu_);
     ++stats_.seals;
     stats_.last_seal_latency = latency;
     stats_.max_seal_latency = std::max(stats_.max_seal_latency, latency);
@@ -468,7 +469,7 @@ void KeyWatcher::UnsealOne(const KeyUse& use, PollReport& report) {
   Audit(use, std::string(ResourceKindName(use.kind)) + ".unseal",
         "unsealed " + path);
   {
-    std::lock_guard sl(stats_mu_);
+    MutexLock sl(&stats_mu_);
     ++stats_.unseals;
   }
   report.unsealed.push_back(path);
@@ -544,7 +545,7 @@ void KeyWatcher::RunOnSeal(const KeyUse& use, const std::string& reason) {
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
 
-  std::lock_guard sl(stats_mu_);
+  MutexLock sl(&stats_mu_);
   ++stats_.on_seal_started;
   if (err != 0) {
     ++stats_.on_seal_failed;
@@ -558,7 +559,8 @@ void KeyWatcher::RunOnSeal(const KeyUse& use, const std::string& reason) {
 }
 
 void KeyWatcher::ReapChildren(bool log_running) {
-  std::lock_guard sl(stats_mu_);
+  MutexLock sl(&stats_mu_);
+  uint64_t failed = 0;
   std::erase_if(children_, [&](const Child& child) {
     int status = 0;
     const pid_t r = waitpid(child.pid, &status, WNOHANG);
@@ -580,12 +582,13 @@ void KeyWatcher::ReapChildren(bool log_running) {
       spdlog::info("on_seal for disk {} finished: {}", child.disk,
                    DescribeWaitStatus(status));
     } else {
-      ++stats_.on_seal_failed;
+      ++failed;
       spdlog::warn("on_seal for disk {} failed: {}", child.disk,
                    DescribeWaitStatus(status));
     }
     return true;
   });
+  stats_.on_seal_failed += failed;
   stats_.on_seal_running = children_.size();
 }
 
@@ -595,7 +598,7 @@ size_t KeyWatcher::WaitForOnSealCommands(std::chrono::milliseconds timeout) {
     ReapChildren(/*log_running=*/false);
     size_t running = 0;
     {
-      std::lock_guard sl(stats_mu_);
+      MutexLock sl(&stats_mu_);
       running = children_.size();
     }
     if (running == 0 || SteadyClock::now() >= deadline) return running;
@@ -604,7 +607,7 @@ size_t KeyWatcher::WaitForOnSealCommands(std::chrono::milliseconds timeout) {
 }
 
 WatcherStats KeyWatcher::stats() const {
-  std::lock_guard sl(stats_mu_);
+  MutexLock sl(&stats_mu_);
   return stats_;
 }
 
@@ -612,7 +615,7 @@ void KeyWatcher::NoteError(const std::string& topic, const std::string& message,
                            PollReport& report) {
   report.errors.push_back(message);
   {
-    std::lock_guard sl(stats_mu_);
+    MutexLock sl(&stats_mu_);
     ++stats_.errors;
   }
   auto [it, inserted] = last_errors_.try_emplace(topic, message);

@@ -11,11 +11,9 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -25,6 +23,7 @@
 
 #include "cmkfs/engine.h"
 #include "cmkfs/keystore.h"
+#include "cmkfs/mutex.h"
 #include "cmkfs/status.h"
 
 namespace cmkfs::fs {
@@ -93,24 +92,25 @@ class KeyWatcher {
 
   // Starts the poll thread (first poll at once). FailedPrecondition if it
   // already runs; InvalidArgument for a poll interval of zero.
-  Status Start();
+  Status Start() EXCLUDES(thread_mu_);
   // Wakes and joins the thread; returns within one poll's duration, not a
   // poll interval. Idempotent. Running on_seal commands are not waited for.
-  void Stop();
+  void Stop() EXCLUDES(thread_mu_, stats_mu_);
   // Makes the thread poll now instead of at the end of its interval.
-  void Wake();
+  void Wake() EXCLUDES(thread_mu_);
 
   // One poll, synchronously: rotation policies (when due), auto-rotation,
   // then seal/unseal of every resource. Thread-safe (polls are serialized).
   // Fails only when the engine cannot list its key uses; per-resource
   // failures are logged and listed in the report.
-  Result<PollReport> PollOnce();
+  Result<PollReport> PollOnce() EXCLUDES(poll_mu_, stats_mu_);
 
   // Waits up to `timeout` for running on_seal commands to exit, reaping and
   // logging each. Returns how many still run.
-  size_t WaitForOnSealCommands(std::chrono::milliseconds timeout);
+  size_t WaitForOnSealCommands(std::chrono::milliseconds timeout)
+      EXCLUDES(stats_mu_);
 
-  WatcherStats stats() const;
+  WatcherStats stats() const EXCLUDES(stats_mu_);
 
  private:
   struct ResourceKey {
@@ -123,10 +123,11 @@ class KeyWatcher {
     std::string disk;
   };
 
-  void Run();
+  void Run() EXCLUDES(thread_mu_);
   std::chrono::steady_clock::time_point TimerNow() const;
-  void ApplyRotationPoliciesIfDue(PollReport& report);
-  void AutoRotate(bool keystore_changed, PollReport& report);
+  // The steps of a poll: they run under poll_mu_ and take stats_mu_ briefly.
+  void ApplyRotationPoliciesIfDue(PollReport& report) REQUIRES(poll_mu_);
+  void AutoRotate(bool keystore_changed, PollReport& report) REQUIRES(poll_mu_);
   // Whether `candidate` comes after `current` in its key's version list.
   Result<bool> IsNewerVersion(const std::string& identity,
                               const keystore::KeyId& candidate,
@@ -135,41 +136,48 @@ class KeyWatcher {
   // means nothing: nothing is sealed, sealed resources may still unseal.
   void CheckKeyUses(const std::vector<KeyUse>& uses, bool keystore_readable,
                     std::chrono::steady_clock::time_point poll_start,
-                    PollReport& report);
+                    PollReport& report) REQUIRES(poll_mu_);
   void SealOne(const KeyUse& use, const Status& why,
                std::chrono::steady_clock::time_point poll_start,
-               PollReport& report);
-  void UnsealOne(const KeyUse& use, PollReport& report);
+               PollReport& report) REQUIRES(poll_mu_);
+  void UnsealOne(const KeyUse& use, PollReport& report) REQUIRES(poll_mu_);
   void Audit(const KeyUse& use, std::string_view operation, std::string result);
-  void RunOnSeal(const KeyUse& use, const std::string& reason);
-  void ReapChildren(bool log_running);
+  void RunOnSeal(const KeyUse& use, const std::string& reason)
+      EXCLUDES(stats_mu_);
+  void ReapChildren(bool log_running) EXCLUDES(stats_mu_);
   // Logs `message` at warn unless it is the same as the last one logged for
   // `topic` (a poll every second must not repeat a lasting error).
   void NoteError(const std::string& topic, const std::string& message,
-                 PollReport& report);
-  void ClearError(const std::string& topic);
+                 PollReport& report) REQUIRES(poll_mu_);
+  void ClearError(const std::string& topic) REQUIRES(poll_mu_);
 
   Engine* const engine_;
   keystore::KeyStore* const keystore_;
   const WatcherOptions options_;
 
-  std::mutex poll_mu_;  // serializes polls; guards the state below
-  std::set<ResourceKey> sealed_by_us_;
-  std::map<std::string, std::string> last_errors_;  // topic -> message
-  std::optional<uint64_t> last_counter_;
-  std::string last_des_fingerprint_;
-  std::optional<std::chrono::steady_clock::time_point> last_rotation_check_;
-  std::optional<std::chrono::steady_clock::time_point> last_policy_run_;
+  // Lock order: poll_mu_, then stats_mu_. thread_mu_ is never held with
+  // either (the thread drops it to poll). Engine and keystore calls are made
+  // under poll_mu_ only.
+  Mutex poll_mu_;  // serializes polls
+  std::set<ResourceKey> sealed_by_us_ GUARDED_BY(poll_mu_);
+  std::map<std::string, std::string> last_errors_
+      GUARDED_BY(poll_mu_);  // topic -> message
+  std::optional<uint64_t> last_counter_ GUARDED_BY(poll_mu_);
+  std::string last_des_fingerprint_ GUARDED_BY(poll_mu_);
+  std::optional<std::chrono::steady_clock::time_point> last_rotation_check_
+      GUARDED_BY(poll_mu_);
+  std::optional<std::chrono::steady_clock::time_point> last_policy_run_
+      GUARDED_BY(poll_mu_);
 
-  mutable std::mutex stats_mu_;
-  WatcherStats stats_;
-  std::vector<Child> children_;  // guarded by stats_mu_
+  mutable Mutex stats_mu_ ACQUIRED_AFTER(poll_mu_);
+  WatcherStats stats_ GUARDED_BY(stats_mu_);
+  std::vector<Child> children_ GUARDED_BY(stats_mu_);
 
-  std::mutex thread_mu_;
-  std::condition_variable wake_cv_;
-  bool stop_requested_ = false;
-  bool wake_requested_ = false;
-  std::thread thread_;
+  Mutex thread_mu_;
+  CondVar wake_cv_;
+  bool stop_requested_ GUARDED_BY(thread_mu_) = false;
+  bool wake_requested_ GUARDED_BY(thread_mu_) = false;
+  std::thread thread_ GUARDED_BY(thread_mu_);
 };
 
 }  // namespace cmkfs::fs
