@@ -180,23 +180,22 @@ std::string TokenCustody(const Config& config) {
 void AddCustody(Invocation& inv, const std::string& vault, Json& j) {
   const Config& config = inv.ctx->config;
   auto [source, location] = MasterKeyCustody(config);
-  j.Set("master_key", source);
-  j.Set("master_key_location", location);
+  j["master_key"] = source;
+  j["master_key_location"] = location;
   auto keys = inv.ctx->keystore->ListKeys(inv.caller(), vault);
   if (!keys.ok()) return;
-  Json arr = Json::Array();
+  Json arr = Json::array();
   for (const auto& k : *keys) {
-    Json kj = Json::Object();
-    kj.Set("name", k.name);
-    kj.Set("kty", keystore::KeyTypeName(k.kty));
+    Json kj = Json::object();
+    kj["name"] = k.name;
+    kj["kty"] = keystore::KeyTypeName(k.kty);
     const bool hsm = k.kty == keystore::KeyType::kRsaHsm;
-    kj.Set("private_key", hsm ? "pkcs11" : "software, sealed by " + source);
-    kj.Set("location",
-           hsm ? TokenCustody(config)
-               : "vault LMDB, sealed by the master key " + location);
-    arr.Push(std::move(kj));
+    kj["private_key"] = hsm ? "pkcs11" : "software, sealed by " + source;
+    kj["location"] = hsm ? TokenCustody(config)
+                         : "vault LMDB, sealed by the master key " + location;
+    arr.push_back(std::move(kj));
   }
-  j.Set("keys", std::move(arr));
+  j["keys"] = std::move(arr);
 }
 
 Status VaultShow(Invocation& inv) {
@@ -227,14 +226,14 @@ Status VaultMigrateMasterKey(Invocation& inv) {
   const bool had_file =
       std::filesystem::exists(options.master_key_file.string());
   CMKFS_RETURN_IF_ERROR(keystore::MigrateMasterKeyToTpm2(options));
-  Json j = Json::Object();
-  j.Set("master_key", "tpm2");
-  j.Set("sealed_file", options.tpm2_sealed_file.string());
-  j.Set("tcti", options.tpm2_tcti);
-  j.Set("pcrs", options.tpm2_pcrs);
-  j.Set("removed_key_file",
-        had_file ? Json(options.master_key_file.string()) : Json());
-  j.Set("next", "set [keystore] master_key = \"tpm2\" in the config");
+  Json j = Json::object();
+  j["master_key"] = "tpm2";
+  j["sealed_file"] = options.tpm2_sealed_file.string();
+  j["tcti"] = options.tpm2_tcti;
+  j["pcrs"] = options.tpm2_pcrs;
+  j["removed_key_file"] =
+      had_file ? Json(options.master_key_file.string()) : Json();
+  j["next"] = "set [keystore] master_key = \"tpm2\" in the config";
   Emit(inv, j);
   return Status::Ok();
 }

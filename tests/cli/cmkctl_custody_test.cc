@@ -44,12 +44,12 @@ TEST_F(CustodyTest, FileKeyIsShownAsAFile) {
   CtlOk({"key", "create", "vlt1", "k1", "--size", "2048"});
   const std::string cfg = Config("");
   Json v = ShowVault(cfg);
-  EXPECT_EQ(v["master_key"].as_string(), "file");
-  EXPECT_EQ(v["master_key_location"].as_string(),
+  EXPECT_EQ(v["master_key"].get<std::string>(), "file");
+  EXPECT_EQ(v["master_key_location"].get<std::string>(),
             "in the file " + state_dir() + "/vault.key");
-  ASSERT_EQ(v["keys"].size(), 1u) << v.Dump();
-  EXPECT_EQ(v["keys"][0]["name"].as_string(), "k1");
-  EXPECT_EQ(v["keys"][0]["private_key"].as_string(),
+  ASSERT_EQ(v["keys"].size(), 1u) << v.dump();
+  EXPECT_EQ(v["keys"][0]["name"].get<std::string>(), "k1");
+  EXPECT_EQ(v["keys"][0]["private_key"].get<std::string>(),
             "software, sealed by file");
   // The table form has the same rows and a keys sub-table.
   RunResult table = CtlWith(cfg, {"vault", "show", "vlt1"});
@@ -70,19 +70,20 @@ TEST_F(CustodyTest, MigrationToTheTpmAndTheTpmPosture) {
       before, {"vault", "migrate-master-key", "--to", "tpm2", "-o", "json"});
   ASSERT_EQ(m.exit_code, 0) << m.err;
   Json j = ParseJsonOrFail(m);
-  EXPECT_EQ(j["removed_key_file"].as_string(), state_dir() + "/vault.key");
+  EXPECT_EQ(j["removed_key_file"].get<std::string>(),
+            state_dir() + "/vault.key");
   EXPECT_FALSE(stdfs::exists(state_dir() + "/vault.key"));
   EXPECT_TRUE(stdfs::exists(state_dir() + "/vault.tpm2"));
 
   const std::string after =
       Config("[keystore]\nmaster_key = \"tpm2\"\n" + tpm_keys);
   Json v = ShowVault(after);
-  EXPECT_EQ(v["master_key"].as_string(), "tpm2");
-  EXPECT_EQ(v["master_key_location"].as_string(),
+  EXPECT_EQ(v["master_key"].get<std::string>(), "tpm2");
+  EXPECT_EQ(v["master_key_location"].get<std::string>(),
             "sealed to the TPM 2.0 at " + tpm.tcti() + " (blob " + state_dir() +
                 "/vault.tpm2, PCRs 7)");
-  ASSERT_EQ(v["keys"].size(), 1u) << v.Dump();
-  EXPECT_EQ(v["keys"][0]["private_key"].as_string(),
+  ASSERT_EQ(v["keys"].size(), 1u) << v.dump();
+  EXPECT_EQ(v["keys"][0]["private_key"].get<std::string>(),
             "software, sealed by tpm2");
   // Keys still work: a second key and a rotation under the TPM key.
   CtlOk({"--config", after, "key", "rotate", "vlt1", "k1"});
@@ -107,9 +108,9 @@ TEST_F(CustodyTest, HsmKeysNameTheirTokenAndModule) {
                               "--size", "2048"});
   ASSERT_EQ(k.exit_code, 0) << k.err;
   Json v = ShowVault(cfg);
-  ASSERT_EQ(v["keys"].size(), 1u) << v.Dump();
-  EXPECT_EQ(v["keys"][0]["private_key"].as_string(), "pkcs11");
-  EXPECT_EQ(v["keys"][0]["location"].as_string(),
+  ASSERT_EQ(v["keys"].size(), 1u) << v.dump();
+  EXPECT_EQ(v["keys"][0]["private_key"].get<std::string>(), "pkcs11");
+  EXPECT_EQ(v["keys"][0]["location"].get<std::string>(),
             "PKCS#11 token 'cmkfs' via " + token->config.module.string());
 }
 
