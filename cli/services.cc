@@ -65,6 +65,13 @@ const GlobalFlagName* FindGlobalFlag(std::string_view name) {
   return nullptr;
 }
 
+// "/x", "./x", "../x": --as names a credential file, not an object id.
+// Not inlined: GCC 12 at -O3 reports a false
+// -Wmaybe-uninitialized when this is inlined into Apply.
+[[gnu::noinline]] bool LooksLikePath(std::string_view v) {
+  return v.starts_with('/') || v.starts_with("./") || v.starts_with("../");
+}
+
 Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
              GlobalFlags* flags) {
   switch (flag) {
@@ -91,8 +98,7 @@ Status Apply(GlobalFlag flag, std::string_view flag_name, std::string value,
     case GlobalFlag::kAs:
       // Service mode: a credential bundle (a path). Embedded mode: it names
       // the caller in audit entries, an object id, nothing else.
-      if (value.starts_with("/") || value.starts_with("./") ||
-          value.starts_with("../")) {
+      if (LooksLikePath(value)) {
         flags->as_credential = value;
         break;
       }

@@ -157,13 +157,17 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
         AddExtension(cert.get(), issuer, NID_ext_key_usage,
                      request.server ? "serverAuth" : "clientAuth"));
   }
+  // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict for
+  // `"," + ("URI:" + u)`.
   std::string san;
-  for (const auto& u : request.uri_sans)
-    san += (san.empty() ? "" : ",") + ("URI:" + u);
-  for (const auto& d : request.dns_sans)
-    san += (san.empty() ? "" : ",") + ("DNS:" + d);
-  for (const auto& i : request.ip_sans)
-    san += (san.empty() ? "" : ",") + ("IP:" + i);
+  auto add_san = [&san](std::string_view kind, const std::string& value) {
+    if (!san.empty()) san.push_back(',');
+    san.append(kind);
+    san.append(value);
+  };
+  for (const auto& u : request.uri_sans) add_san("URI:", u);
+  for (const auto& d : request.dns_sans) add_san("DNS:", d);
+  for (const auto& i : request.ip_sans) add_san("IP:", i);
   if (!san.empty()) {
     CMKFS_RETURN_IF_ERROR(
         AddExtension(cert.get(), issuer, NID_subject_alt_name, san));
