@@ -148,6 +148,9 @@ TEST_F(JsonDocumentsTest, EveryCommandPrintsTheRecordedDocument) {
   int checked = 0;
   for (const Step& step : steps) {
     if (!ReadOnly(step)) continue;
+    // The host filesystem's free bytes change between two calls while
+    // anything else on the host writes.
+    if (step.name == "stats") continue;
     std::vector<std::string> args;
     for (const auto& a : step.args)
       args.push_back(Substitute(a, outputs, tmp().string(), pem));

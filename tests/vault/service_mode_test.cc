@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "cmkfs/cli.h"
+#include "cmkfs/crypto.h"
 #include "vault_test_util.h"
 
 namespace cmkfs::vault::testing {
@@ -92,6 +93,16 @@ TEST_F(ServiceModeTest, ServiceWithoutACredentialIsRefused) {
   EXPECT_NE(services.status().message().find("set [keystore] credential"),
             std::string::npos)
       << services.status().message();
+}
+
+// cmkctl and cmkfs link gRPC (service mode), and with it libssl: their
+// load-time initialisation must not allocate through OpenSSL before
+// core/crypto.cc installs the wiping allocator (OpenSSL then refuses it).
+// This binary links the same libraries through cmkfs_cli.
+TEST(ServiceModeLinking, GrpcAndLibsslLeaveTheWipingAllocatorInstalled) {
+  EXPECT_TRUE(crypto::OpenSslFreesAreWiped())
+      << "a library loaded with gRPC allocated through OpenSSL before "
+         "main(); OpenSSL frees are no longer wiped";
 }
 
 }  // namespace
