@@ -149,7 +149,11 @@ class RemoteKeyStore final : public keystore::KeyStore {
     pb::Empty resp;
     // Recorded under the identity the entry names when we hold its
     // credential, else under the default credential.
-    std::string_view as = HasCredential(e.identity) ? e.identity : "";
+    // (Both arms string_view: `? e.identity : ""` made a temporary
+    // std::string and left `as` dangling; clang's -Wdangling-gsl found it.)
+    const std::string_view as = HasCredential(e.identity)
+                                    ? std::string_view(e.identity)
+                                    : std::string_view();
     return Invoke(as, &Stub::AppendAuditEvent, req, &resp);
   }
   Result<keystore::KeyVersionInfo> CreateKey(std::string_view caller,
