@@ -272,6 +272,9 @@ int RunMount(const DaemonArgs& args, const Config& config, ReadyPipe& ready) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // A peer that goes away (a p11-kit server behind p11-kit-client.so, a
+  // control client) must give EPIPE on that call, not kill the daemon.
+  signal(SIGPIPE, SIG_IGN);
   crypto::ProtectProcessSecrets();
 
   // Before the services: the keystore is wrapped to time unwraps, and the
