@@ -132,23 +132,34 @@ void TestKeyStore::Reopen() {
   store_ = std::move(*opened);
 }
 
-VaultInfo TestKeyStore::MakeVault(const std::string& name,
-                                  bool purge_protection, VaultSku sku) {
+VaultInfo MakeVault(KeyStore& ks, const std::string& name,
+                    bool purge_protection, VaultSku sku) {
   VaultSpec spec;
   spec.name = name;
   spec.purge_protection = purge_protection;
   spec.sku = sku;
-  auto v = store_->CreateVault(spec);
+  auto v = ks.CreateVault(spec);
   EXPECT_TRUE(v.ok()) << v.status().ToString();
   return v.ok() ? *v : VaultInfo{};
+}
+
+KeyVersionInfo ImportFixtureKey(KeyStore& ks, const std::string& vault,
+                                const std::string& name,
+                                std::string_view pem_kind) {
+  auto k = ks.ImportKey("", vault, name, Pem(pem_kind), KeyType::kRsa);
+  EXPECT_TRUE(k.ok()) << k.status().ToString();
+  return k.ok() ? *k : KeyVersionInfo{};
+}
+
+VaultInfo TestKeyStore::MakeVault(const std::string& name,
+                                  bool purge_protection, VaultSku sku) {
+  return keystore::testing::MakeVault(*store_, name, purge_protection, sku);
 }
 
 KeyVersionInfo TestKeyStore::ImportKey(const std::string& vault,
                                        const std::string& name,
                                        std::string_view pem_kind) {
-  auto k = store_->ImportKey("", vault, name, Pem(pem_kind), KeyType::kRsa);
-  EXPECT_TRUE(k.ok()) << k.status().ToString();
-  return k.ok() ? *k : KeyVersionInfo{};
+  return ImportFixtureKey(*store_, vault, name, pem_kind);
 }
 
 }  // namespace cmkfs::keystore::testing

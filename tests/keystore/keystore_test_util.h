@@ -84,4 +84,14 @@ class TestKeyStore {
 
 std::span<const uint8_t> Bytes(std::string_view s);
 
+// On any KeyStore (embedded or a vault service client), as its admin:
+// creates a vault (standard, no purge protection unless asked) and imports a
+// PEM fixture as a key (fast: no key generation). A failure fails the test.
+VaultInfo MakeVault(KeyStore& ks, const std::string& name,
+                    bool purge_protection = false,
+                    VaultSku sku = VaultSku::kStandard);
+KeyVersionInfo ImportFixtureKey(KeyStore& ks, const std::string& vault,
+                                const std::string& name,
+                                std::string_view pem_kind = "rsa2048");
+
 }  // namespace cmkfs::keystore::testing

@@ -10,10 +10,8 @@ namespace {
 
 using keystore::AttributeUpdate;
 using keystore::KeyStore;
-using keystore::KeyType;
 using keystore::Permission;
 using keystore::testing::Bytes;
-using keystore::testing::Pem;
 
 int64_t Now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -26,13 +24,9 @@ class VaultAttackTest : public ::testing::Test {
   void SetUp() override {
     admin_ = service_.Connect();
     ASSERT_NE(admin_, nullptr);
-    keystore::VaultSpec spec;
-    spec.name = "customer";
-    ASSERT_TRUE(admin_->CreateVault(spec).ok());
-    auto k = admin_->ImportKey("", "customer", "disk-key", Pem("rsa2048"),
-                               KeyType::kRsa);
-    ASSERT_TRUE(k.ok()) << k.status().ToString();
-    key_ = *k;
+    keystore::testing::MakeVault(*admin_, "customer");
+    key_ = keystore::testing::ImportFixtureKey(*admin_, "customer", "disk-key");
+    ASSERT_FALSE(key_.id.version.empty());
     auto blob = admin_->WrapKey("", key_.id, Bytes(std::string(64, 'k')), {});
     ASSERT_TRUE(blob.ok());
     blob_ = *blob;

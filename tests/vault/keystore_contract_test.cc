@@ -11,11 +11,9 @@ namespace {
 using keystore::AttributeUpdate;
 using keystore::KeyId;
 using keystore::KeyStore;
-using keystore::KeyType;
 using keystore::Permission;
 using keystore::VaultSpec;
 using keystore::testing::Bytes;
-using keystore::testing::Pem;
 
 // In-process store; any object id may be a caller.
 class Embedded {
@@ -57,16 +55,11 @@ class KeyStoreContractTest : public ::testing::Test {
  protected:
   KeyStore& ks() { return backend_.store(); }
   void MakeVault(const std::string& name) {
-    VaultSpec spec;
-    spec.name = name;
-    auto v = ks().CreateVault(spec);
-    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    keystore::testing::MakeVault(ks(), name);
   }
   keystore::KeyVersionInfo Import(const std::string& vault,
                                   const std::string& name) {
-    auto k = ks().ImportKey("", vault, name, Pem("rsa2048"), KeyType::kRsa);
-    EXPECT_TRUE(k.ok()) << k.status().ToString();
-    return k.ok() ? *k : keystore::KeyVersionInfo{};
+    return keystore::testing::ImportFixtureKey(ks(), vault, name);
   }
   T backend_;
 };
