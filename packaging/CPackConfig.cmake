@@ -47,10 +47,14 @@ install(DIRECTORY DESTINATION ${CMKFS_STATE_DIR}
 # /usr/lib/systemd/system on RPM distributions: one component each, and each
 # generator packs its own (CPackProjectConfig.cmake); a plain
 # 'cmake --install' takes the Debian one.
-install(FILES ${CMKFS_PACKAGING_DIR}/cmkfs.service DESTINATION /lib/systemd/system
-        COMPONENT systemd_deb)
-install(FILES ${CMKFS_PACKAGING_DIR}/cmkfs.service DESTINATION /usr/lib/systemd/system
-        COMPONENT systemd_rpm EXCLUDE_FROM_ALL)
+# cmkvault.service: the key vault service (docs/vault-api.md), not enabled by
+# the packages (a vault host runs `cmkvault init` first).
+foreach(unit cmkfs.service cmkvault.service)
+  install(FILES ${CMKFS_PACKAGING_DIR}/${unit} DESTINATION /lib/systemd/system
+          COMPONENT systemd_deb)
+  install(FILES ${CMKFS_PACKAGING_DIR}/${unit} DESTINATION /usr/lib/systemd/system
+          COMPONENT systemd_rpm EXCLUDE_FROM_ALL)
+endforeach()
 
 # ---- common package metadata
 set(CPACK_PACKAGE_NAME cmkfs)
@@ -122,6 +126,7 @@ set(CPACK_RPM_USER_FILELIST
     "%config(noreplace) ${CMKFS_SYSCONF_DIR}/cmkfs.toml"
     "%config(noreplace) /etc/default/cmkfs"
     "%attr(0644,root,root) /usr/lib/systemd/system/cmkfs.service"
+    "%attr(0644,root,root) /usr/lib/systemd/system/cmkvault.service"
     "%dir %attr(0700,root,root) ${CMKFS_STATE_DIR}/")
 # Directories that belong to the base system, not to this package.
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION

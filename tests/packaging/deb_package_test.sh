@@ -97,7 +97,7 @@ if objdump -p "$build/fs/daemon/cmkfs" | grep -q 'NEEDED.*libspdlog'; then
   grep -q libspdlog <<<"$depends" || fail "cmkfs links libspdlog but Depends lacks it: $depends"
 fi
 contents=$(dpkg-deb -c "$deb")
-for f in ./usr/bin/cmkfs ./usr/bin/cmkctl ./usr/sbin/mount.fuse.cmkfs ./etc/cmkfs/cmkfs.toml ./lib/systemd/system/cmkfs.service \
+for f in ./usr/bin/cmkfs ./usr/bin/cmkctl ./usr/sbin/mount.fuse.cmkfs ./etc/cmkfs/cmkfs.toml ./lib/systemd/system/cmkfs.service ./lib/systemd/system/cmkvault.service ./usr/bin/cmkvault ./usr/share/man/man8/cmkvault.8.gz \
   ./usr/share/man/man8/cmkfs.8.gz ./usr/share/man/man8/cmkctl.8.gz ./var/lib/cmkfs/ \
   ./usr/lib/cmkfs/cmkfs-metrics-http.so \
   ./usr/share/bash-completion/completions/cmkctl ./usr/share/bash-completion/completions/cmkfs; do

@@ -36,7 +36,7 @@ rpmq -i | sed -n '1,12p'
 step "rpm -qlp"
 files=$(rpmq -l)
 echo "$files"
-for f in /usr/bin/cmkfs /usr/bin/cmkctl /usr/sbin/mount.fuse.cmkfs /etc/cmkfs/cmkfs.toml /usr/lib/systemd/system/cmkfs.service \
+for f in /usr/bin/cmkfs /usr/bin/cmkctl /usr/sbin/mount.fuse.cmkfs /etc/cmkfs/cmkfs.toml /usr/lib/systemd/system/cmkfs.service /usr/lib/systemd/system/cmkvault.service /usr/bin/cmkvault /usr/share/man/man8/cmkvault.8.gz \
   /usr/share/man/man8/cmkfs.8.gz /usr/share/man/man8/cmkctl.8.gz /var/lib/cmkfs \
   /usr/lib/cmkfs/cmkfs-metrics-http.so \
   /usr/share/bash-completion/completions/cmkctl /usr/share/bash-completion/completions/cmkfs; do
