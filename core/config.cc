@@ -353,6 +353,12 @@ std::vector<KeySpec> Schema(Config& c) {
            {"on_seal",
             [&](const Where& w) { return ReadString(w, &c.watcher.on_seal); },
             {}},
+           {"unreachable_grace",
+            [&](const Where& w) {
+              return ReadDuration(w, milliseconds(100),
+                                  &c.watcher.unreachable_grace);
+            },
+            {}},
        }},
       {"defaults",
        nullptr,

@@ -109,5 +109,9 @@ std::vector<Status> ForwardingKeyStore::CheckUsable(
     std::span<const UsabilityQuery> queries) {
   return inner_->CheckUsable(queries);
 }
+Result<std::unique_ptr<ChangeSubscription>>
+ForwardingKeyStore::SubscribeChanges(ChangeSubscriber subscriber) {
+  return inner_->SubscribeChanges(std::move(subscriber));
+}
 
 }  // namespace cmkfs::keystore

@@ -91,6 +91,13 @@ std::vector<std::string> PermissionNames(PermissionSet set) {
   return out;
 }
 
+Result<std::unique_ptr<ChangeSubscription>> KeyStore::SubscribeChanges(
+    ChangeSubscriber) {
+  return NotSupportedError(
+      "this keystore pushes no changes; the key watcher polls its change "
+      "counter");
+}
+
 Result<KeyId> KeyId::Parse(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return InvalidArgumentError("invalid key id '" + std::string(text) +

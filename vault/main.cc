@@ -27,7 +27,8 @@ constexpr char kUsage[] =
     "      DIR/admin.pem)\n"
     "  serve [--listen ADDR]...   serve the vault (ADDR host:port or "
     "unix:/path)\n"
-    "  identity issue NAME --out FILE [--admin] [--days N]\n"
+    "  identity issue NAME --out FILE [--admin] [--days N] [--object-id ID]\n"
+    "      (--object-id: for an identity made elsewhere, e.g. a DES's)\n"
     "  identity revoke OBJECT-ID\n"
     "  identity list\n"
     "  version\n";
@@ -172,7 +173,10 @@ int RunIdentity(const Options& o, std::vector<std::string> args) {
     IssueRequest r;
     auto out = TakeValue(args, "--out");
     auto days = TakeValue(args, "--days");
+    auto object_id = TakeValue(args, "--object-id");
     if (!out.ok()) return Usage(out.status().message());
+    if (!object_id.ok()) return Usage(object_id.status().message());
+    if (*object_id) r.object_id = **object_id;
     if (!days.ok()) return Usage(days.status().message());
     r.role = TakeSwitch(args, "--admin") ? Role::kAdmin : Role::kClient;
     if (args.size() != 1) return Usage("identity issue needs one NAME");

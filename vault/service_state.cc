@@ -192,7 +192,13 @@ Result<Identity> ServiceState::Issue(const IssueRequest& request) {
                               " exists; cmkvault never replaces one");
   }
   Identity id;
-  CMKFS_ASSIGN_OR_RETURN(id.object_id, NewObjectId());
+  if (request.object_id.empty()) {
+    CMKFS_ASSIGN_OR_RETURN(id.object_id, NewObjectId());
+  } else {
+    CMKFS_RETURN_IF_ERROR(
+        keystore::CheckObjectId(request.object_id, "--object-id"));
+    id.object_id = request.object_id;
+  }
   id.name = request.name;
   id.role = request.role;
   const int64_t now = NowSeconds();

@@ -19,6 +19,10 @@ namespace cmkfs::vault {
 struct IssueRequest {
   std::string name;  // shown in `identity list` and the certificate's CN
   Role role = Role::kClient;
+  // The object id to issue the credential for (a DES's system-assigned
+  // identity, made by the storage host); empty = a new random one.
+  // AlreadyExists when the table has it.
+  std::string object_id;
   int64_t not_before = 0;  // Unix seconds; 0 = a minute ago
   int64_t not_after = 0;   // 0 = not_before + 365 days
   // Where the credential bundle is written (created 0600, never replaced).

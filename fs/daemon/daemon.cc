@@ -500,6 +500,7 @@ class KeyWatcherComponent : public DaemonComponent {
     options.poll_interval = config_.watcher.poll_interval;
     options.auto_rotation_window = config_.watcher.auto_rotation_window;
     options.on_seal = config_.watcher.on_seal;
+    options.unreachable_grace = config_.watcher.unreachable_grace;
     if (metrics_ != nullptr) metrics_->ObserveWatcher(&options);
     watcher_ = std::make_unique<fs::KeyWatcher>(services.engine,
                                                 services.keystore, options);

@@ -91,23 +91,66 @@ Status KeyWatcher::Start() {
     return IOError(std::string("key watcher: cannot start its thread: ") +
                    e.what());
   }
+  std::string push = "no push (polling only)";
+  if (options_.subscribe) {
+    keystore::ChangeSubscriber subscriber;
+    subscriber.on_change = [this](uint64_t) {
+      {
+        MutexLock sl(&stats_mu_);
+        ++stats_.push_events;
+        stats_.push_connected = true;
+      }
+      Wake();
+    };
+    subscriber.on_lost = [this](const Status& why) {
+      bool was_connected = false;
+      {
+        MutexLock sl(&stats_mu_);
+        was_connected = stats_.push_connected;
+        stats_.push_connected = false;
+      }
+      if (was_connected) {
+        spdlog::warn("key watcher: change stream lost, polling: {}",
+                     why.message());
+      }
+      Wake();
+    };
+    Result<std::unique_ptr<keystore::ChangeSubscription>> sub =
+        keystore_->SubscribeChanges(std::move(subscriber));
+    if (sub.ok()) {
+      subscription_ = std::move(*sub);
+      push = "subscribed to pushed key changes";
+    } else if (sub.status().kind() != ErrorKind::kNotSupported) {
+      push = "cannot subscribe to key changes (" + sub.status().message() +
+             "), polling only";
+    }
+  }
   spdlog::info(
       "key watcher started: poll every {}, auto-rotation window {}, "
-      "rotation policies every {}{}",
+      "rotation policies every {}, unreachable grace {}, {}{}",
       FormatDuration(options_.poll_interval),
       FormatDuration(options_.auto_rotation_window),
       FormatDuration(options_.rotation_policy_interval),
+      FormatDuration(options_.unreachable_grace), push,
       options_.on_seal.empty() ? "" : ", on_seal set");
   return Status::Ok();
 }
 
 void KeyWatcher::Stop() {
   std::thread thread;
+  std::unique_ptr<keystore::ChangeSubscription> subscription;
   {
     MutexLock lk(&thread_mu_);
     if (!thread_.joinable()) return;
     stop_requested_ = true;
     thread = std::move(thread_);
+    subscription = std::move(subscription_);
+  }
+  // Its callbacks take thread_mu_ (Wake): ended without holding it.
+  subscription.reset();
+  {
+    MutexLock sl(&stats_mu_);
+    stats_.push_connected = false;
   }
   wake_cv_.SignalAll();
   thread.join();
@@ -160,16 +203,27 @@ Result<PollReport> KeyWatcher::PollOnce() {
   Result<uint64_t> counter = keystore_->ChangeCounter();
   bool keystore_changed = true;
   const bool keystore_readable = counter.ok();
+  std::optional<Status> cut_off;
   if (counter.ok()) {
     report.change_counter = *counter;
     keystore_changed = !last_counter_ || *last_counter_ != *counter;
     last_counter_ = *counter;
+    unreachable_since_.reset();
     ClearError("change-counter");
   } else {
+    if (!unreachable_since_) unreachable_since_ = poll_start;
     NoteError("change-counter",
               "key watcher: cannot read the keystore change counter: " +
                   counter.status().ToString(),
               report);
+    if (poll_start - *unreachable_since_ >= options_.unreachable_grace) {
+      cut_off = KeyUnavailableError(
+          "keystore unreachable for longer than the grace period of " +
+          FormatDuration(options_.unreachable_grace) +
+          " ([watcher] "
+          "unreachable_grace): " +
+          counter.status().message());
+    }
   }
   AutoRotate(keystore_changed, report);
 
@@ -186,7 +240,11 @@ Result<PollReport> KeyWatcher::PollOnce() {
     return s;
   }
   ClearError("key-uses");
-  CheckKeyUses(*uses, keystore_readable, check_start, report);
+  if (cut_off) {
+    SealAllUnreachable(*uses, *cut_off, check_start, report);
+  } else {
+    CheckKeyUses(*uses, keystore_readable, check_start, report);
+  }
   {
     MutexLock sl(&stats_mu_);
     ++stats_.polls;
@@ -408,6 +466,17 @@ void KeyWatcher::CheckKeyUses(const std::vector<KeyUse>& uses,
   }
   std::erase_if(sealed_by_us_,
                 [&](const ResourceKey& k) { return !present.count(k); });
+}
+
+void KeyWatcher::SealAllUnreachable(const std::vector<KeyUse>& uses,
+                                    const Status& why,
+                                    SteadyClock::time_point check_start,
+                                    PollReport& report) {
+  for (const KeyUse& use : uses) {
+    if (use.state != ResourceState::kActive) continue;
+    if (sealed_by_us_.count({use.kind, use.name}) > 0) continue;
+    SealOne(use, why, check_start, report);
+  }
 }
 
 void KeyWatcher::SealOne(const KeyUse& use, const Status& why,

@@ -51,6 +51,9 @@ struct Config {
     std::chrono::milliseconds poll_interval{std::chrono::seconds(5)};
     std::chrono::milliseconds auto_rotation_window{std::chrono::hours(1)};
     std::string on_seal;  // command, run with the disk name as its argument
+    // How long open disks keep working while the keystore (the vault service)
+    // cannot be reached; then they seal (docs/watcher.md).
+    std::chrono::milliseconds unreachable_grace{std::chrono::minutes(5)};
   } watcher;
 
   struct Defaults {

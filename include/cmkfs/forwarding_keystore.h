@@ -74,6 +74,8 @@ class ForwardingKeyStore : public KeyStore {
   Result<uint64_t> ChangeCounter() override;
   std::vector<Status> CheckUsable(
       std::span<const UsabilityQuery> queries) override;
+  Result<std::unique_ptr<ChangeSubscription>> SubscribeChanges(
+      ChangeSubscriber subscriber) override;
 
  protected:
   // The store a call about `vault` goes to: the wrapped one, unless a

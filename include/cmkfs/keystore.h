@@ -159,6 +159,25 @@ struct UsabilityQuery {
   KeyId key_id;  // with version
 };
 
+// Push notification of changes (service mode, docs/watcher.md).
+struct ChangeSubscriber {
+  // The change counter, once when the stream is (re)established and again
+  // whenever any vault, policy, key or version may have changed.
+  std::function<void(uint64_t counter)> on_change;
+  // The stream broke (service unreachable, certificate refused): the reason
+  // as a one-line IOError naming the endpoint. It is re-established by
+  // itself, with backoff; on_change reports when it is back.
+  std::function<void(const Status& why)> on_lost;
+};
+
+// Destroying it ends the subscription: no callback runs once the destructor
+// has returned. It must be destroyed before the store that made it, and not
+// from inside a callback.
+class ChangeSubscription {
+ public:
+  virtual ~ChangeSubscription() = default;
+};
+
 // All methods are thread-safe. Errors name what was wrong and what is
 // accepted; the exact texts are listed in docs/keystore.md.
 class KeyStore {
@@ -258,6 +277,12 @@ class KeyStore {
   // every answer is IOError "keystore unreadable: ..." (no verdict on keys).
   virtual std::vector<Status> CheckUsable(
       std::span<const UsabilityQuery> queries) = 0;
+  // Calls `subscriber` from a thread of the store's own until the returned
+  // subscription is destroyed; the callbacks must return quickly. The
+  // subscriber stays usable if it fails. NotSupported for a store without
+  // a push channel (the embedded store: the watcher polls its counter).
+  virtual Result<std::unique_ptr<ChangeSubscription>> SubscribeChanges(
+      ChangeSubscriber subscriber);
 };
 
 // Where the vault master key (which seals every software private key) comes

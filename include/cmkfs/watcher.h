@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,6 +35,16 @@ struct WatcherOptions {
   std::chrono::milliseconds poll_interval{std::chrono::seconds(5)};
   // An auto-rotating DES picks up a new latest key version within this.
   std::chrono::milliseconds auto_rotation_window{std::chrono::hours(1)};
+  // While the keystore cannot be reached (its change counter cannot be
+  // read: the vault service is down or cut off), resources keep their state
+  // this long; then every active one is sealed, and unsealed once the
+  // keystore answers again and its key is usable. Zero: seal at the first
+  // poll that cannot reach it.
+  std::chrono::milliseconds unreachable_grace{std::chrono::minutes(5)};
+  // Subscribe to the keystore's pushed changes (KeyStore::SubscribeChanges;
+  // the vault service's WatchKeys) and poll as soon as one arrives; polling
+  // at poll_interval stays the fallback. Stores without push only poll.
+  bool subscribe = true;
   // Run through /bin/sh -c with the disk name appended as its last argument
   // ("$@"), whenever a disk is sealed. Empty: nothing runs.
   std::string on_seal;
@@ -72,6 +83,9 @@ struct WatcherStats {
   uint64_t on_seal_started = 0;
   uint64_t on_seal_failed = 0;  // spawn failure, non-zero exit or signal
   uint64_t on_seal_running = 0;
+  // Pushed change events received, and whether the push stream is up now.
+  uint64_t push_events = 0;
+  bool push_connected = false;
   // From the start of the poll that saw the key unusable to the return of
   // Engine::Seal, for the most recent seal and the worst one.
   std::chrono::microseconds last_seal_latency{0};
@@ -90,8 +104,10 @@ class KeyWatcher {
   KeyWatcher(const KeyWatcher&) = delete;
   KeyWatcher& operator=(const KeyWatcher&) = delete;
 
-  // Starts the poll thread (first poll at once). FailedPrecondition if it
-  // already runs; InvalidArgument for a poll interval of zero.
+  // Starts the poll thread (first poll at once) and, with
+  // options.subscribe, the keystore's change subscription when it has one.
+  // FailedPrecondition if it already runs; InvalidArgument for a poll
+  // interval of zero.
   Status Start() EXCLUDES(thread_mu_);
   // Wakes and joins the thread; returns within one poll's duration, not a
   // poll interval. Idempotent. Running on_seal commands are not waited for.
@@ -137,6 +153,11 @@ class KeyWatcher {
   void CheckKeyUses(const std::vector<KeyUse>& uses, bool keystore_readable,
                     std::chrono::steady_clock::time_point poll_start,
                     PollReport& report) REQUIRES(poll_mu_);
+  // Seals every active resource: the keystore has been unreachable for
+  // longer than the grace period (`why`).
+  void SealAllUnreachable(const std::vector<KeyUse>& uses, const Status& why,
+                          std::chrono::steady_clock::time_point poll_start,
+                          PollReport& report) REQUIRES(poll_mu_);
   void SealOne(const KeyUse& use, const Status& why,
                std::chrono::steady_clock::time_point poll_start,
                PollReport& report) REQUIRES(poll_mu_);
@@ -163,6 +184,9 @@ class KeyWatcher {
   std::map<std::string, std::string> last_errors_
       GUARDED_BY(poll_mu_);  // topic -> message
   std::optional<uint64_t> last_counter_ GUARDED_BY(poll_mu_);
+  // Since when the change counter could not be read (empty: it could).
+  std::optional<std::chrono::steady_clock::time_point> unreachable_since_
+      GUARDED_BY(poll_mu_);
   std::string last_des_fingerprint_ GUARDED_BY(poll_mu_);
   std::optional<std::chrono::steady_clock::time_point> last_rotation_check_
       GUARDED_BY(poll_mu_);
@@ -178,6 +202,8 @@ class KeyWatcher {
   bool stop_requested_ GUARDED_BY(thread_mu_) = false;
   bool wake_requested_ GUARDED_BY(thread_mu_) = false;
   std::thread thread_ GUARDED_BY(thread_mu_);
+  std::unique_ptr<keystore::ChangeSubscription> subscription_
+      GUARDED_BY(thread_mu_);
 };
 
 }  // namespace cmkfs::fs

@@ -215,7 +215,8 @@ TEST(Config, UnknownKeyInATable) {
   EXPECT_EQ(
       ErrorOf("[watcher]\npoll_interval = \"5s\"\npol_interval = \"1s\"\n"),
       "cmkfs.toml:3: unknown key 'watcher.pol_interval'; known keys in "
-      "[watcher]: poll_interval, auto_rotation_window, on_seal");
+      "[watcher]: poll_interval, auto_rotation_window, on_seal, "
+      "unreachable_grace");
   EXPECT_EQ(ErrorOf("\n[mount.extra]\nx = 1\n"),
             "cmkfs.toml:2: unknown key 'mount.extra'; known keys in [mount]: "
             "uid, gid, mode, allow_other, mountpoint");

@@ -17,102 +17,8 @@
 namespace cmkfs::vault::testing {
 namespace {
 
-struct Ran {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadAll(int fd, std::chrono::milliseconds timeout) {
-  std::string out;
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        end - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-class Process {
- public:
-  explicit Process(std::vector<std::string> args) {
-    int out[2], err[2];
-    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
-      std::vector<char*> argv;
-      std::string bin = CMKVAULT_PATH;
-      argv.push_back(bin.data());
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(bin.c_str(), argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
-    out_ = out[0];
-    err_ = err[0];
-  }
-  ~Process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      Wait(std::chrono::seconds(5));
-    }
-    ::close(out_);
-    ::close(err_);
-  }
-  // Reads stdout until it holds `want` (or the timeout).
-  std::string ReadUntil(std::string_view want,
-                        std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    while (stdout_.find(want) == std::string::npos &&
-           std::chrono::steady_clock::now() < end) {
-      stdout_ += ReadAll(out_, std::chrono::milliseconds(100));
-    }
-    return stdout_;
-  }
-  // Exit status, or -1 if it did not exit in time (then it is killed).
-  int Wait(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (std::chrono::steady_clock::now() < end) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return -1;
-  }
-  Ran Finish(std::chrono::milliseconds timeout) {
-    Ran r;
-    r.out = stdout_ + ReadAll(out_, timeout);
-    r.err = ReadAll(err_, std::chrono::milliseconds(500));
-    r.rc = Wait(timeout);
-    return r;
-  }
-  void Signal(int sig) { ::kill(pid_, sig); }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-  int err_ = -1;
-  std::string stdout_;
-};
-
 Ran RunCmkvault(std::vector<std::string> args) {
-  Process p(std::move(args));
+  Process p(CMKVAULT_PATH, std::move(args));
   return p.Finish(std::chrono::seconds(30));
 }
 
@@ -157,8 +63,8 @@ TEST(CmkvaultProcessTest, InitIssueServeRevokeStop) {
   ASSERT_EQ(issued.rc, 0) << issued.err;
   const std::string host_id = Trim(issued.out);
 
-  Process serve({"--state-dir", dir, "serve", "--listen", "127.0.0.1:0",
-                 "--listen", "unix:" + sock});
+  Process serve(CMKVAULT_PATH, {"--state-dir", dir, "serve", "--listen",
+                                "127.0.0.1:0", "--listen", "unix:" + sock});
   std::string out = serve.ReadUntil("unix:", std::chrono::seconds(30));
   const std::string marker = "listening on 127.0.0.1:";
   size_t at = out.find(marker);

@@ -1,13 +1,106 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "cmkfs/x509.h"
 #include "vault_test_util.h"
 
 namespace cmkfs::vault::testing {
+namespace {
+
+std::string ReadAll(int fd, std::chrono::milliseconds timeout) {
+  std::string out;
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace
+
+Process::Process(const std::string& binary, std::vector<std::string> args) {
+  int out[2], err[2];
+  EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    std::vector<char*> argv;
+    std::string bin = binary;
+    argv.push_back(bin.data());
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  out_ = out[0];
+  err_ = err[0];
+}
+
+Process::~Process() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    Wait(std::chrono::seconds(5));
+  }
+  ::close(out_);
+  ::close(err_);
+}
+
+std::string Process::ReadUntil(std::string_view want,
+                               std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (stdout_.find(want) == std::string::npos &&
+         std::chrono::steady_clock::now() < end) {
+    stdout_ += ReadAll(out_, std::chrono::milliseconds(100));
+  }
+  return stdout_;
+}
+
+int Process::Wait(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return rc_;  // reaped already
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      rc_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return rc_;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+Ran Process::Finish(std::chrono::milliseconds timeout) {
+  Ran r;
+  r.out = stdout_ + ReadAll(out_, timeout);
+  r.err = ReadAll(err_, std::chrono::milliseconds(500));
+  r.rc = Wait(timeout);
+  return r;
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
 
 TestVaultService::TestVaultService()
     : dir_(tmp_.path() / "cmkvault"), admin_bundle_(tmp_.path() / "admin.pem") {

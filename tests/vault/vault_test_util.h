@@ -3,9 +3,14 @@
 // port and a unix socket), and clients holding credentials it issued.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "cmkfs/keystore.h"
 #include "keystore_test_util.h"
@@ -53,6 +58,37 @@ class TestVaultService {
   std::unique_ptr<ServiceState> state_;
   std::unique_ptr<keystore::KeyStore> store_;
   std::unique_ptr<Server> server_;
+};
+
+struct Ran {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+
+// A child process (the cmkvault binary) with its stdout and stderr piped to
+// the test; killed (SIGKILL) and reaped by the destructor if still running.
+class Process {
+ public:
+  Process(const std::string& binary, std::vector<std::string> args);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  // Reads stdout until it holds `want` (or the timeout); all read so far.
+  std::string ReadUntil(std::string_view want,
+                        std::chrono::milliseconds timeout);
+  // Exit status, or -1 if it did not exit in time.
+  int Wait(std::chrono::milliseconds timeout);
+  Ran Finish(std::chrono::milliseconds timeout);
+  void Signal(int sig);
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int rc_ = -1;
+  int out_ = -1;
+  int err_ = -1;
+  std::string stdout_;
 };
 
 // Writes a credential bundle of a certificate that `issuer` did not record:

@@ -2,6 +2,9 @@
 // credential bundle of the caller it names.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -76,6 +79,82 @@ Result<Bundle> ReadBundle(const std::filesystem::path& path) {
   }
   return b;
 }
+
+// The client end of WatchKeys: one thread that keeps a stream open with the
+// default credential, reports each event, and re-opens it with backoff
+// (first_backoff doubling to 1 s) whenever it breaks.
+class WatchStream final : public keystore::ChangeSubscription {
+ public:
+  using Describe = std::function<Status(const grpc::Status&)>;
+  WatchStream(std::shared_ptr<Credential> cred,
+              keystore::ChangeSubscriber subscriber, Describe describe,
+              std::chrono::milliseconds first_backoff)
+      : cred_(std::move(cred)),
+        subscriber_(std::move(subscriber)),
+        describe_(std::move(describe)),
+        first_backoff_(first_backoff) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~WatchStream() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      if (ctx_ != nullptr) ctx_->TryCancel();
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::chrono::milliseconds backoff = first_backoff_;
+    while (true) {
+      grpc::ClientContext ctx;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) return;
+        ctx_ = &ctx;
+      }
+      std::unique_ptr<grpc::ClientReader<pb::KeyChangeEvent>> reader =
+          cred_->stub->WatchKeys(&ctx, pb::WatchKeysRequest());
+      pb::KeyChangeEvent ev;
+      while (reader->Read(&ev)) {
+        backoff = first_backoff_;
+        if (subscriber_.on_change) subscriber_.on_change(ev.counter());
+      }
+      const grpc::Status st = reader->Finish();
+      std::unique_lock<std::mutex> lock(mu_);
+      ctx_ = nullptr;
+      if (stop_) return;
+      lock.unlock();
+      if (subscriber_.on_lost) {
+        const auto& trailers = ctx.GetServerTrailingMetadata();
+        auto kind = trailers.find(convert::kKindKey);
+        subscriber_.on_lost(
+            kind != trailers.end()
+                ? Status(convert::KindOf(std::string_view(kind->second.data(),
+                                                          kind->second.size())),
+                         st.error_message())
+                : describe_(st));
+      }
+      lock.lock();
+      cv_.wait_for(lock, backoff, [this] { return stop_; });
+      if (stop_) return;
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2,
+                                                    std::chrono::seconds(1));
+    }
+  }
+
+  const std::shared_ptr<Credential> cred_;
+  const keystore::ChangeSubscriber subscriber_;
+  const Describe describe_;
+  const std::chrono::milliseconds first_backoff_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  grpc::ClientContext* ctx_ = nullptr;  // the stream open now, if any
+  std::thread thread_;
+};
 
 class RemoteKeyStore final : public keystore::KeyStore {
  public:
@@ -326,6 +405,21 @@ class RemoteKeyStore final : public keystore::KeyStore {
                         : Status(convert::KindOf(v.kind()), v.message()));
     }
     return out;
+  }
+
+  Result<std::unique_ptr<keystore::ChangeSubscription>> SubscribeChanges(
+      keystore::ChangeSubscriber subscriber) override {
+    std::shared_ptr<Credential> cred = default_;
+    return std::unique_ptr<keystore::ChangeSubscription>(new WatchStream(
+        cred, std::move(subscriber),
+        [this, cred](const grpc::Status& st) {
+          return st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                         st.error_code() == grpc::StatusCode::CANCELLED
+                     ? TransportError(*cred, st)
+                     : IOError("vault service " + opts_.endpoint +
+                               ": change stream: " + st.error_message());
+        },
+        opts_.first_backoff));
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "cmkvault.grpc.pb.h"
 #include "vault/transport/convert.h"
@@ -69,6 +70,20 @@ class KeyVaultService final : public pb::KeyVault::Service {
     return ToGrpc(ctx, fn(*caller, who));
   }
 
+  // Call, for an operation that may change a vault, policy, key or version:
+  // after it succeeds, every WatchKeys stream looks at the change counter at
+  // once instead of at its next interval.
+  template <typename Fn>
+  grpc::Status CallChanging(ServerContext* ctx, Fn&& fn) {
+    grpc::Status st = Call(ctx, std::forward<Fn>(fn));
+    if (st.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++changes_;
+      cv_.notify_all();
+    }
+    return st;
+  }
+
   static Status AdminOnly(const Caller& c, std::string_view what) {
     if (c.admin) return Status::Ok();
     return PermissionDeniedError(
@@ -78,13 +93,14 @@ class KeyVaultService final : public pb::KeyVault::Service {
 
   grpc::Status CreateVault(ServerContext* ctx, const pb::VaultSpec* req,
                            pb::Vault* resp) override {
-    return Call(ctx, [&](const Caller& c, const std::string&) -> Status {
-      CMKFS_RETURN_IF_ERROR(AdminOnly(c, "creating a vault"));
-      CMKFS_ASSIGN_OR_RETURN(auto spec, FromPb(*req));
-      CMKFS_ASSIGN_OR_RETURN(auto v, store_->CreateVault(spec));
-      *resp = ToPb(v);
-      return Status::Ok();
-    });
+    return CallChanging(
+        ctx, [&](const Caller& c, const std::string&) -> Status {
+          CMKFS_RETURN_IF_ERROR(AdminOnly(c, "creating a vault"));
+          CMKFS_ASSIGN_OR_RETURN(auto spec, FromPb(*req));
+          CMKFS_ASSIGN_OR_RETURN(auto v, store_->CreateVault(spec));
+          *resp = ToPb(v);
+          return Status::Ok();
+        });
   }
   grpc::Status GetVault(ServerContext* ctx, const pb::VaultName* req,
                         pb::Vault* resp) override {
@@ -105,43 +121,48 @@ class KeyVaultService final : public pb::KeyVault::Service {
   grpc::Status SetAccessPolicy(ServerContext* ctx,
                                const pb::SetAccessPolicyRequest* req,
                                pb::Empty*) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(
-          auto perms,
-          keystore::ParsePermissions(std::vector<std::string>(
-              req->permissions().begin(), req->permissions().end())));
-      return store_->SetAccessPolicy(who, req->vault(), req->object_id(),
-                                     perms);
-    });
+    return CallChanging(
+        ctx, [&](const Caller&, const std::string& who) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(
+              auto perms,
+              keystore::ParsePermissions(std::vector<std::string>(
+                  req->permissions().begin(), req->permissions().end())));
+          return store_->SetAccessPolicy(who, req->vault(), req->object_id(),
+                                         perms);
+        });
   }
   grpc::Status DeleteAccessPolicy(ServerContext* ctx,
                                   const pb::DeleteAccessPolicyRequest* req,
                                   pb::Empty*) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
-      return store_->DeleteAccessPolicy(who, req->vault(), req->object_id());
-    });
+    return CallChanging(ctx,
+                        [&](const Caller&, const std::string& who) -> Status {
+                          return store_->DeleteAccessPolicy(who, req->vault(),
+                                                            req->object_id());
+                        });
   }
   grpc::Status CreateKey(ServerContext* ctx, const pb::CreateKeyRequest* req,
                          pb::KeyVersion* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto kty, keystore::ParseKeyType(req->kty()));
-      CMKFS_ASSIGN_OR_RETURN(
-          auto v,
-          store_->CreateKey(who, req->vault(), req->name(), kty, req->bits()));
-      *resp = ToPb(v);
-      return Status::Ok();
-    });
+    return CallChanging(
+        ctx, [&](const Caller&, const std::string& who) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(auto kty, keystore::ParseKeyType(req->kty()));
+          CMKFS_ASSIGN_OR_RETURN(
+              auto v, store_->CreateKey(who, req->vault(), req->name(), kty,
+                                        req->bits()));
+          *resp = ToPb(v);
+          return Status::Ok();
+        });
   }
   grpc::Status ImportKey(ServerContext* ctx, const pb::ImportKeyRequest* req,
                          pb::KeyVersion* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto kty, keystore::ParseKeyType(req->kty()));
-      CMKFS_ASSIGN_OR_RETURN(
-          auto v,
-          store_->ImportKey(who, req->vault(), req->name(), req->pem(), kty));
-      *resp = ToPb(v);
-      return Status::Ok();
-    });
+    return CallChanging(
+        ctx, [&](const Caller&, const std::string& who) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(auto kty, keystore::ParseKeyType(req->kty()));
+          CMKFS_ASSIGN_OR_RETURN(
+              auto v, store_->ImportKey(who, req->vault(), req->name(),
+                                        req->pem(), kty));
+          *resp = ToPb(v);
+          return Status::Ok();
+        });
   }
   grpc::Status GetKey(ServerContext* ctx, const pb::KeyName* req,
                       pb::Key* resp) override {
@@ -171,70 +192,74 @@ class KeyVaultService final : public pb::KeyVault::Service {
   }
   grpc::Status UpdateKey(ServerContext* ctx, const pb::UpdateKeyRequest* req,
                          pb::KeyVersion* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto id, KeyId::Parse(req->kid()));
-      keystore::AttributeUpdate u;
-      if (req->has_enabled()) u.enabled = req->enabled();
-      if (req->set_expires()) {
-        u.expires =
-            req->has_expires()
-                ? std::optional<TimePoint>(convert::FromSeconds(req->expires()))
-                : std::nullopt;
-      }
-      if (req->set_not_before()) {
-        u.not_before = req->has_not_before()
-                           ? std::optional<TimePoint>(
-                                 convert::FromSeconds(req->not_before()))
-                           : std::nullopt;
-      }
-      CMKFS_ASSIGN_OR_RETURN(auto v, store_->UpdateKeyAttributes(who, id, u));
-      *resp = ToPb(v);
-      return Status::Ok();
-    });
+    return CallChanging(
+        ctx, [&](const Caller&, const std::string& who) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(auto id, KeyId::Parse(req->kid()));
+          keystore::AttributeUpdate u;
+          if (req->has_enabled()) u.enabled = req->enabled();
+          if (req->set_expires()) {
+            u.expires = req->has_expires()
+                            ? std::optional<TimePoint>(
+                                  convert::FromSeconds(req->expires()))
+                            : std::nullopt;
+          }
+          if (req->set_not_before()) {
+            u.not_before = req->has_not_before()
+                               ? std::optional<TimePoint>(
+                                     convert::FromSeconds(req->not_before()))
+                               : std::nullopt;
+          }
+          CMKFS_ASSIGN_OR_RETURN(auto v,
+                                 store_->UpdateKeyAttributes(who, id, u));
+          *resp = ToPb(v);
+          return Status::Ok();
+        });
   }
   grpc::Status DeleteKey(ServerContext* ctx, const pb::KeyName* req,
                          pb::Empty*) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) {
+    return CallChanging(ctx, [&](const Caller&, const std::string& who) {
       return store_->DeleteKey(who, req->vault(), req->name());
     });
   }
   grpc::Status RecoverDeletedKey(ServerContext* ctx, const pb::KeyName* req,
                                  pb::Empty*) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) {
+    return CallChanging(ctx, [&](const Caller&, const std::string& who) {
       return store_->RecoverKey(who, req->vault(), req->name());
     });
   }
   grpc::Status PurgeDeletedKey(ServerContext* ctx, const pb::KeyName* req,
                                pb::Empty*) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) {
+    return CallChanging(ctx, [&](const Caller&, const std::string& who) {
       return store_->PurgeKey(who, req->vault(), req->name());
     });
   }
   grpc::Status RotateKey(ServerContext* ctx, const pb::KeyName* req,
                          pb::KeyVersion* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto v,
-                             store_->RotateKey(who, req->vault(), req->name()));
-      *resp = ToPb(v);
-      return Status::Ok();
-    });
+    return CallChanging(
+        ctx, [&](const Caller&, const std::string& who) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(
+              auto v, store_->RotateKey(who, req->vault(), req->name()));
+          *resp = ToPb(v);
+          return Status::Ok();
+        });
   }
   grpc::Status UpdateKeyRotationPolicy(ServerContext* ctx,
                                        const pb::SetRotationPolicyRequest* req,
                                        pb::Empty*) override {
-    return Call(ctx, [&](const Caller&, const std::string& who) {
+    return CallChanging(ctx, [&](const Caller&, const std::string& who) {
       return store_->SetRotationPolicy(who, req->vault(), req->name(),
                                        FromPb(req->policy()));
     });
   }
   grpc::Status ApplyRotationPolicies(ServerContext* ctx, const pb::Empty*,
                                      pb::KidList* resp) override {
-    return Call(ctx, [&](const Caller& c, const std::string&) -> Status {
-      CMKFS_RETURN_IF_ERROR(AdminOnly(c, "applying rotation policies"));
-      CMKFS_ASSIGN_OR_RETURN(auto ids, store_->ApplyRotationPolicies());
-      for (const auto& id : ids) resp->add_kids(id.ToString());
-      return Status::Ok();
-    });
+    return CallChanging(
+        ctx, [&](const Caller& c, const std::string&) -> Status {
+          CMKFS_RETURN_IF_ERROR(AdminOnly(c, "applying rotation policies"));
+          CMKFS_ASSIGN_OR_RETURN(auto ids, store_->ApplyRotationPolicies());
+          for (const auto& id : ids) resp->add_kids(id.ToString());
+          return Status::Ok();
+        });
   }
   grpc::Status WrapKey(ServerContext* ctx, const pb::KeyOperationRequest* req,
                        pb::KeyOperationResult* resp) override {
@@ -321,6 +346,7 @@ class KeyVaultService final : public pb::KeyVault::Service {
     std::optional<uint64_t> last;
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_ && !ctx->IsCancelled()) {
+      const uint64_t seen = changes_;
       lock.unlock();
       Result<uint64_t> n = store_->ChangeCounter();
       if (!n.ok()) return ToGrpc(ctx, n.status());
@@ -331,7 +357,8 @@ class KeyVaultService final : public pb::KeyVault::Service {
         if (!writer->Write(ev)) return grpc::Status::OK;
       }
       lock.lock();
-      cv_.wait_for(lock, watch_interval_);
+      cv_.wait_for(lock, watch_interval_,
+                   [&] { return stopping_ || changes_ != seen; });
     }
     return grpc::Status::OK;
   }
@@ -343,6 +370,7 @@ class KeyVaultService final : public pb::KeyVault::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  uint64_t changes_ = 0;  // changing calls served, for WatchKeys
 };
 
 class GrpcServer final : public Server {
