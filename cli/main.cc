@@ -37,6 +37,11 @@ int Fail(int code, const std::string& message) {
 bool IsLongRunning(const std::vector<std::string>& args) {
   if (args.size() < 2) return false;
   if (args[1] == "export") return true;
+  if (args[0] == "vault" && args[1] == "audit") {
+    for (const auto& a : args) {
+      if (a == "--follow") return true;
+    }
+  }
   if (args[0] == "disk" && args[1] == "create") {
     for (const auto& a : args) {
       if (a == "--import" || a.starts_with("--import=")) return true;
@@ -74,6 +79,10 @@ int main(int argc, char** argv) {
   CommandContext ctx;
   ctx.progress_on_tty = ::isatty(STDERR_FILENO) == 1;
   ctx.cancel = &g_cancel;
+  ctx.stream_out = [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
   if (!NeedsServices(original)) {  // help, version, usage errors
     CommandOutput out = RunCommand(original, ctx);
     Print(out);

@@ -39,6 +39,7 @@ constexpr std::string_view kMetaCheck = "check";
 constexpr std::string_view kMetaKdf = "kdf";
 constexpr std::string_view kMetaCounter = "counter";
 constexpr std::string_view kMetaAuditSeq = "audit_seq";
+constexpr std::string_view kMetaAuditHead = "audit_head/";
 constexpr std::string_view kCheckPlaintext = "cmkfs vault master key check v1";
 constexpr std::string_view kSystemIdentity = "system";
 constexpr std::string_view kSupportedImport =
@@ -407,6 +408,7 @@ class KeyStoreImpl final : public KeyStore {
       AuditRecord rec;
       rec.entry = e;
       if (rec.entry.time == TimePoint{}) rec.entry.time = NowTime();
+      ScopedAuditCaller::Stamp(rec.entry);
       auto id = KeyId::Parse(e.key_id);
       if (id.ok()) rec.key_name = id->name;
       return PutAudit(txn, vault, rec);
@@ -1030,11 +1032,27 @@ class KeyStoreImpl final : public KeyStore {
     return WriteU64(txn, dbs_.meta, kMetaCounter, n + 1);
   }
 
-  Status PutAudit(lmdb::Txn& txn, std::string_view vault,
-                  const AuditRecord& rec) {
+  // Writes `rec` as the next link of the vault's hash chain (the head in
+  // meta "audit_head/VAULT" moves in the same transaction).
+  Status PutAudit(lmdb::Txn& txn, std::string_view vault, AuditRecord rec) {
     CMKFS_ASSIGN_OR_RETURN(uint64_t seq,
                            ReadU64(txn, dbs_.meta, kMetaAuditSeq));
     CMKFS_RETURN_IF_ERROR(WriteU64(txn, dbs_.meta, kMetaAuditSeq, seq + 1));
+    const std::string head_key =
+        std::string(kMetaAuditHead) + std::string(vault);
+    AuditHead head;
+    auto raw = txn.Get(dbs_.meta, head_key);
+    if (raw.ok()) {
+      CMKFS_ASSIGN_OR_RETURN(head, DecodeAuditHead(*raw));
+    } else if (raw.status().kind() != ErrorKind::kNotFound) {
+      return raw.status();
+    }
+    rec.entry.seq = head.seq + 1;
+    rec.entry.prev_hash =
+        head.seq == 0 ? std::string(kAuditChainGenesis) : head.hash;
+    rec.entry.hash = AuditChainHash(vault, rec.entry);
+    CMKFS_RETURN_IF_ERROR(txn.Put(
+        dbs_.meta, head_key, EncodeAuditHead({rec.entry.seq, rec.entry.hash})));
     const int64_t t = rec.entry.time.time_since_epoch().count();
     std::string key =
         VaultPrefix(vault) +
@@ -1052,6 +1070,7 @@ class KeyStoreImpl final : public KeyStore {
     rec.entry.key_id = ctx.key_id;
     rec.entry.result = AuditResult(result);
     rec.key_name = ctx.key_name;
+    ScopedAuditCaller::Stamp(rec.entry);
     return PutAudit(txn, ctx.vault, rec);
   }
 
@@ -1069,6 +1088,7 @@ class KeyStoreImpl final : public KeyStore {
     p.rec.entry.key_id = ctx.key_id;
     p.rec.entry.result = AuditResult(result);
     p.rec.key_name = ctx.key_name;
+    ScopedAuditCaller::Stamp(p.rec.entry);
     {
       MutexLock lock(&audit_mu_);
       audit_queue_.push_back(std::move(p));

@@ -5,7 +5,9 @@
 #include <string>
 #include <utility>
 
+#include "cmkfs/crypto.h"
 #include "cmkfs/keystore.h"
+#include "cmkfs/units.h"
 
 namespace cmkfs::keystore {
 namespace {
@@ -89,6 +91,103 @@ std::vector<std::string> PermissionNames(PermissionSet set) {
     if (set & static_cast<uint32_t>(perm)) out.emplace_back(name);
   }
   return out;
+}
+
+namespace {
+
+thread_local const ScopedAuditCaller* t_audit_caller = nullptr;
+
+void AppendField(std::string& out, std::string_view field) {
+  const uint64_t n = field.size();
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  out.append(field);
+}
+
+std::string DescribeEntry(const AuditEntry& e) {
+  return "audit entry " + std::to_string(e.seq) + " (" + FormatTime(e.time) +
+         " " + EscapeControl(e.operation) + " by " + EscapeControl(e.identity) +
+         ")";
+}
+
+}  // namespace
+
+ScopedAuditCaller::ScopedAuditCaller(std::string object_id,
+                                     std::string fingerprint)
+    : object_id_(std::move(object_id)),
+      fingerprint_(std::move(fingerprint)),
+      outer_(t_audit_caller) {
+  t_audit_caller = this;
+}
+
+ScopedAuditCaller::~ScopedAuditCaller() { t_audit_caller = outer_; }
+
+void ScopedAuditCaller::Stamp(AuditEntry& e) {
+  if (t_audit_caller == nullptr) {
+    e.caller_object_id.clear();
+    e.caller_fingerprint.clear();
+    return;
+  }
+  e.caller_object_id = t_audit_caller->object_id_;
+  e.caller_fingerprint = t_audit_caller->fingerprint_;
+}
+
+std::string AuditChainHash(std::string_view vault, const AuditEntry& e) {
+  std::string in;
+  AppendField(in, "cmkfs-audit-chain-v1");
+  AppendField(in, vault);
+  AppendField(in, std::to_string(e.seq));
+  AppendField(in, std::to_string(e.time.time_since_epoch().count()));
+  AppendField(in, e.identity);
+  AppendField(in, e.caller_object_id);
+  AppendField(in, e.caller_fingerprint);
+  AppendField(in, e.operation);
+  AppendField(in, e.key_id);
+  AppendField(in, e.result);
+  AppendField(in, e.prev_hash);
+  return crypto::HexEncode(
+      crypto::Sha256({reinterpret_cast<const uint8_t*>(in.data()), in.size()}));
+}
+
+Result<AuditChainReport> VerifyAuditChain(std::string_view vault,
+                                          std::span<const AuditEntry> entries) {
+  std::vector<const AuditEntry*> chained;
+  AuditChainReport report;
+  for (const AuditEntry& e : entries) {
+    if (e.seq == 0) {
+      ++report.legacy;
+    } else {
+      chained.push_back(&e);
+    }
+  }
+  std::sort(
+      chained.begin(), chained.end(),
+      [](const AuditEntry* a, const AuditEntry* b) { return a->seq < b->seq; });
+  std::string prev(kAuditChainGenesis);
+  for (size_t i = 0; i < chained.size(); ++i) {
+    const AuditEntry& e = *chained[i];
+    const uint64_t want = i + 1;
+    if (e.seq != want) {
+      return CorruptionError(
+          e.seq < want ? DescribeEntry(e) + ": sequence number repeated"
+                       : "audit entry " + std::to_string(want) +
+                             " is missing (the chain goes on at " +
+                             DescribeEntry(e) + ")");
+    }
+    if (e.prev_hash != prev) {
+      return CorruptionError(DescribeEntry(e) +
+                             ": its prev_hash is not the hash of entry " +
+                             std::to_string(want - 1));
+    }
+    if (AuditChainHash(vault, e) != e.hash) {
+      return CorruptionError(DescribeEntry(e) +
+                             ": its hash does not match its contents");
+    }
+    prev = e.hash;
+    ++report.chained;
+  }
+  return report;
 }
 
 Result<std::unique_ptr<ChangeSubscription>> KeyStore::SubscribeChanges(

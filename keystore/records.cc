@@ -211,14 +211,23 @@ Result<VersionRecord> DecodeVersion(std::string_view data) {
   return v;
 }
 
+// Audit records: version 1 (before the hash chain) is still read, as an
+// entry with seq 0; version 2 adds the authenticated caller and the chain.
+constexpr uint8_t kAuditRecordVersion = 2;
+
 std::string EncodeAudit(const AuditRecord& a) {
-  RecordWriter w(kRecordVersion);
+  RecordWriter w(kAuditRecordVersion);
   w.I64(ToSeconds(a.entry.time))
       .Str(a.entry.identity)
       .Str(a.entry.operation)
       .Str(a.entry.key_id)
       .Str(a.entry.result)
-      .Str(a.key_name);
+      .Str(a.key_name)
+      .Str(a.entry.caller_object_id)
+      .Str(a.entry.caller_fingerprint)
+      .U64(a.entry.seq)
+      .Str(a.entry.prev_hash)
+      .Str(a.entry.hash);
   return w.Take();
 }
 
@@ -226,15 +235,38 @@ Result<AuditRecord> DecodeAudit(std::string_view data) {
   RecordReader r(data, "audit record");
   uint8_t version = 0;
   AuditRecord a;
-  CMKFS_RETURN_IF_ERROR(r.Version(1, kRecordVersion, &version));
+  CMKFS_RETURN_IF_ERROR(r.Version(1, kAuditRecordVersion, &version));
   CMKFS_RETURN_IF_ERROR(GetTime(r, &a.entry.time));
   CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.identity));
   CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.operation));
   CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.key_id));
   CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.result));
   CMKFS_RETURN_IF_ERROR(r.Str(&a.key_name));
+  if (version >= 2) {
+    CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.caller_object_id));
+    CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.caller_fingerprint));
+    CMKFS_RETURN_IF_ERROR(r.U64(&a.entry.seq));
+    CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.prev_hash));
+    CMKFS_RETURN_IF_ERROR(r.Str(&a.entry.hash));
+  }
   CMKFS_RETURN_IF_ERROR(r.Done());
   return a;
+}
+
+// meta "audit_head/VAULT": the vault's last chained entry.
+std::string EncodeAuditHead(const AuditHead& h) {
+  return RecordWriter(kRecordVersion).U64(h.seq).Str(h.hash).Take();
+}
+
+Result<AuditHead> DecodeAuditHead(std::string_view data) {
+  RecordReader r(data, "audit chain head");
+  uint8_t version = 0;
+  AuditHead h;
+  CMKFS_RETURN_IF_ERROR(r.Version(1, kRecordVersion, &version));
+  CMKFS_RETURN_IF_ERROR(r.U64(&h.seq));
+  CMKFS_RETURN_IF_ERROR(r.Str(&h.hash));
+  CMKFS_RETURN_IF_ERROR(r.Done());
+  return h;
 }
 
 std::string EncodeKdf(const KdfRecord& k) {

@@ -2,7 +2,8 @@
 // Every Decode* fails with Corruption on bad input. Databases and keys:
 //   meta     "format" -> u32; "check" -> master key check blob;
 //            "kdf" -> scrypt salt and parameters (passphrase vaults);
-//            "counter" -> u64 change counter; "audit_seq" -> u64
+//            "counter" -> u64 change counter; "audit_seq" -> u64;
+//            "audit_head/VAULT" -> AuditHead (the vault's hash chain)
 //   vaults   VAULT -> VaultRecord
 //   keys     VAULT/NAME -> KeyRecord
 //   versions VAULT/NAME/VERSION -> VersionRecord
@@ -57,6 +58,12 @@ struct AuditRecord {
   std::string key_name;  // for filtering; empty for vault-level events
 };
 
+// The last chained audit entry of a vault (seq 0, empty hash: none yet).
+struct AuditHead {
+  uint64_t seq = 0;
+  std::string hash;
+};
+
 // meta "kdf": how a passphrase vault derives its master key.
 struct KdfRecord {
   std::vector<uint8_t> salt;  // never empty
@@ -71,6 +78,8 @@ std::string EncodeVersion(const VersionRecord& r);
 Result<VersionRecord> DecodeVersion(std::string_view data);
 std::string EncodeAudit(const AuditRecord& r);
 Result<AuditRecord> DecodeAudit(std::string_view data);
+std::string EncodeAuditHead(const AuditHead& h);
+Result<AuditHead> DecodeAuditHead(std::string_view data);
 std::string EncodeKdf(const KdfRecord& r);
 Result<KdfRecord> DecodeKdf(std::string_view data);
 // meta "format": the keystore format version (kFormatVersion).

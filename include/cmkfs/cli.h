@@ -84,6 +84,9 @@ struct CommandContext {
   // Draw a progress bar on stderr during import/export (cmkctl on a TTY);
   // otherwise one final line is added to CommandOutput::err.
   bool progress_on_tty = false;
+  // Where a command that runs until cancelled (vault audit --follow) writes
+  // each piece of output as it comes; empty: such a command is refused.
+  std::function<void(std::string_view)> stream_out;
 };
 
 struct CommandOutput {

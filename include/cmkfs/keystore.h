@@ -141,6 +141,57 @@ struct AuditEntry {
   std::string operation;  // "wrapKey", "key.create", "disk.seal", ...
   std::string key_id;     // with version where one applies
   std::string result;     // "ok" or "denied: ..." / "error: ..."
+  // The authenticated caller behind the call (the vault service: the object
+  // id and SHA-256 fingerprint of the client certificate); empty for
+  // in-process callers (embedded mode). Set by the store, never the caller.
+  std::string caller_object_id;
+  std::string caller_fingerprint;
+  // The vault's hash chain (docs/keystore.md, "Audit hash chain"): `seq`
+  // counts the vault's chained entries from 1; `hash` is AuditChainHash of
+  // this entry, whose input includes `prev_hash` (the hash of entry seq-1,
+  // 64 zeros for the first). All set by the store when it writes the entry;
+  // seq 0 marks an entry written before the chain existed (format v1).
+  uint64_t seq = 0;
+  std::string prev_hash;
+  std::string hash;
+};
+
+// Lowercase hex SHA-256 over a length-prefixed encoding of the vault name
+// and every field of `e` but `hash` (time in seconds, as stored).
+std::string AuditChainHash(std::string_view vault, const AuditEntry& e);
+// The prev_hash of a vault's first chained entry.
+inline constexpr std::string_view kAuditChainGenesis =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct AuditChainReport {
+  uint64_t chained = 0;  // entries checked, seq 1..chained
+  uint64_t legacy = 0;   // entries from before the chain (seq 0), unchecked
+};
+// Checks a vault's whole audit (ReadAudit without filter, any order):
+// sequence numbers 1..N without gap or repeat, each prev_hash the hash of
+// the entry before, each hash recomputed. Corruption naming the first broken
+// entry ("audit entry 7 (2026-12-02T03:04:05Z key.update by ID): its hash
+// does not match its contents") otherwise.
+Result<AuditChainReport> VerifyAuditChain(std::string_view vault,
+                                          std::span<const AuditEntry> entries);
+
+// The authenticated caller of the calls made on this thread while it lives:
+// the vault service sets one per call from the verified client certificate,
+// and the store copies it into the audit entries of those calls. Nestable.
+class ScopedAuditCaller {
+ public:
+  ScopedAuditCaller(std::string object_id, std::string fingerprint);
+  ~ScopedAuditCaller();
+  ScopedAuditCaller(const ScopedAuditCaller&) = delete;
+  ScopedAuditCaller& operator=(const ScopedAuditCaller&) = delete;
+  // Fills e.caller_object_id and e.caller_fingerprint from the innermost
+  // ScopedAuditCaller of this thread (clears them when there is none).
+  static void Stamp(AuditEntry& e);
+
+ private:
+  std::string object_id_;
+  std::string fingerprint_;
+  const ScopedAuditCaller* outer_;
 };
 
 struct AuditFilter {

@@ -208,6 +208,11 @@ pb::AuditEvent ToPb(const keystore::AuditEntry& e) {
   out.set_operation(e.operation);
   out.set_kid(e.key_id);
   out.set_result(e.result);
+  out.set_caller_object_id(e.caller_object_id);
+  out.set_caller_fingerprint(e.caller_fingerprint);
+  out.set_seq(e.seq);
+  out.set_prev_hash(e.prev_hash);
+  out.set_hash(e.hash);
   return out;
 }
 
@@ -218,6 +223,11 @@ keystore::AuditEntry FromPb(const pb::AuditEvent& e) {
   out.operation = e.operation();
   out.key_id = e.kid();
   out.result = e.result();
+  out.caller_object_id = e.caller_object_id();
+  out.caller_fingerprint = e.caller_fingerprint();
+  out.seq = e.seq();
+  out.prev_hash = e.prev_hash();
+  out.hash = e.hash();
   return out;
 }
 

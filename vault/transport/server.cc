@@ -67,6 +67,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
     Result<Caller> caller = Authenticate(ctx);
     if (!caller.ok()) return ToGrpc(ctx, caller.status());
     const std::string who = caller->admin ? std::string() : caller->object_id;
+    // Every audit entry of this call names the certificate behind it.
+    keystore::ScopedAuditCaller audit_caller(caller->object_id,
+                                             caller->fingerprint);
     return ToGrpc(ctx, fn(*caller, who));
   }
 
