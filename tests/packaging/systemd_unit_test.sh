@@ -7,25 +7,9 @@ set -euo pipefail
 unit=${1:?unit file}
 cmkfs=${2:?cmkfs binary}
 max=${3:?maximum exposure score}
-fail() { echo "FAIL: $*" >&2; exit 1; }
-command -v systemd-analyze >/dev/null || fail "systemd-analyze is not installed (apt-get install systemd)"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# verify checks that ExecStart's binary exists: point it at this build's.
-sed "s#/usr/bin/cmkfs#$cmkfs#" "$unit" >"$tmp/cmkfs.service"
-out=$(systemd-analyze verify --man=no "$tmp/cmkfs.service" 2>&1) ||
-  fail "systemd-analyze verify failed: $out"
-[[ -z "$out" ]] || fail "systemd-analyze verify warned: $out"
-echo "verify: ok"
-
-report=$(systemd-analyze security --offline=true "$tmp/cmkfs.service" 2>&1) ||
-  fail "systemd-analyze security failed: $report"
-score=$(sed -n 's/.*Overall exposure level for cmkfs.service: \([0-9.]*\).*/\1/p' <<<"$report")
-[[ -n "$score" ]] || fail "no exposure score in: $report"
-echo "exposure: $score (at most $max)"
-awk -v s="$score" -v m="$max" 'BEGIN { exit !(s <= m) }' ||
-  fail "exposure $score is over $max; the sandbox lost something:
-$(grep '✗' <<<"$report")"
+# shellcheck source=tests/packaging/unit_check.sh
+source "$(dirname "$0")/unit_check.sh"
+check_unit "$unit" /usr/bin/cmkfs "$cmkfs" "$max"
 
 # The directives the sandbox is made of (docs/packaging.md says why each).
 for line in NoNewPrivileges=yes 'CapabilityBoundingSet=CAP_SYS_ADMIN CAP_IPC_LOCK' \

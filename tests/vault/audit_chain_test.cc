@@ -45,13 +45,9 @@ class AuditChainServiceTest : public ::testing::Test {
   }
 
   void Serve() {
-    serve_ = std::make_unique<Process>(
-        CMKVAULT_PATH,
-        std::vector<std::string>{"--state-dir", state_.string(), "serve",
-                                 "--listen", "unix:" + sock_.string()});
-    std::string out =
-        serve_->ReadUntil("listening on unix:", std::chrono::seconds(30));
-    ASSERT_NE(out.find("listening on unix:"), std::string::npos) << out;
+    serve_ =
+        StartCmkvaultServe(CMKVAULT_PATH, state_, "unix:" + sock_.string());
+    ASSERT_NE(serve_, nullptr);
     ClientOptions o;
     o.endpoint = "unix:" + sock_.string();
     o.credential = admin_;

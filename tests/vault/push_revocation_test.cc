@@ -133,13 +133,8 @@ class PushRevocationTest : public ::testing::Test {
   }
 
   void StartService() {
-    serve_ = std::make_unique<Process>(
-        CMKVAULT_PATH,
-        std::vector<std::string>{"--state-dir", state_.string(), "serve",
-                                 "--listen", endpoint()});
-    std::string out =
-        serve_->ReadUntil("listening on unix:", std::chrono::seconds(30));
-    ASSERT_NE(out.find("listening on unix:"), std::string::npos) << out;
+    serve_ = StartCmkvaultServe(CMKVAULT_PATH, state_, endpoint());
+    ASSERT_NE(serve_, nullptr);
   }
 
   void StartWatcher(fs::WatcherOptions options) {

@@ -102,6 +102,22 @@ void Process::Signal(int sig) {
   if (pid_ > 0) ::kill(pid_, sig);
 }
 
+std::unique_ptr<Process> StartCmkvaultServe(
+    const std::string& binary, const std::filesystem::path& state_dir,
+    const std::string& endpoint) {
+  auto p = std::make_unique<Process>(
+      binary, std::vector<std::string>{"--state-dir", state_dir.string(),
+                                       "serve", "--listen", endpoint});
+  const std::string want = "listening on " + endpoint;
+  std::string out = p->ReadUntil(want, std::chrono::seconds(30));
+  if (out.find(want) == std::string::npos) {
+    ADD_FAILURE() << "cmkvault serve did not listen on " << endpoint << ": "
+                  << out;
+    return nullptr;
+  }
+  return p;
+}
+
 TestVaultService::TestVaultService()
     : dir_(tmp_.path() / "cmkvault"), admin_bundle_(tmp_.path() / "admin.pem") {
   std::filesystem::create_directories(credentials_dir());

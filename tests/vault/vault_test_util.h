@@ -91,6 +91,13 @@ class Process {
   std::string stdout_;
 };
 
+// `binary serve` on the initialised state directory `state_dir`, listening on
+// `endpoint` ("unix:/path"); returns once it prints its listening line, or
+// nullptr (a test failure is recorded) if it does not within 30 s.
+std::unique_ptr<Process> StartCmkvaultServe(
+    const std::string& binary, const std::filesystem::path& state_dir,
+    const std::string& endpoint);
+
 // Writes a credential bundle of a certificate that `issuer` did not record:
 // self-signed when issuer_* are empty. `ca_pem` is the CA put in the bundle.
 void WriteForeignBundle(const std::filesystem::path& out,
