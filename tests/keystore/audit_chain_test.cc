@@ -69,13 +69,17 @@ TEST(AuditChainTest, VerifyNamesTheFirstBrokenEntry) {
   const std::vector<AuditEntry> audit = MakeAudit(ks);
   ASSERT_EQ(audit.size(), 5u);
 
+  // The chain's order is the order of writing: reads and wraps are queued
+  // and may follow a later mutation, so entries are named by their own
+  // operation here.
   std::vector<AuditEntry> edited = audit;
-  edited[2].result = "ok";  // rewrite history: the wrap was something else
+  edited[2].result = "edited";  // rewrite history
   auto r = VerifyAuditChain("vault1", edited);
   EXPECT_EQ(r.status().kind(), ErrorKind::kCorruption);
-  EXPECT_NE(r.status().message().find(
-                "audit entry 3 (" + FormatTime(audit[2].time) + " wrapKey by "),
-            std::string::npos)
+  EXPECT_NE(
+      r.status().message().find("audit entry 3 (" + FormatTime(audit[2].time) +
+                                " " + audit[2].operation + " by "),
+      std::string::npos)
       << r.status().message();
   EXPECT_NE(r.status().message().find("its hash does not match its contents"),
             std::string::npos);
@@ -84,11 +88,11 @@ TEST(AuditChainTest, VerifyNamesTheFirstBrokenEntry) {
   rehashed[1].result = "ok (forged)";        // next link no longer fits
   rehashed[1].hash = AuditChainHash("vault1", rehashed[1]);
   r = VerifyAuditChain("vault1", rehashed);
-  EXPECT_NE(
-      r.status().message().find("audit entry 3 (" + FormatTime(audit[2].time) +
-                                " wrapKey by " + audit[2].identity +
-                                "): its prev_hash is not the hash of entry 2"),
-      std::string::npos)
+  EXPECT_NE(r.status().message().find(
+                "audit entry 3 (" + FormatTime(audit[2].time) + " " +
+                audit[2].operation + " by " + audit[2].identity +
+                "): its prev_hash is not the hash of entry 2"),
+            std::string::npos)
       << r.status().message();
 
   std::vector<AuditEntry> removed = audit;

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -38,8 +39,11 @@ class AuditChainServiceTest : public ::testing::Test {
     key_ = keystore::testing::ImportFixtureKey(*owner_, "customer", "k").id;
     std::vector<uint8_t> dek(32, 1);
     ASSERT_TRUE(owner_->WrapKey("", key_, dek, {}).ok());
+    ASSERT_NO_FATAL_FAILURE(OpenOwnerServices());
   }
   void TearDown() override {
+    services_.engine.reset();
+    services_.keystore.reset();
     owner_.reset();
     serve_.reset();
   }
@@ -56,15 +60,37 @@ class AuditChainServiceTest : public ::testing::Test {
     owner_ = std::move(*owner);
   }
   void Stop() {
+    services_.engine.reset();
+    services_.keystore.reset();
     owner_.reset();
     serve_->Signal(SIGTERM);
     ASSERT_EQ(serve_->Wait(std::chrono::seconds(10)), 0);
     serve_.reset();
   }
 
-  cli::CommandOutput Cmkctl(std::vector<std::string> args) {
+  // cmkctl as the vault owner: service mode with the admin credential.
+  void OpenOwnerServices() {
+    const auto config_file = tmp_.path() / "owner.toml";
+    std::ofstream(config_file)
+        << "state_dir = \"" << (tmp_.path() / "owner").string() << "\"\n"
+        << "[keystore]\nservice = \"unix:" << sock_.string()
+        << "\"\ncredential = \"" << admin_.string() << "\"\n";
+    cli::GlobalFlags flags;
+    flags.config_file = config_file;
+    auto config = cli::LoadEffectiveConfig(flags);
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    auto services = cli::OpenServices(*config);
+    ASSERT_TRUE(services.ok()) << services.status().ToString();
+    services_ = std::move(*services);
+  }
+  cli::CommandContext OwnerContext() {
     cli::CommandContext ctx;
-    ctx.keystore = owner_.get();
+    ctx.keystore = services_.keystore.get();
+    ctx.engine = services_.engine.get();
+    return ctx;
+  }
+  cli::CommandOutput Cmkctl(std::vector<std::string> args) {
+    cli::CommandContext ctx = OwnerContext();
     return cli::RunCommand(args, ctx);
   }
 
@@ -73,6 +99,7 @@ class AuditChainServiceTest : public ::testing::Test {
   std::unique_ptr<Process> serve_;
   std::unique_ptr<keystore::KeyStore> owner_;
   keystore::KeyId key_;
+  cli::Services services_;
 };
 
 TEST_F(AuditChainServiceTest, EntriesNameTheCertificateAndTheChainVerifies) {
@@ -139,6 +166,7 @@ TEST_F(AuditChainServiceTest, EditingOneEntryInTheServiceFilesIsNamed) {
     ASSERT_TRUE(edited);
   }
   ASSERT_NO_FATAL_FAILURE(Serve());
+  ASSERT_NO_FATAL_FAILURE(OpenOwnerServices());
   cli::CommandOutput out = Cmkctl({"vault", "audit", "customer", "--verify"});
   EXPECT_EQ(out.exit_code, 1);
   EXPECT_NE(out.err.find("audit entry " + std::to_string(target) + " ("),
@@ -155,8 +183,7 @@ TEST_F(AuditChainServiceTest, FollowShowsAnEntryMadeAfterItStarted) {
   std::mutex mu;
   std::string streamed;
   std::atomic<bool> cancel{false};
-  cli::CommandContext ctx;
-  ctx.keystore = owner_.get();
+  cli::CommandContext ctx = OwnerContext();
   ctx.cancel = &cancel;
   ctx.stream_out = [&](std::string_view text) {
     std::lock_guard<std::mutex> lock(mu);

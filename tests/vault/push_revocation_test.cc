@@ -235,7 +235,7 @@ TEST_F(PushRevocationTest, UnreachableServiceGraceThenSealThenUnseal) {
   EXPECT_NE(msg.find("vault service " + endpoint() + " unreachable"),
             std::string::npos)
       << msg;
-  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "[" << msg << "]";
 
   // Working within the grace: the seal can come no earlier than kGrace
   // after the kill (the watcher's clock starts at its first failed poll).
@@ -243,6 +243,13 @@ TEST_F(PushRevocationTest, UnreachableServiceGraceThenSealThenUnseal) {
       WaitForRead(false, kGrace + std::chrono::seconds(15));
   ASSERT_TRUE(failed.has_value()) << "not sealed after the grace period";
   const milliseconds sealed_after = Since(killed);
+  // The engine cuts the handles first, then records the state.
+  const auto cut = Clock::now();
+  while (services_.engine->Get(fs::ResourceKind::kDisk, "disk1")->state !=
+             fs::ResourceState::kSealed &&
+         Since(cut) < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
   std::printf("service killed: open disk sealed after %lld ms (grace %lld)\n",
               static_cast<long long>(sealed_after.count()),
               static_cast<long long>(kGrace.count()));
@@ -260,8 +267,16 @@ TEST_F(PushRevocationTest, UnreachableServiceGraceThenSealThenUnseal) {
       << "the open handle did not come back with the service";
   std::printf("service back: unsealed after %lld ms\n",
               static_cast<long long>(Since(back).count()));
-  EXPECT_TRUE(
-      services_.engine->Open(fs::ResourceKind::kDisk, "disk2", false).ok());
+  // disk2 (sealed too, no handle open) unseals in the same poll.
+  const auto both = Clock::now();
+  while (services_.engine->Get(fs::ResourceKind::kDisk, "disk2")->state !=
+             fs::ResourceState::kActive &&
+         Since(both) < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  auto reopened =
+      services_.engine->Open(fs::ResourceKind::kDisk, "disk2", false);
+  EXPECT_TRUE(reopened.ok()) << reopened.status().ToString();
 }
 
 }  // namespace

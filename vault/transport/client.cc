@@ -25,11 +25,40 @@ using keystore::KeyId;
 
 constexpr size_t kMaxBundleBytes = 64 * 1024;
 
+// One gRPC channel of a credential. A channel that failed to connect backs
+// off by itself, for seconds once the service has been away a while; a new
+// one connects at once, so a call that finds the service unavailable renews
+// it (Credential::Renew) instead of waiting for that backoff.
+struct Connection {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::KeyVault::Stub> stub;
+};
+
 struct Credential {
   std::filesystem::path path;
   std::string identity;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<pb::KeyVault::Stub> stub;
+  std::string endpoint;
+  std::shared_ptr<grpc::ChannelCredentials> tls;
+  grpc::ChannelArguments args;
+
+  std::shared_ptr<Connection> Current() {
+    std::lock_guard<std::mutex> lock(mu);
+    return conn;
+  }
+  // Replaces `seen` with a new channel, unless another call already did.
+  void Renew(const std::shared_ptr<Connection>& seen) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (conn == seen) conn = Connect();
+  }
+  std::shared_ptr<Connection> Connect() const {
+    auto c = std::make_shared<Connection>();
+    c->channel = grpc::CreateCustomChannel(endpoint, tls, args);
+    c->stub = pb::KeyVault::NewStub(c->channel);
+    return c;
+  }
+
+  std::mutex mu;
+  std::shared_ptr<Connection> conn;  // guarded by mu
 };
 
 std::string Text(const crypto::SecretBytes& s) {
@@ -115,8 +144,9 @@ class WatchStream final : public keystore::ChangeSubscription {
         if (stop_) return;
         ctx_ = &ctx;
       }
+      const std::shared_ptr<Connection> conn = cred_->Current();
       std::unique_ptr<grpc::ClientReader<pb::KeyChangeEvent>> reader =
-          cred_->stub->WatchKeys(&ctx, pb::WatchKeysRequest());
+          conn->stub->WatchKeys(&ctx, pb::WatchKeysRequest());
       pb::KeyChangeEvent ev;
       while (reader->Read(&ev)) {
         backoff = first_backoff_;
@@ -140,6 +170,9 @@ class WatchStream final : public keystore::ChangeSubscription {
       lock.lock();
       cv_.wait_for(lock, backoff, [this] { return stop_; });
       if (stop_) return;
+      lock.unlock();
+      if (st.error_code() == grpc::StatusCode::UNAVAILABLE) cred_->Renew(conn);
+      lock.lock();
       backoff = std::min<std::chrono::milliseconds>(backoff * 2,
                                                     std::chrono::seconds(1));
     }
@@ -466,13 +499,17 @@ class RemoteKeyStore final : public keystore::KeyStore {
     // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the
     // connect timeout (TLS handshake included), which must stay long.
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // Its own subchannels: a renewed channel must not inherit the backoff
+    // of the one it replaces from gRPC's global subchannel pool.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto cred = std::make_shared<Credential>();
     cred->path = path;
     cred->identity = b.identity;
-    cred->channel = grpc::CreateCustomChannel(opts_.endpoint,
-                                              grpc::SslCredentials(ssl), args);
+    cred->endpoint = opts_.endpoint;
+    cred->tls = grpc::SslCredentials(ssl);
+    cred->args = args;
     crypto::SecureWipe(ssl.pem_private_key.data(), ssl.pem_private_key.size());
-    cred->stub = pb::KeyVault::NewStub(cred->channel);
+    cred->conn = cred->Connect();
     return cred;
   }
 
@@ -544,7 +581,8 @@ class RemoteKeyStore final : public keystore::KeyStore {
     for (int attempt = 1;; ++attempt) {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + opts_.deadline);
-      grpc::Status st = ((*cred->stub).*method)(&ctx, req, resp);
+      const std::shared_ptr<Connection> conn = cred->Current();
+      grpc::Status st = ((*conn->stub).*method)(&ctx, req, resp);
       if (st.ok()) return Status::Ok();
       const auto& trailers = ctx.GetServerTrailingMetadata();
       auto kind = trailers.find(convert::kKindKey);
@@ -555,6 +593,7 @@ class RemoteKeyStore final : public keystore::KeyStore {
       }
       if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
           attempt < opts_.attempts) {
+        cred->Renew(conn);
         std::this_thread::sleep_for(backoff);
         backoff *= 2;
         continue;
