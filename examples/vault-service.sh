@@ -51,7 +51,7 @@ stop_vault() {
 # without running any trap.
 (sleep "${CMKFS_EXAMPLE_TIMEOUT:-240}" && kill -TERM $$ 2>/dev/null) &
 watchdog=$!
-trap 'rc=$?; kill "$watchdog" 2>/dev/null; stop_vault; (exit "$rc"); cleanup_example' EXIT
+trap 'rc=$?; set +e; kill "$watchdog" 2>/dev/null; stop_vault; (exit "$rc"); cleanup_example' EXIT
 
 vault() {
   echo "+ cmkvault $*" >&2
@@ -116,7 +116,7 @@ step "Storage host: the host's own credential cannot grant or re-enable"
 if ctl vault set-policy cust-vault --object-id "$host_id" --key-permissions get wrapKey unwrapKey 2>"$work/deny.err"; then
   fail "the storage host granted itself key permissions"
 fi
-echo "refused: $(head -n 1 "$work/deny.err")"
+echo "refused: $(tail -n 1 "$work/deny.err")"
 
 step "Storage host: create and mount a disk, write, keep a handle open"
 tag=$RANDOM$RANDOM
