@@ -3,13 +3,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "cmkfs/file_trust.h"
+#include "cmkfs/mutex.h"
+#include "cmkfs/thread_annotations.h"
 #include "cmkfs/x509.h"
 #include "cmkvault.grpc.pb.h"
 #include "vault/transport/convert.h"
@@ -41,13 +42,13 @@ struct Credential {
   std::shared_ptr<grpc::ChannelCredentials> tls;
   grpc::ChannelArguments args;
 
-  std::shared_ptr<Connection> Current() {
-    std::lock_guard<std::mutex> lock(mu);
+  std::shared_ptr<Connection> Current() EXCLUDES(mu) {
+    MutexLock lock(&mu);
     return conn;
   }
   // Replaces `seen` with a new channel, unless another call already did.
-  void Renew(const std::shared_ptr<Connection>& seen) {
-    std::lock_guard<std::mutex> lock(mu);
+  void Renew(const std::shared_ptr<Connection>& seen) EXCLUDES(mu) {
+    MutexLock lock(&mu);
     if (conn == seen) conn = Connect();
   }
   std::shared_ptr<Connection> Connect() const {
@@ -57,8 +58,8 @@ struct Credential {
     return c;
   }
 
-  std::mutex mu;
-  std::shared_ptr<Connection> conn;  // guarded by mu
+  Mutex mu;
+  std::shared_ptr<Connection> conn GUARDED_BY(mu);
 };
 
 std::string Text(const crypto::SecretBytes& s) {
@@ -126,21 +127,21 @@ class WatchStream final : public keystore::ChangeSubscription {
   }
   ~WatchStream() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       stop_ = true;
       if (ctx_ != nullptr) ctx_->TryCancel();
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     thread_.join();
   }
 
  private:
-  void Run() {
+  void Run() EXCLUDES(mu_) {
     std::chrono::milliseconds backoff = first_backoff_;
     while (true) {
       grpc::ClientContext ctx;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         if (stop_) return;
         ctx_ = &ctx;
       }
@@ -153,10 +154,11 @@ class WatchStream final : public keystore::ChangeSubscription {
         if (subscriber_.on_change) subscriber_.on_change(ev.counter());
       }
       const grpc::Status st = reader->Finish();
-      std::unique_lock<std::mutex> lock(mu_);
-      ctx_ = nullptr;
-      if (stop_) return;
-      lock.unlock();
+      {
+        MutexLock lock(&mu_);
+        ctx_ = nullptr;
+        if (stop_) return;
+      }
       if (subscriber_.on_lost) {
         const auto& trailers = ctx.GetServerTrailingMetadata();
         auto kind = trailers.find(convert::kKindKey);
@@ -167,12 +169,14 @@ class WatchStream final : public keystore::ChangeSubscription {
                          st.error_message())
                 : describe_(st));
       }
-      lock.lock();
-      cv_.wait_for(lock, backoff, [this] { return stop_; });
-      if (stop_) return;
-      lock.unlock();
+      {
+        MutexLock lock(&mu_);
+        const auto until = std::chrono::steady_clock::now() + backoff;
+        while (!stop_ && cv_.WaitUntil(&mu_, until)) {
+        }
+        if (stop_) return;
+      }
       if (st.error_code() == grpc::StatusCode::UNAVAILABLE) cred_->Renew(conn);
-      lock.lock();
       backoff = std::min<std::chrono::milliseconds>(backoff * 2,
                                                     std::chrono::seconds(1));
     }
@@ -182,10 +186,11 @@ class WatchStream final : public keystore::ChangeSubscription {
   const keystore::ChangeSubscriber subscriber_;
   const Describe describe_;
   const std::chrono::milliseconds first_backoff_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  grpc::ClientContext* ctx_ = nullptr;  // the stream open now, if any
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  // The stream open now, if any (cancelled by the destructor).
+  grpc::ClientContext* ctx_ GUARDED_BY(mu_) = nullptr;
   std::thread thread_;
 };
 
@@ -509,7 +514,10 @@ class RemoteKeyStore final : public keystore::KeyStore {
     cred->tls = grpc::SslCredentials(ssl);
     cred->args = args;
     crypto::SecureWipe(ssl.pem_private_key.data(), ssl.pem_private_key.size());
-    cred->conn = cred->Connect();
+    {
+      MutexLock lock(&cred->mu);
+      cred->conn = cred->Connect();
+    }
     return cred;
   }
 
