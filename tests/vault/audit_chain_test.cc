@@ -17,6 +17,7 @@
 #include "cmkfs/lmdb.h"
 #include "cmkfs/x509.h"
 #include "records.h"
+#include "service_host.h"
 #include "vault_test_util.h"
 
 namespace cmkfs::vault::testing {
@@ -70,16 +71,10 @@ class AuditChainServiceTest : public ::testing::Test {
 
   // cmkctl as the vault owner: service mode with the admin credential.
   void OpenOwnerServices() {
-    const auto config_file = tmp_.path() / "owner.toml";
-    std::ofstream(config_file)
-        << "state_dir = \"" << (tmp_.path() / "owner").string() << "\"\n"
-        << "[keystore]\nservice = \"unix:" << sock_.string()
-        << "\"\ncredential = \"" << admin_.string() << "\"\n";
-    cli::GlobalFlags flags;
-    flags.config_file = config_file;
-    auto config = cli::LoadEffectiveConfig(flags);
-    ASSERT_TRUE(config.ok()) << config.status().ToString();
-    auto services = cli::OpenServices(*config);
+    const auto owner_dir = tmp_.path() / "owner";
+    std::filesystem::create_directories(owner_dir);
+    auto services =
+        OpenServiceModeServices(owner_dir, "unix:" + sock_.string(), admin_);
     ASSERT_TRUE(services.ok()) << services.status().ToString();
     services_ = std::move(*services);
   }

@@ -15,6 +15,7 @@
 #include "cmkfs/cli.h"
 #include "cmkfs/engine.h"
 #include "cmkfs/watcher.h"
+#include "service_host.h"
 #include "vault_test_util.h"
 
 namespace cmkfs::vault::testing {
@@ -68,17 +69,9 @@ class PushRevocationTest : public ::testing::Test {
 
     std::filesystem::create_directories(creds_);
     std::filesystem::permissions(creds_, std::filesystem::perms::owner_all);
-    const auto config_file = tmp_.path() / "cmkfs.toml";
-    std::ofstream(config_file)
-        << "state_dir = \"" << (tmp_.path() / "host").string() << "\"\n"
-        << "[keystore]\nservice = \"" << endpoint() << "\"\ncredential = \""
-        << host.string() << "\"\ncredentials_dir = \"" << creds_.string()
-        << "\"\n";
-    cli::GlobalFlags flags;
-    flags.config_file = config_file;
-    auto config = cli::LoadEffectiveConfig(flags);
-    ASSERT_TRUE(config.ok()) << config.status().ToString();
-    auto services = cli::OpenServices(*config);
+    const auto host_dir = tmp_.path() / "host";
+    std::filesystem::create_directories(host_dir);
+    auto services = OpenServiceModeServices(host_dir, endpoint(), host, creds_);
     ASSERT_TRUE(services.ok()) << services.status().ToString();
     services_ = std::move(*services);
 
