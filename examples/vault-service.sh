@@ -49,7 +49,14 @@ stop_vault() {
 # A watchdog ends the walkthrough (through the EXIT trap below: unmount,
 # vault stopped, work directory removed) before ctest's timeout would kill it
 # without running any trap.
-(sleep "${CMKFS_EXAMPLE_TIMEOUT:-240}" && kill -TERM $$ 2>/dev/null) &
+# Its output goes nowhere and its sleep ends with it, so that nothing holds
+# the test's output open once the walkthrough is over.
+(
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  sleep "${CMKFS_EXAMPLE_TIMEOUT:-240}" &
+  sleeper=$!
+  wait "$sleeper" && kill -TERM $$
+) >/dev/null 2>&1 </dev/null &
 watchdog=$!
 trap 'rc=$?; set +e; kill "$watchdog" 2>/dev/null; stop_vault; (exit "$rc"); cleanup_example' EXIT
 
