@@ -1,15 +1,28 @@
-// Internal: the Engine implementation, shared by engine.cc (control plane)
-// and engine_io.cc (data path, batch commit, allocation).
+// Internal: the Engine implementation, shared by engine.cc (the facade over
+// the catalog), engine_open.cc (open, seal, unseal, resize) and engine_io.cc
+// (data path, batch commit, allocation).
 //
 // Lock order (outer first):
-//   control_mu_ -> OpenResource::barrier -> commit_mu_ -> alloc_gate_ ->
-//   pending_mu_ -> ExtentCache shard; open_mu_ is a leaf (never held while
-//   taking another). The I/O path takes barrier (shared) -> one extent stripe
-//   -> alloc_gate_ (shared, for a new slot) -> pending_mu_ (only when a mapping
-//   changes) -> cache shard. It never takes control_mu_ or commit_mu_. An
-//   aligned read may hold several stripes, all shared, taken in ascending
-//   index order, each once; nobody waits for a stripe while holding another
-//   exclusively, so this cannot deadlock.
+//   control_mu_ -> a resource's hold (locks_) -> OpenResource::barrier ->
+//   commit_mu_ -> alloc_gate_ -> pending_mu_ -> ExtentCache shard.
+// open_mu_, listener_mu_ and ResourceLocks' own mutex are leaves (never held
+// while taking another); change listeners run with no engine lock held.
+//
+// Control plane: a change of the catalog as a whole (a DES's create, update
+// and re-wrap, delete; a resource's create, clone, delete, move, set-des)
+// holds control_mu_, then the hold of the one resource whose record it
+// changes (a clone: its source). Open, Seal, Unseal and Resize take only the
+// resource's hold, never control_mu_. A re-wrap holds control_mu_ for its
+// whole run but each resource's hold only for that resource's step, so it
+// stalls no Open, Seal or Resize of another resource. A thread holds at most
+// one resource at a time.
+//
+// Data path: the I/O path takes barrier (shared) -> one extent stripe
+// -> alloc_gate_ (shared, for a new slot) -> pending_mu_ (only when a mapping
+// changes) -> cache shard. It never takes control_mu_ or commit_mu_. An
+// aligned read may hold several stripes, all shared, taken in ascending
+// index order, each once; nobody waits for a stripe while holding another
+// exclusively, so this cannot deadlock.
 #pragma once
 
 #include <pthread.h>
@@ -26,12 +39,15 @@
 #include <unordered_set>
 #include <vector>
 
+#include "catalog.h"
 #include "cmkfs/crypto.h"
 #include "cmkfs/engine.h"
 #include "cmkfs/io_layer.h"
 #include "cmkfs/meta_store.h"
+#include "cmkfs/mutex.h"
 #include "extent_cache.h"
 #include "records.h"
+#include "resource_locks.h"
 
 namespace cmkfs::fs {
 
@@ -58,6 +74,14 @@ class WriterPreferringRwLock {
 
  private:
   pthread_rwlock_t lock_;
+};
+
+// The lock of the engine's open table: a cmkfs::Mutex that std::lock_guard
+// also takes (CloseHandle in engine_io.cc still uses it).
+class CAPABILITY("mutex") OpenTableMutex : public Mutex {
+ public:
+  void lock() ACQUIRE() { Lock(); }
+  void unlock() RELEASE() { Unlock(); }
 };
 
 // Per open resource; shared by its handles. Removed (DEK wiped) when the
@@ -150,7 +174,10 @@ class EngineImpl : public Engine {
   Result<uint64_t> SeekData(OpenResource& r, uint64_t offset);
   Result<uint64_t> SeekHole(OpenResource& r, uint64_t offset);
   Status SyncData();
-  void CloseHandle(const std::shared_ptr<OpenResource>& r);
+  // Drops one handle of `r`; the last one removes it from the open table.
+  // Takes open_mu_ with std::lock_guard, which the analysis cannot see.
+  void CloseHandle(const std::shared_ptr<OpenResource>& r)
+      NO_THREAD_SAFETY_ANALYSIS;
 
  private:
   // --- engine_io.cc ---
@@ -197,36 +224,52 @@ class EngineImpl : public Engine {
   int64_t PendingCount(uint64_t rid);
   void CommitLoop();
 
-  // --- engine.cc ---
-  Result<ResourceRecord> LoadResource(ResourceKind kind, std::string_view name);
-  Result<DesRecord> LoadDes(std::string_view name);
-  Status PutResource(const ResourceRecord& r);
-  Status PutDes(const DesRecord& d);
-  Result<ResourceInfo> ToInfo(const ResourceRecord& r);
-  DesInfo ToDesInfo(const DesRecord& d);
-  Result<std::pair<ResourceKind, std::string>> ResolveSource(
-      std::string_view source, bool allow_disk);
-  Scope FillScope(Scope s) const;
-  Status CheckDesAccess(const DesRecord& d, const keystore::KeyId& key);
-  Result<keystore::KeyId> ResolveKeyVersion(const keystore::KeyId& id);
+  // --- control plane (engine.cc, engine_open.cc) ---
+  // Catalog shorthands (CloneLocked and CreateDiskLocked use them).
+  Result<ResourceRecord> LoadResource(ResourceKind kind,
+                                      std::string_view name) {
+    return catalog_->LoadResource(kind, name);
+  }
+  Result<DesRecord> LoadDes(std::string_view name) {
+    return catalog_->LoadDes(name);
+  }
+  Scope FillScope(Scope s) const { return catalog_->FillScope(std::move(s)); }
+  Status CheckDesAccess(const DesRecord& d, const keystore::KeyId& key) {
+    return catalog_->CheckDesAccess(d, key);
+  }
   Result<std::vector<uint8_t>> WrapDek(const crypto::SecretBytes& dek,
                                        const std::string& identity,
                                        const keystore::KeyId& key,
-                                       const std::string& uuid);
-  Result<crypto::SecretBytes> UnwrapDek(const ResourceRecord& r);
+                                       const std::string& uuid) {
+    return catalog_->WrapDek(dek, identity, key, uuid);
+  }
+  Result<crypto::SecretBytes> UnwrapDek(const ResourceRecord& r) {
+    return catalog_->UnwrapDek(r);
+  }
+  // The record plus what only the engine knows: allocated bytes (pending
+  // mappings included) and open handles.
+  Result<ResourceInfo> ToInfo(const ResourceRecord& r) EXCLUDES(open_mu_);
   // The DEK of an open, unsealed resource from memory (its wrapping key
-  // version may be disabled already), else unwrapped. control_mu_ held.
-  Result<crypto::SecretBytes> DekForRewrap(const ResourceRecord& r);
-  Result<crypto::SecretBytes> NewDek();
+  // version may be disabled already), else unwrapped. The resource's hold
+  // is held.
+  Result<crypto::SecretBytes> DekForRewrap(const ResourceRecord& r)
+      EXCLUDES(open_mu_);
+  // The catalog's re-wrap hooks: each step under the resource's hold.
+  RewrapHooks Rewrap();
   Result<ResourceRecord> CloneLocked(ResourceKind kind, std::string_view name,
                                      const ResourceRecord& src,
-                                     const DiskSpec* spec);
-  Result<ResourceRecord> CreateDiskLocked(const DiskSpec& spec);
-  Status DeleteLocked(const ResourceRecord& r);
-  Status RewrapDesLocked(DesRecord& d);
-  Status EnsureSystemKey();
-  std::shared_ptr<OpenResource> FindOpen(uint64_t rid);
-  void Notify(ResourceKind kind, std::string_view name);
+                                     const DiskSpec* spec)
+      REQUIRES(control_mu_);
+  Result<ResourceRecord> CreateDiskLocked(const DiskSpec& spec)
+      REQUIRES(control_mu_);
+  Status DeleteLocked(const ResourceRecord& r) REQUIRES(control_mu_);
+  // After a change of one resource (the changed record, or the error):
+  // notifies the listener and returns the resource's info.
+  Result<ResourceInfo> Changed(const Result<ResourceRecord>& r)
+      EXCLUDES(control_mu_);
+  std::shared_ptr<OpenResource> FindOpen(uint64_t rid) EXCLUDES(open_mu_);
+  void Notify(ResourceKind kind, std::string_view name)
+      EXCLUDES(control_mu_, listener_mu_);
 
   EngineOptions options_;
   keystore::KeyStore* ks_;
@@ -248,9 +291,14 @@ class EngineImpl : public Engine {
   ExtentCache cache_;
   std::vector<std::shared_mutex> stripes_;
 
-  std::mutex control_mu_;  // serializes control-plane operations
-  std::mutex open_mu_;
-  std::map<uint64_t, std::shared_ptr<OpenResource>> open_;
+  // Set by Init once the metadata store is open.
+  std::optional<Catalog> catalog_;
+  // Serializes changes of the catalog as a whole (see the lock order).
+  Mutex control_mu_;
+  // Per-resource holds: Open, Seal, Unseal, Resize, a re-wrap's step.
+  ResourceLocks locks_;
+  OpenTableMutex open_mu_ ACQUIRED_AFTER(control_mu_);
+  std::map<uint64_t, std::shared_ptr<OpenResource>> open_ GUARDED_BY(open_mu_);
 
   std::mutex commit_mu_;
   // Held shared from a slot's allocation to its mapping, exclusive by the
@@ -268,8 +316,9 @@ class EngineImpl : public Engine {
   bool space_short_ = true;                // pending_mu_
   std::atomic<uint64_t> commit_gen_{0};
 
-  std::mutex listener_mu_;
-  std::function<void(ResourceKind, std::string_view)> listener_;
+  Mutex listener_mu_;
+  std::function<void(ResourceKind, std::string_view)> listener_
+      GUARDED_BY(listener_mu_);
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;
