@@ -3,13 +3,13 @@
 // and look at what the engine still allows meanwhile.
 #pragma once
 
+#include "cmkfs/forwarding_keystore.h"
 #include "cmkfs/mutex.h"
-#include "support/forwarding_keystore.h"
 
 namespace cmkfs::testing {
 
 // Thread-safe. Destroy it only once no call waits at the gate (Release).
-class GatedKeyStore : public ForwardingKeyStore {
+class GatedKeyStore : public keystore::ForwardingKeyStore {
  public:
   explicit GatedKeyStore(keystore::KeyStore* base) : ForwardingKeyStore(base) {}
 
@@ -47,7 +47,7 @@ class GatedKeyStore : public ForwardingKeyStore {
       while (holding_) changed_.Wait(&mu_);
       --waiting_;
     }
-    return base_->WrapKey(caller, id, plaintext, label, alg);
+    return inner().WrapKey(caller, id, plaintext, label, alg);
   }
 
  private:
