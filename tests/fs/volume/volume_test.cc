@@ -1,6 +1,7 @@
 // One typed suite for the Volume interface, run against every layer
 // combination the product stacks (fs/volume/layers.h) over the memory volume
-// of tests/support.
+// of tests/support, and over the thin layer on the real stores (an LMDB
+// metadata store, the pool file in memory).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "layers.h"
 #include "support/memory_volume.h"
+#include "thin_stores.h"
 
 namespace cmkfs::fs {
 namespace {
@@ -26,6 +28,7 @@ struct Stack {
   std::shared_ptr<Volume> vol, writer, bottom;
   std::shared_ptr<OwnedKeySlot> key;  // encrypted stacks only
   bool read_only = false;
+  std::shared_ptr<ThinStores> stores;  // thin stacks only
 };
 
 std::shared_ptr<OwnedKeySlot> LoadedKey() {
@@ -44,8 +47,28 @@ Stack Memory() {
 Stack EncryptedOver(Stack below) {
   Stack s;
   s.bottom = below.bottom;
+  s.stores = below.stores;
   s.key = LoadedKey();
   s.vol = s.writer = NewEncryptedVolume(below.vol, s.key, "disk test");
+  return s;
+}
+Stack Thin() {
+  Stack s;
+  s.stores = std::make_shared<ThinStores>();
+  s.vol = s.writer = s.bottom = s.stores->Thin(1, kSize);
+  return s;
+}
+// As the factory assembles it: the thin layer's fill is the key's encrypted
+// zeros.
+Stack EncryptedOverThin() {
+  Stack s;
+  s.stores = std::make_shared<ThinStores>();
+  s.key = LoadedKey();
+  s.bottom = s.stores->Thin(
+      1, kSize, [key = s.key](uint64_t sector, std::span<uint8_t> out) {
+        return EncryptedZeros(*key, sector, out);
+      });
+  s.vol = s.writer = NewEncryptedVolume(s.bottom, s.key, "disk test");
   return s;
 }
 Stack ReadOnlyOver(Stack below) {
@@ -66,6 +89,18 @@ struct ReadOnlyMemoryStack {
 };
 struct ReadOnlyEncryptedMemoryStack {
   static Stack Make() { return ReadOnlyOver(EncryptedOver(Memory())); }
+};
+struct ThinStack {
+  static Stack Make() { return Thin(); }
+};
+struct EncryptedThinStack {
+  static Stack Make() { return EncryptedOverThin(); }
+};
+struct ReadOnlyThinStack {
+  static Stack Make() { return ReadOnlyOver(Thin()); }
+};
+struct ReadOnlyEncryptedThinStack {
+  static Stack Make() { return ReadOnlyOver(EncryptedOverThin()); }
 };
 
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
@@ -98,7 +133,9 @@ class VolumeTest : public ::testing::Test {
 
 using Stacks =
     ::testing::Types<MemoryStack, EncryptedMemoryStack, ReadOnlyMemoryStack,
-                     ReadOnlyEncryptedMemoryStack>;
+                     ReadOnlyEncryptedMemoryStack, ThinStack,
+                     EncryptedThinStack, ReadOnlyThinStack,
+                     ReadOnlyEncryptedThinStack>;
 TYPED_TEST_SUITE(VolumeTest, Stacks);
 
 TYPED_TEST(VolumeTest, ReadsBackWhatWasWritten) {
