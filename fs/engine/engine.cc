@@ -304,37 +304,9 @@ Result<ResourceRecord> EngineImpl::CloneLocked(ResourceKind kind,
   std::shared_ptr<OpenResource> open_src = FindOpen(src.rid);
   std::unique_lock<WriterPreferringRwLock> barrier;
   if (open_src) barrier = std::unique_lock(open_src->barrier);
-  CMKFS_RETURN_IF_ERROR(CommitPending());
-  CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_map_));
-    std::string prefix = EncodeU64Key(src.rid);
-    CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(prefix));
-    uint64_t n = 0;
-    while (ok && cur->key().starts_with(prefix)) {
-      std::string key(cur->key());
-      std::string slot_key(cur->value());
-      CMKFS_RETURN_IF_ERROR(
-          txn.Put(db_map_, EncodeU64Key(r.rid) + key.substr(8), slot_key));
-      uint64_t count = 0;
-      auto rc = txn.Get(db_ref_, slot_key);
-      if (rc.ok()) {
-        CMKFS_ASSIGN_OR_RETURN(count, DecodeCount(*rc, "refcount"));
-      }
-      CMKFS_RETURN_IF_ERROR(txn.Put(db_ref_, slot_key, EncodeCount(count + 1)));
-      ++n;
-      // Our own Puts may move the cursor's page: re-seek past this key.
-      std::string next = key;
-      next.push_back('\0');
-      CMKFS_ASSIGN_OR_RETURN(ok, cur->Seek(next));
-    }
-    if (n > 0) {
-      CMKFS_RETURN_IF_ERROR(
-          txn.Put(db_count_, EncodeU64Key(r.rid), EncodeCount(n)));
-    }
+  CMKFS_RETURN_IF_ERROR(Map().Clone(src.rid, r.rid, [&](MetaTxn& txn) {
     return txn.Put(db_res_, ResourceKey(r.kind, r.name), EncodeResource(r));
   }));
-  CMKFS_RETURN_IF_ERROR(meta_->Sync());
-  cache_.ClearExclusive(src.rid);
   if (barrier.owns_lock()) barrier.unlock();
   spdlog::info("engine: created {} from {} (key {})", Describe(kind, name),
                r.source, r.key_id);
@@ -381,51 +353,15 @@ Result<std::vector<ResourceInfo>> EngineImpl::List(ResourceKind kind) {
 }
 
 Status EngineImpl::DeleteLocked(const ResourceRecord& r) {
-  CMKFS_RETURN_IF_ERROR(CommitPending());
-  std::lock_guard commit_lock(commit_mu_);
-  std::vector<uint64_t> released;
-  std::string prefix = EncodeU64Key(r.rid);
-  CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) -> Status {
-    released.clear();
-    for (;;) {
-      std::vector<std::pair<std::string, std::string>> chunk;
-      {
-        CMKFS_ASSIGN_OR_RETURN(auto cur, txn.Scan(db_map_));
-        CMKFS_ASSIGN_OR_RETURN(bool ok, cur->Seek(prefix));
-        while (ok && cur->key().starts_with(prefix) && chunk.size() < 4096) {
-          chunk.emplace_back(std::string(cur->key()),
-                             std::string(cur->value()));
-          CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
-        }
-      }
-      if (chunk.empty()) break;
-      for (const auto& [key, slot_key] : chunk) {
-        CMKFS_RETURN_IF_ERROR(txn.Delete(db_map_, key));
-        uint64_t count = 0;
-        auto rc = txn.Get(db_ref_, slot_key);
-        if (rc.ok()) {
-          CMKFS_ASSIGN_OR_RETURN(count, DecodeCount(*rc, "refcount"));
-        }
-        if (count > 1) {
-          CMKFS_RETURN_IF_ERROR(
-              txn.Put(db_ref_, slot_key, EncodeCount(count - 1)));
-        } else {
-          if (count == 1) CMKFS_RETURN_IF_ERROR(txn.Delete(db_ref_, slot_key));
-          CMKFS_RETURN_IF_ERROR(txn.Put(db_free_, slot_key, ""));
-          CMKFS_ASSIGN_OR_RETURN(uint64_t slot, DecodeSlot(slot_key));
-          released.push_back(slot);
-        }
-      }
-    }
-    Status st = txn.Delete(db_count_, prefix);
-    if (!st.ok() && st.kind() != ErrorKind::kNotFound) return st;
-    return txn.Delete(db_res_, ResourceKey(r.kind, r.name));
-  }));
-  CMKFS_RETURN_IF_ERROR(meta_->Sync());
-  ReleaseSlots(released);
-  cache_.DropResource(r.rid);
+  size_t freed = 0;
+  CMKFS_RETURN_IF_ERROR(Map().Drop(
+      r.rid,
+      [&](MetaTxn& txn) {
+        return txn.Delete(db_res_, ResourceKey(r.kind, r.name));
+      },
+      &freed));
   spdlog::info("engine: deleted {} ({} extents freed)",
-               Describe(r.kind, r.name), released.size());
+               Describe(r.kind, r.name), freed);
   return Status::Ok();
 }
 
@@ -547,14 +483,7 @@ Result<PoolStats> EngineImpl::Stats() {
     CMKFS_ASSIGN_OR_RETURN(committed, txn.Count(db_ref_));
     return Status::Ok();
   }));
-  int64_t pending = 0;
-  {
-    std::lock_guard lock(pending_mu_);
-    for (const auto& [rid, d] : open_batch_.count) pending += d;
-    if (committing_) {
-      for (const auto& [rid, d] : committing_->count) pending += d;
-    }
-  }
+  int64_t pending = Map().PendingTotal();
   // Pending counts are per mapping; close enough until the next commit.
   int64_t n = static_cast<int64_t>(committed) + pending;
   s.allocated_bytes =

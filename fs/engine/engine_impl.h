@@ -1,12 +1,16 @@
 // Internal: the Engine implementation, shared by engine.cc (the facade over
 // the catalog), engine_open.cc (open, seal, unseal, resize) and engine_io.cc
-// (data path, batch commit, allocation).
+// (the data path: the handles and their volume stacks, the stores below
+// them, the commit timer).
 //
 // Lock order (outer first):
 //   control_mu_ -> a resource's hold (locks_) -> OpenResource::barrier ->
-//   commit_mu_ -> alloc_gate_ -> pending_mu_ -> ExtentCache shard.
-// open_mu_, listener_mu_ and ResourceLocks' own mutex are leaves (never held
-// while taking another); change listeners run with no engine lock held.
+//   the volume stack's locks (fs/volume/extent_map.h: extent stripe ->
+//   ExtentMap's commit_mu_ -> alloc_gate_ -> pending_mu_ -> SlotPool's lock
+//   -> ExtentCache shard).
+// open_mu_, listener_mu_, loop_mu_ and ResourceLocks' own mutex are leaves
+// (never held while taking another); change listeners run with no engine
+// lock held.
 //
 // Control plane: a change of the catalog as a whole (a DES's create, update
 // and re-wrap, delete; a resource's create, clone, delete, move, set-des)
@@ -17,15 +21,9 @@
 // stalls no Open, Seal or Resize of another resource. A thread holds at most
 // one resource at a time.
 //
-// Data path: the I/O path takes barrier (shared) -> one extent stripe
-// -> alloc_gate_ (shared, for a new slot) -> pending_mu_ (only when a mapping
-// changes) -> cache shard. It never takes control_mu_ or commit_mu_. An
-// aligned read may hold several stripes, all shared, taken in ascending
-// index order, each once; nobody waits for a stripe while holding another
-// exclusively, so this cannot deadlock.
+// Data path: the I/O path takes barrier (shared), then goes down the stack;
+// it never takes control_mu_.
 #pragma once
-
-#include <pthread.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -46,35 +44,16 @@
 #include "cmkfs/meta_store.h"
 #include "cmkfs/mutex.h"
 #include "extent_cache.h"
+#include "extent_map.h"
 #include "records.h"
 #include "resource_locks.h"
+#include "slot_pool.h"
+#include "writer_preferring_mutex.h"
 
 namespace cmkfs::fs {
 
-// A reader-writer lock that lets a waiting writer in ahead of new readers
-// (glibc's default prefers readers, which starves a snapshot behind a
-// stream of I/O). Readers must not nest.
-class WriterPreferringRwLock {
- public:
-  WriterPreferringRwLock() {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr,
-                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&lock_, &attr);
-    pthread_rwlockattr_destroy(&attr);
-  }
-  ~WriterPreferringRwLock() { pthread_rwlock_destroy(&lock_); }
-  WriterPreferringRwLock(const WriterPreferringRwLock&) = delete;
-  WriterPreferringRwLock& operator=(const WriterPreferringRwLock&) = delete;
-  void lock() { pthread_rwlock_wrlock(&lock_); }
-  void unlock() { pthread_rwlock_unlock(&lock_); }
-  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
-  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
-
- private:
-  pthread_rwlock_t lock_;
-};
+// The write barrier's lock (fs/volume/writer_preferring_mutex.h).
+using WriterPreferringRwLock = WriterPreferringMutex;
 
 // The lock of the engine's open table: a cmkfs::Mutex that std::lock_guard
 // also takes (CloseHandle in engine_io.cc still uses it).
@@ -102,17 +81,6 @@ struct OpenResource {
   std::atomic<uint64_t> size{0};
   // Guarded by Engine::open_mu_.
   uint32_t handles = 0;
-};
-
-// Metadata changes made in memory since the last commit.
-struct Batch {
-  std::unordered_map<ExtKey, uint64_t, ExtKeyHash> map;  // slot or kNoSlot
-  std::unordered_map<uint64_t, int64_t> ref;    // slot -> refcount delta
-  std::unordered_set<uint64_t> taken;           // slots taken off "free"
-  std::unordered_map<uint64_t, int64_t> count;  // rid -> mapped extents
-  bool empty() const {
-    return map.empty() && ref.empty() && taken.empty() && count.empty();
-  }
 };
 
 class EngineImpl : public Engine {
@@ -165,64 +133,22 @@ class EngineImpl : public Engine {
       std::function<void(ResourceKind, std::string_view)> listener) override;
   Status Flush() override;
 
-  // --- data path (engine_io.cc), used by handles ---
-  Result<size_t> ReadAt(OpenResource& r, uint64_t offset,
-                        std::span<uint8_t> buf);
-  Result<size_t> WriteAt(OpenResource& r, uint64_t offset,
-                         std::span<const uint8_t> data);
-  Status ZeroAt(OpenResource& r, uint64_t offset, uint64_t length);
-  Result<uint64_t> SeekData(OpenResource& r, uint64_t offset);
-  Result<uint64_t> SeekHole(OpenResource& r, uint64_t offset);
-  Status SyncData();
+  // --- data path (engine_io.cc) ---
+  // The extent map and slot pool of every volume, built on first use from
+  // what Init read (the pool file, the high-water mark). Thread-safe.
+  ExtentMap& Map();
+  // Commits the extent map's batch (every disk's pending mappings).
+  Status CommitPending();
+  int64_t PendingCount(uint64_t rid);
+  bool SlotLost(uint64_t slot);
   // Drops one handle of `r`; the last one removes it from the open table.
   // Takes open_mu_ with std::lock_guard, which the analysis cannot see.
   void CloseHandle(const std::shared_ptr<OpenResource>& r)
       NO_THREAD_SAFETY_ANALYSIS;
 
  private:
-  // --- engine_io.cc ---
-  // Aligned multi-extent reads hold up to this many stripes at once.
-  static constexpr size_t kRunExtents = 32;
-  size_t StripeIndex(const ExtKey& k) const;
-  std::shared_mutex& Stripe(const ExtKey& k);
-  Result<ExtEntry> Lookup(const ExtKey& k);
-  Result<uint64_t> AllocateSlot();
-  void RecordMapping(const ExtKey& k, uint64_t old_slot, uint64_t new_slot);
-  // Data first (fdatasync), then one metadata transaction, then
-  // MetaStore::Sync.
-  Status CommitPending();
-  Status ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
-                    std::vector<uint64_t>* released);
-  void ReleaseSlots(const std::vector<uint64_t>& released);
-  Status RefillFreeCache();
-  Status WriteExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
-                     uint64_t ext_off, const uint8_t* data, uint64_t n);
-  Status ReadAligned(OpenResource& r, const crypto::XtsCipher& c,
-                     uint64_t offset, uint8_t* out, uint64_t n);
-  Status ReadExtent(OpenResource& r, const crypto::XtsCipher& c, uint64_t idx,
-                    uint64_t ext_off, uint8_t* out, uint64_t n);
-  Status UnmapExtent(OpenResource& r, uint64_t idx);
-  // Corruption unless the mapped `slot` lies inside the pool file and its
-  // data was not lost to a truncated or missing file. Re-stats the file only
-  // when the slot lies beyond the size seen last. Thread-safe.
-  Status CheckSlotInPool(uint64_t slot);
-  bool SlotLost(uint64_t slot);
-  // NoSpace when the backing filesystem is down to its reserve. Looks at
-  // statvfs every few allocations, or at each one when space is short.
-  // pending_mu_ held.
-  Status CheckBackingSpace();
-  // Whether the backing filesystem is at or below its reserve (statvfs now).
-  bool BackingFull();
-  struct BackingSpace {
-    uint64_t avail = 0;    // bytes an unprivileged writer may still use
-    uint64_t reserve = 0;  // bytes kept for metadata
-  };
-  // statvfs of the backing directory now; nullopt when statvfs fails.
-  std::optional<BackingSpace> ReadBackingSpace() const;
-  void MarkSlotRewritten(uint64_t slot);
-  Result<uint64_t> NextMappedCandidate(uint64_t rid, uint64_t idx);
-  int64_t PendingCount(uint64_t rid);
   void CommitLoop();
+  void RequestCommit();
 
   // --- control plane (engine.cc, engine_open.cc) ---
   // Catalog shorthands (CloneLocked and CreateDiskLocked use them).
@@ -278,18 +204,19 @@ class EngineImpl : public Engine {
   std::shared_ptr<MetaStore> meta_;
   MetaTable db_meta_ = 0, db_res_ = 0, db_des_ = 0, db_map_ = 0, db_ref_ = 0,
             db_free_ = 0, db_count_ = 0;
+  // Set by Init: the pool file, its size and the committed high-water mark
+  // at open, the slots lost to a truncated file (Init warns about them).
   std::shared_ptr<IoFile> pool_;
   std::filesystem::path pool_path_;
-  // Largest pool file size seen; slots below it are inside the file.
   std::atomic<uint64_t> pool_known_size_{0};
-  // Slots [lost_begin_, lost_end_) were allocated but lay beyond the end of
-  // the pool file at open (truncated or missing file): their data is gone.
-  // Set by Init, constant afterwards.
   uint64_t lost_begin_ = 0, lost_end_ = 0;
-  std::mutex rewritten_mu_;
-  std::unordered_set<uint64_t> rewritten_;  // lost slots written since open
+  uint64_t hwm_ = 0;
+  // One cache budget and one table of extent locks for every volume.
   ExtentCache cache_;
-  std::vector<std::shared_mutex> stripes_;
+  std::vector<SharedMutex> stripes_;
+  std::once_flag stores_once_;
+  std::unique_ptr<SlotPool> slots_;
+  std::unique_ptr<ExtentMap> map_;
 
   // Set by Init once the metadata store is open.
   std::optional<Catalog> catalog_;
@@ -299,22 +226,6 @@ class EngineImpl : public Engine {
   ResourceLocks locks_;
   OpenTableMutex open_mu_ ACQUIRED_AFTER(control_mu_);
   std::map<uint64_t, std::shared_ptr<OpenResource>> open_ GUARDED_BY(open_mu_);
-
-  std::mutex commit_mu_;
-  // Held shared from a slot's allocation to its mapping, exclusive by the
-  // commit while it takes the batch: a batch never holds an allocated slot
-  // without its mapping (which would free it at commit while in use).
-  WriterPreferringRwLock alloc_gate_;
-  std::mutex pending_mu_;
-  Batch open_batch_;                   // pending_mu_
-  const Batch* committing_ = nullptr;  // pending_mu_
-  uint64_t gen_ = 1;                   // pending_mu_: generation of open_batch_
-  uint64_t hwm_ = 0;                   // pending_mu_: next never-used slot
-  std::vector<uint64_t> free_cache_;   // pending_mu_
-  bool free_db_has_more_ = true;       // pending_mu_
-  uint32_t allocs_since_space_check_ = 0;  // pending_mu_
-  bool space_short_ = true;                // pending_mu_
-  std::atomic<uint64_t> commit_gen_{0};
 
   Mutex listener_mu_;
   std::function<void(ResourceKind, std::string_view)> listener_

@@ -10,18 +10,11 @@
 
 #include "cmkfs/engine.h"
 #include "cmkfs/status.h"
+#include "extent_records.h"
 
 namespace cmkfs::fs {
 
-constexpr uint64_t kExtentSize = 64 * 1024;
-constexpr uint64_t kSectorBytes = 4096;
-constexpr uint64_t kSectorsPerExtent = kExtentSize / kSectorBytes;
 constexpr uint8_t kFormatVersion = 1;
-
-// Extents covering `size` bytes, without the overflow of rounding up.
-constexpr uint64_t ExtentCount(uint64_t size) {
-  return size / kExtentSize + (size % kExtentSize != 0 ? 1 : 0);
-}
 
 struct ResourceRecord {
   uint64_t rid = 0;
@@ -75,12 +68,6 @@ Result<DesRecord> DecodeDes(std::string_view data);
 
 // Key in the "resources" database: one kind byte ('d', 's', 'i') + name.
 std::string ResourceKey(ResourceKind kind, std::string_view name);
-// Key in "extmap": resource id and extent index, both big-endian.
-std::string MapKey(uint64_t rid, uint64_t idx);
-std::string EncodeSlot(uint64_t slot);
-Result<uint64_t> DecodeSlot(std::string_view v);
-std::string EncodeCount(uint64_t n);
-Result<uint64_t> DecodeCount(std::string_view v, std::string_view what);
 
 // InvalidArgument unless `name` matches [A-Za-z0-9][A-Za-z0-9._-]{0,79}.
 Status ValidateName(std::string_view what, std::string_view name);

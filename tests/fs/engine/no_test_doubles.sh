@@ -27,7 +27,7 @@ for bin in "$@"; do
   echo "no_test_doubles: $bin: $(wc -l <<<"$syms") symbols, no test double"
 done
 
-if hits=$(grep -rlE '<lmdb\.h>|\bmdb_[a-z_]+\(|cmkfs/lmdb\.h' "$src/fs/engine"); then
-  fail "fs/engine reaches LMDB directly (use cmkfs/meta_store.h): $hits"
+if hits=$(grep -rlE '<lmdb\.h>|\bmdb_[a-z_]+\(|cmkfs/lmdb\.h|<openssl/' "$src/fs/engine" "$src/fs/volume"); then
+  fail "fs/engine or fs/volume reaches LMDB or OpenSSL directly (use cmkfs/meta_store.h, cmkfs/crypto.h): $hits"
 fi
-echo "no_test_doubles: fs/engine uses no LMDB API"
+echo "no_test_doubles: fs/engine and fs/volume use no LMDB or OpenSSL API"
