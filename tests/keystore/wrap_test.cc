@@ -225,9 +225,12 @@ TEST_F(WrapTest, ChangeCounterMovesOnEveryChangeButNotOnReadsOrAudit) {
   ASSERT_TRUE(ks_->ListKeys("", "vault1").ok());
   auto blob = ks_->WrapKey("", v1_.id, dek_, {});
   ASSERT_TRUE(ks_->UnwrapKey("", v1_.id, *blob, {}).ok());
-  ASSERT_TRUE(ks_->AppendAudit("vault1", AuditEntry{ks_.now(), "engine",
-                                                    "disk.seal", "", "ok"})
-                  .ok());
+  AuditEntry seal;
+  seal.time = ks_.now();
+  seal.identity = "engine";
+  seal.operation = "disk.seal";
+  seal.result = "ok";
+  ASSERT_TRUE(ks_->AppendAudit("vault1", seal).ok());
   EXPECT_EQ(ks_->UnwrapKey("stranger", v1_.id, *blob, {}).status().kind(),
             ErrorKind::kPermissionDenied);
   EXPECT_FALSE(ks_->RotateKey("", "vault1", "missing").ok());

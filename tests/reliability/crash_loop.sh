@@ -47,6 +47,27 @@ for ((i = 1; i <= KEEP_SNAPS; i++)); do
   cmkctl snapshot create "keep$i" --source src >/dev/null
 done
 cur_key=$K1
+# A kill that lands before cmkctl reaches the daemon only makes cmkctl run
+# the command itself (no daemon: local mode), which always completes. So the
+# kill windows start after cmkctl's own start-up (exec, sanitizer runtime,
+# config): the slowest of three round trips of a read-only command through
+# the daemon, measured here (under ASan it is 50-150 ms, far above the
+# windows below).
+ctl_startup=0
+for _ in 1 2 3; do
+  t0=$(date +%s%N)
+  cmkctl snapshot list >/dev/null
+  t=$((($(date +%s%N) - t0) / 1000000))
+  ((t > ctl_startup)) && ctl_startup=$t
+done
+ctl_startup=$(awk -v ms="$ctl_startup" 'BEGIN{printf "%.3f", ms / 1000}')
+log "cmkctl round trip through the daemon: ${ctl_startup}s (added to the kill windows)"
+# LO HI: a random delay from half that round trip on, spread over 0.7 of it
+# more than [LO, HI] (where in it cmkctl connects is not known).
+after_startup() {
+  awk -v a="$ctl_startup" -v lo="$1" -v hi="$2" -v r="$RANDOM$RANDOM" \
+    'BEGIN{srand(r); printf "%.3f", a * 0.5 + lo + rand() * (hi - lo + a * 0.7)}'
+}
 
 declare -A seen=([writer]=0 [snapshot]=0 [disk-from-image]=0 [rewrap]=0)
 declare -A outcome=([snap-present]=0 [snap-absent]=0 [disk-present]=0 [disk-absent]=0 [rewrap-done]=0 [rewrap-old]=0)
@@ -76,9 +97,9 @@ for ((c = 1; c <= CYCLES; c++)); do
   if [[ -n "$ctl_pid" ]]; then
     REL_CHILDREN+=("$ctl_pid")
     case $variant in
-      snapshot) sleep "$(rand_between 0 0.02)" ;;
-      disk-from-image) sleep "$(rand_between 0 0.06)" ;;
-      *) sleep "$(rand_between 0 0.15)" ;;
+      snapshot) sleep "$(after_startup 0 0.02)" ;;
+      disk-from-image) sleep "$(after_startup 0 0.06)" ;;
+      *) sleep "$(after_startup 0 0.15)" ;;
     esac
   fi
   kill9_daemon
