@@ -224,7 +224,7 @@ TEST_F(PushRevocationTest, UnreachableServiceGraceThenSealThenUnseal) {
 
   auto opened = services_.engine->Open(fs::ResourceKind::kDisk, "disk2", false);
   ASSERT_FALSE(opened.ok());
-  const std::string& msg = opened.status().message();
+  const std::string msg = opened.status().message();
   EXPECT_NE(msg.find("vault service " + endpoint() + " unreachable"),
             std::string::npos)
       << msg;
