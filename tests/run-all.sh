@@ -88,11 +88,40 @@ san_checked() { # COMMAND...: runs it with reports under ./sanitizer-logs/
   return $rc
 }
 
+# Each failed test's name and the last lines of its output, collected for the
+# recap at the end of the run: CI shows only the tail of what run-all.sh
+# prints, so a failure in the middle of a long part would not be seen there.
+recap=$(mktemp)
+trap 'rm -f "$recap"' EXIT
+
 run_ctest() { # DIR TITLE CTEST_ARGS...
-  local dir=$1 title=$2
+  local dir=$1 title=$2 log rc=0
   shift 2
   echo "=== $title"
-  (cd "$dir" && san_checked ctest --output-on-failure --no-tests=error --timeout 900 "$@")
+  log=$(mktemp)
+  (cd "$dir" && san_checked ctest --output-on-failure --no-tests=error --timeout 900 \
+    --parallel "$(nproc)" "$@") \
+    2>&1 | tee "$log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    { echo "--- $title ($dir): failed"
+      recap_failures "$log"; } >>"$recap"
+  fi
+  rm -f "$log"
+  return "$rc"
+}
+
+recap_failures() { # CTEST_LOG: each failed test's result line and output tail
+  awk '
+    function flush(  i) {
+      for (i = (n > 25 ? n - 25 : 0); i < n; i++) print "    " buf[i % 25]
+      on = 0; n = 0
+    }
+    / Test +#[0-9]+: / || /^ +Start +[0-9]+: / { if (on) flush() }
+    / Test +#[0-9]+: / && /\*\*\*|Not Run/ { print; on = 1; next }
+    /^run-all.sh: sanitizer reports/ { if (on) flush(); print; on = 1; next }
+    on { buf[n++ % 25] = $0 }
+    END { if (on) flush() }
+  ' "$1"
 }
 
 # CI-sized fsx and crash-loop counts for the TSan part, unless
@@ -154,6 +183,10 @@ echo "=== wall time"
 printf '%s\n' "${times[@]}"
 printf '%-14s %5d s\n' total "$SECONDS"
 if [ ${#failed[@]} -gt 0 ]; then
+  if [ -s "$recap" ]; then
+    echo "=== failed tests"
+    cat "$recap"
+  fi
   echo "run-all.sh: failed: ${failed[*]}" >&2
   exit 1
 fi

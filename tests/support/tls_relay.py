@@ -14,6 +14,7 @@ stunnel or socat. It exits when its parent goes away (stdin closes).
 """
 import argparse
 import os
+import select
 import socket
 import ssl
 import sys
@@ -22,29 +23,36 @@ import threading
 SERVER_NAME = "cmkfs-key-host"
 
 
-def pump(src, dst):
+def relay(a, b):
+    """Copies bytes both ways between a and b until either side closes.
+
+    One thread per connection touches both sockets: an SSL object must not be
+    read in one thread while another writes it (OpenSSL forbids it, and with
+    TLS 1.3 a read may itself write, for session tickets), which once hung a
+    relay that ran one thread per direction.
+    """
+    peer = {a: b, b: a}
     try:
         while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
+            # Bytes already decrypted inside the SSL object do not wake select.
+            ready = [s for s in peer
+                     if isinstance(s, ssl.SSLSocket) and s.pending()]
+            if not ready:
+                ready, _, _ = select.select(list(peer), [], [])
+            for s in ready:
+                data = s.recv(65536)
+                if not data:
+                    return
+                peer[s].sendall(data)
+    except OSError:  # ssl.SSLError included
         pass
-    for s in (src, dst):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-def relay(a, b):
-    t = threading.Thread(target=pump, args=(b, a), daemon=True)
-    t.start()
-    pump(a, b)
-    t.join()
-    a.close()
-    b.close()
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
 
 def serve(listener, connect):
