@@ -55,14 +55,6 @@ namespace cmkfs::fs {
 // The write barrier's lock (fs/volume/writer_preferring_mutex.h).
 using WriterPreferringRwLock = WriterPreferringMutex;
 
-// The lock of the engine's open table: a cmkfs::Mutex that std::lock_guard
-// also takes (CloseHandle in engine_io.cc still uses it).
-class CAPABILITY("mutex") OpenTableMutex : public Mutex {
- public:
-  void lock() ACQUIRE() { Lock(); }
-  void unlock() RELEASE() { Unlock(); }
-};
-
 // Per open resource; shared by its handles. Removed (DEK wiped) when the
 // last handle closes.
 struct OpenResource {
@@ -142,9 +134,7 @@ class EngineImpl : public Engine {
   int64_t PendingCount(uint64_t rid);
   bool SlotLost(uint64_t slot);
   // Drops one handle of `r`; the last one removes it from the open table.
-  // Takes open_mu_ with std::lock_guard, which the analysis cannot see.
-  void CloseHandle(const std::shared_ptr<OpenResource>& r)
-      NO_THREAD_SAFETY_ANALYSIS;
+  void CloseHandle(const std::shared_ptr<OpenResource>& r) EXCLUDES(open_mu_);
 
  private:
   void CommitLoop();
@@ -224,7 +214,7 @@ class EngineImpl : public Engine {
   Mutex control_mu_;
   // Per-resource holds: Open, Seal, Unseal, Resize, a re-wrap's step.
   ResourceLocks locks_;
-  OpenTableMutex open_mu_ ACQUIRED_AFTER(control_mu_);
+  Mutex open_mu_ ACQUIRED_AFTER(control_mu_);
   std::map<uint64_t, std::shared_ptr<OpenResource>> open_ GUARDED_BY(open_mu_);
 
   Mutex listener_mu_;

@@ -168,7 +168,7 @@ void EngineImpl::CommitLoop() {
 }
 
 void EngineImpl::CloseHandle(const std::shared_ptr<OpenResource>& r) {
-  std::lock_guard lock(open_mu_);
+  MutexLock lock(&open_mu_);
   if (--r->handles == 0) {
     auto it = open_.find(r->rid);
     if (it != open_.end() && it->second == r) open_.erase(it);
