@@ -13,6 +13,19 @@ namespace {
 constexpr size_t kPrefetch = 32;
 constexpr size_t kBatchCommitThreshold = 32768;
 
+// The counter stored under `key` in `table` (a refcount or an extent count),
+// or 0 if there is none.
+Result<int64_t> ReadCounter(MetaTxn& txn, MetaTable table, std::string_view key,
+                            std::string_view what) {
+  auto cur = txn.Get(table, key);
+  if (!cur.ok()) {
+    if (cur.status().kind() == ErrorKind::kNotFound) return int64_t{0};
+    return cur.status();
+  }
+  CMKFS_ASSIGN_OR_RETURN(uint64_t n, DecodeCount(*cur, what));
+  return static_cast<int64_t>(n);
+}
+
 }  // namespace
 
 ExtentMap::ExtentMap(MetaStore* meta, ExtentTables tables, SlotPool* pool,
@@ -113,14 +126,8 @@ Status ExtentMap::ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
   }
   for (const auto& [slot, delta] : b.ref) {
     std::string key = EncodeSlot(slot);
-    int64_t old = 0;
-    auto cur = txn.Get(t_.ref, key);
-    if (cur.ok()) {
-      CMKFS_ASSIGN_OR_RETURN(uint64_t n, DecodeCount(*cur, "refcount"));
-      old = static_cast<int64_t>(n);
-    } else if (cur.status().kind() != ErrorKind::kNotFound) {
-      return cur.status();
-    }
+    CMKFS_ASSIGN_OR_RETURN(int64_t old,
+                           ReadCounter(txn, t_.ref, key, "refcount"));
     int64_t now = old + delta;
     if (now > 0) {
       CMKFS_RETURN_IF_ERROR(
@@ -136,12 +143,8 @@ Status ExtentMap::ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
   for (const auto& [rid, delta] : b.count) {
     if (delta == 0) continue;
     std::string key = EncodeU64Key(rid);
-    int64_t old = 0;
-    auto cur = txn.Get(t_.count, key);
-    if (cur.ok()) {
-      CMKFS_ASSIGN_OR_RETURN(uint64_t n, DecodeCount(*cur, "extent count"));
-      old = static_cast<int64_t>(n);
-    }
+    CMKFS_ASSIGN_OR_RETURN(int64_t old,
+                           ReadCounter(txn, t_.count, key, "extent count"));
     int64_t now = std::max<int64_t>(0, old + delta);
     if (now == 0) {
       if (old > 0) CMKFS_RETURN_IF_ERROR(txn.Delete(t_.count, key));
