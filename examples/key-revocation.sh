@@ -35,11 +35,8 @@ ctl disk create "$disk" --size 64M --des rev-des >/dev/null
 
 step "Mount, write data, keep a handle open"
 mount_cmkfs
-pattern "revocation $tag" | dd of="$file" bs=1M seek=1 conv=notrunc,fsync status=none
+write_and_hold "$disk" "revocation $tag"
 sum=$(pattern "revocation $tag" | sha256sum)
-[ "$(dd if="$file" bs=1M skip=1 count=1 status=none | sha256sum)" = "$sum" ] || fail "data does not read back"
-exec 3<>"$file"
-[ "$(disk_field "$disk" state)" = active ] || fail "the disk is not active before the key is disabled"
 
 step "Disable the key"
 ctl key set-attributes rev-vault rev-key --enabled false >/dev/null

@@ -141,3 +141,16 @@ wait_for_state() {
 
 # Writes a 1 MiB pattern that names its purpose and a random tag.
 pattern() { head -c 1048576 < <(yes "cmkfs example $1"); }
+
+# Writes pattern TEXT at 1 MiB into the mounted DISK, checks that it reads
+# back, checks that the disk is active, and keeps a handle open on fd 3 (the
+# caller closes it).
+write_and_hold() { # DISK TEXT
+  local file=$mnt/disks/$1 sum
+  pattern "$2" | dd of="$file" bs=1M seek=1 conv=notrunc,fsync status=none
+  sum=$(pattern "$2" | sha256sum)
+  [ "$(dd if="$file" bs=1M skip=1 count=1 status=none | sha256sum)" = "$sum" ] ||
+    fail "data does not read back from $1"
+  exec 3<>"$file"
+  [ "$(disk_field "$1" state)" = active ] || fail "disk $1 is not active"
+}

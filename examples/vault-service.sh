@@ -128,14 +128,9 @@ echo "refused: $(tail -n 1 "$work/deny.err")"
 step "Storage host: create and mount a disk, write, keep a handle open"
 tag=$RANDOM$RANDOM
 disk=cust-disk
-file=$mnt/disks/$disk
 ctl disk create "$disk" --size 16M --des cust-des >/dev/null
 mount_cmkfs
-pattern "vault service $tag" | dd of="$file" bs=1M seek=1 conv=notrunc,fsync status=none
-sum=$(pattern "vault service $tag" | sha256sum)
-[ "$(dd if="$file" bs=1M skip=1 count=1 status=none | sha256sum)" = "$sum" ] || fail "data does not read back"
-exec 3<>"$file"
-[ "$(disk_field "$disk" state)" = active ] || fail "the disk is not active"
+write_and_hold "$disk" "vault service $tag"
 
 step "Vault owner: disable the key; the host's disk seals"
 owner key set-attributes cust-vault disk-key --enabled false >/dev/null
