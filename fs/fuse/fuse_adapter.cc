@@ -169,7 +169,7 @@ std::optional<std::string> XattrValue(const fs::ResourceInfo& info,
 
 class Adapter final : public FuseMount {
  public:
-  Adapter(fs::Engine* engine, std::filesystem::path mountpoint,
+  Adapter(fs::ResourceView* engine, std::filesystem::path mountpoint,
           MountOptions options)
       : engine_(engine),
         mountpoint_(std::move(mountpoint)),
@@ -220,7 +220,7 @@ class Adapter final : public FuseMount {
   void NotifierLoop() EXCLUDES(notify_mu_, nodes_mu_, run_mu_);
   void StopNotifier() EXCLUDES(notify_mu_);
 
-  fs::Engine* engine_;
+  fs::ResourceView* engine_;
   std::filesystem::path mountpoint_;
   MountOptions options_;
   std::vector<std::string> argv_store_;
@@ -1179,7 +1179,7 @@ void Adapter::Unmount() {
 }  // namespace
 
 Result<std::unique_ptr<FuseMount>> FuseMount::Mount(
-    fs::Engine* engine, const std::filesystem::path& mountpoint,
+    fs::ResourceView* engine, const std::filesystem::path& mountpoint,
     const MountOptions& options) {
   if (engine == nullptr) return InvalidArgumentError("no engine to mount");
   auto adapter = std::make_unique<Adapter>(engine, mountpoint, options);

@@ -67,12 +67,13 @@ struct MountOptions {
 // (usually main) until the filesystem is unmounted. Not copyable.
 class FuseMount {
  public:
-  // Mounts `engine` (which must outlive the FuseMount) at `mountpoint`.
+  // Mounts the resources of `engine` (which must outlive the FuseMount) at
+  // `mountpoint`.
   // InvalidArgument for bad options; IOError when the kernel refuses the
   // mount. The mount is live when this returns; requests are served once
   // Run() starts.
   static Result<std::unique_ptr<FuseMount>> Mount(
-      fs::Engine* engine, const std::filesystem::path& mountpoint,
+      fs::ResourceView* engine, const std::filesystem::path& mountpoint,
       const MountOptions& options);
 
   virtual ~FuseMount() = default;

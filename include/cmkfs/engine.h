@@ -195,9 +195,37 @@ struct EngineStores {
       open_meta;
 };
 
-class Engine {
+// What presents the resources to a consumer (the FUSE adapter) needs of the
+// engine: look them up, list them, open them, and hear of changes. Engine is
+// one; the adapter's tests use a fake (tests/fs/fuse). Thread-safe.
+class ResourceView {
  public:
-  virtual ~Engine() = default;
+  virtual ~ResourceView() = default;
+
+  // NotFound.
+  virtual Result<ResourceInfo> Get(ResourceKind kind,
+                                   std::string_view name) = 0;
+  virtual Result<std::vector<ResourceInfo>> List(ResourceKind kind) = 0;
+  // The shared pool's space (statfs).
+  virtual Result<PoolStats> Stats() = 0;
+  // NotFound, KeyUnavailable when sealed, ReadOnly when `writable` is asked
+  // of a snapshot or image.
+  virtual Result<std::shared_ptr<DiskHandle>> Open(ResourceKind kind,
+                                                   std::string_view name,
+                                                   bool writable) = 0;
+  // Called with (kind, name) after a resource is created, deleted, resized
+  // or changes state. Called without engine locks held. One listener; a new
+  // one (or nullptr) replaces it.
+  virtual void SetChangeListener(
+      std::function<void(ResourceKind, std::string_view)> listener) = 0;
+};
+
+// The engine facade the daemon and cmkctl use: the DES and resource
+// lifecycle, transfer, fsck and the key watcher's hooks, plus the
+// ResourceView (Get, List, Stats, Open, SetChangeListener). Thread-safe.
+class Engine : public ResourceView {
+ public:
+  ~Engine() override = default;
 
   // --- disk encryption sets ------------------------------------------------
   // FailedPrecondition if the key's vault lacks purge protection;
@@ -235,9 +263,6 @@ class Engine {
   // From a disk or a snapshot ("disks/N", "snapshots/N" or a bare name).
   virtual Result<ResourceInfo> CreateImage(std::string_view name,
                                            std::string_view source) = 0;
-  virtual Result<ResourceInfo> Get(ResourceKind kind,
-                                   std::string_view name) = 0;
-  virtual Result<std::vector<ResourceInfo>> List(ResourceKind kind) = 0;
   // Busy while open. Clones of it stay intact.
   virtual Status Delete(ResourceKind kind, std::string_view name) = 0;
   // Grow only (InvalidArgument when smaller or unaligned).
@@ -251,17 +276,8 @@ class Engine {
   virtual Result<ResourceInfo> SetDiskDes(std::string_view disk,
                                           std::string_view des) = 0;
   virtual Result<FsckReport> Fsck() = 0;
-  virtual Result<PoolStats> Stats() = 0;
 
-  // --- I/O -------------------------------------------------------------------
-  // NotFound, KeyUnavailable when sealed, ReadOnly when `writable` is asked
-  // of a snapshot or image.
-  virtual Result<std::shared_ptr<DiskHandle>> Open(ResourceKind kind,
-                                                   std::string_view name,
-                                                   bool writable) = 0;
-
-  // --- key watcher support
-  // ----------------------------------------------------
+  // --- key watcher support ---------------------------------------------------
   virtual Result<std::vector<KeyUse>> KeyUses() = 0;
   // Wipes the DEK and fails I/O on open handles (UltraSSD_LRS: only once its
   // last handle closes), then records the sealed state and the reason: once
@@ -271,10 +287,6 @@ class Engine {
                       std::string_view reason) = 0;
   // Unwraps the DEK again; I/O works on open handles.
   virtual Status Unseal(ResourceKind kind, std::string_view name) = 0;
-  // Called with (kind, name) after a resource is created, deleted, resized
-  // or changes state. Called without engine locks held.
-  virtual void SetChangeListener(
-      std::function<void(ResourceKind, std::string_view)> listener) = 0;
   // Commits pending metadata and syncs everything (shutdown, tests).
   virtual Status Flush() = 0;
 };
