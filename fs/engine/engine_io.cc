@@ -78,13 +78,10 @@ class DiskHandleImpl : public DiskHandle {
   Status Sync() override { return volume_->Flush(); }
   Result<uint64_t> SeekData(uint64_t offset) override {
     std::shared_lock barrier(res_->barrier);
-    const uint64_t size = res_->size.load();
-    for (uint64_t pos = offset; pos < size;) {
-      CMKFS_ASSIGN_OR_RETURN(BlockRun run,
-                             volume_->BlockStatus(pos, size - pos));
-      if (run.data) return pos;
-      pos += run.length;
-    }
+    CMKFS_ASSIGN_OR_RETURN(
+        std::optional<uint64_t> pos,
+        FindBlockRun(*volume_, offset, res_->size.load(), /*data=*/true));
+    if (pos) return *pos;
     return NotFoundError("no data at or after offset " +
                          std::to_string(offset) + " of " + res_->name);
   }
@@ -95,13 +92,10 @@ class DiskHandleImpl : public DiskHandle {
       return NotFoundError("offset " + std::to_string(offset) +
                            " is at or past the end of " + res_->name);
     }
-    for (uint64_t pos = offset; pos < size;) {
-      CMKFS_ASSIGN_OR_RETURN(BlockRun run,
-                             volume_->BlockStatus(pos, size - pos));
-      if (!run.data) return pos;
-      pos += run.length;
-    }
-    return size;
+    CMKFS_ASSIGN_OR_RETURN(
+        std::optional<uint64_t> pos,
+        FindBlockRun(*volume_, offset, size, /*data=*/false));
+    return pos.value_or(size);
   }
 
  private:

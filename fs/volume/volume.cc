@@ -23,4 +23,14 @@ Status CheckVolumeRange(std::string_view name, std::string_view what,
   return Status::Ok();
 }
 
+Result<std::optional<uint64_t>> FindBlockRun(Volume& volume, uint64_t offset,
+                                             uint64_t end, bool data) {
+  for (uint64_t pos = offset; pos < end;) {
+    CMKFS_ASSIGN_OR_RETURN(BlockRun run, volume.BlockStatus(pos, end - pos));
+    if (run.data == data) return std::optional<uint64_t>(pos);
+    pos += run.length;
+  }
+  return std::optional<uint64_t>();
+}
+
 }  // namespace cmkfs::fs

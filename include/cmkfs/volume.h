@@ -7,6 +7,7 @@
 #include <bitset>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -89,5 +90,11 @@ class Volume {
 Status CheckVolumeRange(std::string_view name, std::string_view what,
                         uint64_t offset, uint64_t length, uint64_t size,
                         uint64_t alignment);
+
+// The first offset in [offset, end) where `volume` holds data (`data` true)
+// or a hole (`data` false), walking BlockStatus; nullopt when there is none
+// (SEEK_DATA / SEEK_HOLE). Errors: those of BlockStatus.
+Result<std::optional<uint64_t>> FindBlockRun(Volume& volume, uint64_t offset,
+                                             uint64_t end, bool data);
 
 }  // namespace cmkfs::fs

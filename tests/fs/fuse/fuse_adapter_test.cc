@@ -30,6 +30,7 @@
 #include "cmkfs/engine.h"
 #include "cmkfs/mutex.h"
 #include "cmkfs/volume.h"
+#include "mount_support.h"
 #include "support/memory_volume.h"
 
 namespace cmkfs::fuse {
@@ -112,12 +113,9 @@ class FakeHandle : public fs::DiskHandle {
  private:
   Result<uint64_t> Seek(uint64_t offset, bool data) {
     CMKFS_RETURN_IF_ERROR(r_->IoError());
-    for (uint64_t pos = offset; pos < size();) {
-      CMKFS_ASSIGN_OR_RETURN(fs::BlockRun run,
-                             r_->volume->BlockStatus(pos, size() - pos));
-      if (run.data == data) return pos;
-      pos += run.length;
-    }
+    CMKFS_ASSIGN_OR_RETURN(std::optional<uint64_t> pos,
+                           fs::FindBlockRun(*r_->volume, offset, size(), data));
+    if (pos) return *pos;
     if (data) return Status(ErrorKind::kNotFound, "no data after the offset");
     return size();
   }
@@ -212,17 +210,6 @@ class FakeResources : public fs::ResourceView {
   std::function<void(ResourceKind, std::string_view)> listener_ GUARDED_BY(mu_);
 };
 
-// A buffer aligned for O_DIRECT.
-struct AlignedBuffer {
-  explicit AlignedBuffer(size_t n) : size(n) {
-    data = static_cast<uint8_t*>(std::aligned_alloc(4096, n));
-    std::memset(data, 0, n);
-  }
-  ~AlignedBuffer() { std::free(data); }
-  uint8_t* data;
-  size_t size;
-};
-
 class FuseAdapterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -258,10 +245,7 @@ class FuseAdapterTest : public ::testing::Test {
   std::string Disk() const { return (mnt_ / "disks" / "d1").string(); }
 
   std::set<std::string> Names(const std::string& dir) const {
-    std::set<std::string> out;
-    for (const auto& e : stdfs::directory_iterator(mnt_ / dir))
-      out.insert(e.path().filename().string());
-    return out;
+    return testing::ListDir(mnt_ / dir);
   }
 
   // The errno of a 4 KiB O_DIRECT pwrite and pread at 0 while every I/O of
@@ -274,7 +258,7 @@ class FuseAdapterTest : public ::testing::Test {
     }
     int fd = open(Disk().c_str(), O_RDWR | O_DIRECT);
     EXPECT_GE(fd, 0) << strerror(errno);
-    AlignedBuffer buf(4096);
+    testing::AlignedBuffer buf(4096);
     errno = 0;
     int write_errno = pwrite(fd, buf.data, buf.size, 0) < 0 ? errno : 0;
     errno = 0;
@@ -338,7 +322,7 @@ TEST_F(FuseAdapterTest, WritesReachTheEngineAtTheirOffsetAndReadsComeFromIt) {
           .ok());
   fd = open(Disk().c_str(), O_RDONLY | O_DIRECT);
   ASSERT_GE(fd, 0) << strerror(errno);
-  AlignedBuffer buf(4096);
+  testing::AlignedBuffer buf(4096);
   ASSERT_EQ(pread(fd, buf.data, buf.size, kMiB), 4096);
   EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data), behind.size()),
             behind);
@@ -419,7 +403,7 @@ TEST_F(FuseAdapterTest, TheFileNeverGrowsAndAWriteAcrossTheEndIsShort) {
 TEST_F(FuseAdapterTest, UnalignedDirectIoIsRefusedWithEinval) {
   int fd = open(Disk().c_str(), O_RDWR | O_DIRECT);
   ASSERT_GE(fd, 0);
-  AlignedBuffer buf(8192);
+  testing::AlignedBuffer buf(8192);
   errno = 0;
   EXPECT_LT(pread(fd, buf.data, 512, 100), 0);
   EXPECT_EQ(errno, EINVAL);
@@ -458,7 +442,7 @@ TEST_F(FuseAdapterTest, PunchHoleAndZeroRangeReachTheHandleWithTheirRange) {
   close(fd);
   fd = open(Disk().c_str(), O_RDONLY | O_DIRECT);
   ASSERT_GE(fd, 0);
-  AlignedBuffer buf(4 * 4096);
+  testing::AlignedBuffer buf(4 * 4096);
   ASSERT_EQ(pread(fd, buf.data, buf.size, 0), 4 * 4096);
   for (size_t i = 0; i < buf.size; ++i) {
     char want = (i >= 12288 + 100) ? 'z' : '\0';
