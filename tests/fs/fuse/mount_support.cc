@@ -87,6 +87,13 @@ RunResult RunProgram(const std::vector<std::string>& argv,
   return result;
 }
 
+std::set<std::string> ListDir(const stdfs::path& dir) {
+  std::set<std::string> names;
+  for (const auto& e : stdfs::directory_iterator(dir))
+    names.insert(e.path().filename().string());
+  return names;
+}
+
 stdfs::path CmkfsBinary() {
   return stdfs::path(CMKFS_BINARY_DIR) / "fs" / "daemon" / "cmkfs";
 }

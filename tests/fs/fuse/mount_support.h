@@ -6,8 +6,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +27,22 @@ struct RunResult {
 // `timeout`.
 RunResult RunProgram(const std::vector<std::string>& argv,
                      std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// A zeroed buffer aligned for O_DIRECT (4096 bytes).
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t n)
+      : size(n), data(static_cast<uint8_t*>(std::aligned_alloc(4096, n))) {
+    std::memset(data, 0, n);
+  }
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  size_t size;
+  uint8_t* data;
+};
+
+// The names in `dir`.
+std::set<std::string> ListDir(const std::filesystem::path& dir);
 
 std::filesystem::path CmkfsBinary();
 std::filesystem::path CmkctlBinary();

@@ -37,21 +37,6 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-struct AlignedBuffer {
-  explicit AlignedBuffer(size_t n)
-      : size(n), data(static_cast<uint8_t*>(std::aligned_alloc(4096, n))) {}
-  ~AlignedBuffer() { std::free(data); }
-  size_t size;
-  uint8_t* data;
-};
-
-std::set<std::string> ListDir(const stdfs::path& dir) {
-  std::set<std::string> names;
-  for (const auto& e : stdfs::directory_iterator(dir))
-    names.insert(e.path().filename().string());
-  return names;
-}
-
 std::string GetXattr(const stdfs::path& p, const char* name) {
   char buf[512];
   ssize_t n = getxattr(p.c_str(), name, buf, sizeof(buf));
