@@ -60,10 +60,24 @@ Result<StoredKey> StoredPublicPart(const crypto::RsaKey& key);
 Result<StoredKey> StoredPublicPartOfImport(const crypto::RsaKey& key,
                                            std::string_view backend);
 
-// Private keys as PKCS#8 DER sealed with AES-256-GCM under the vault master
-// key (32 bytes, copied into locked memory), aad = key id.
+// Private keys as PKCS#8 DER sealed twice with AES-256-GCM, aad = key id:
+// under a secret of its own in `slots`, then under the vault master key (32
+// bytes, copied into locked memory). Destroy erases the slot, after which no
+// copy of the material opens (crypto-erase). Material written before erase
+// slots (sealed under the master key alone) still opens; Destroy cannot erase
+// it (docs/threat-model.md).
+class EraseSlotFile;
 std::unique_ptr<KeyBackend> NewSoftwareKeyBackend(
-    const crypto::SecretBytes& master_key);
+    const crypto::SecretBytes& master_key,
+    std::unique_ptr<EraseSlotFile> slots);
+
+// The material of a software key (docs/format.md, "Sealed software keys"):
+// "CKS2", the slot number (u32 little-endian), then
+// AeadSeal(master, AeadSeal(slot_secret, der, key_id), key_id).
+Result<std::vector<uint8_t>> SealSoftwareKey(
+    const crypto::SecretBytes& master_key, uint32_t slot,
+    const crypto::SecretBytes& slot_secret, std::span<const uint8_t> der,
+    std::string_view key_id);
 
 // Keys inside a PKCS#11 token (config: module, token_label, pin_file). Each
 // key version is a token object pair labelled with its key id; `material`

@@ -23,6 +23,7 @@
 #include "cmkfs/mutex.h"
 #include "cmkfs/path_guard.h"
 #include "cmkfs/record.h"
+#include "erase_slots.h"
 #include "key_backend.h"
 #include "master_key.h"
 #include "records.h"
@@ -210,6 +211,11 @@ struct Dbs {
   lmdb::Dbi keys = 0;
   lmdb::Dbi versions = 0;
   lmdb::Dbi audit = 0;
+  // Key id -> version record of a removed version whose backend material is
+  // not destroyed yet: written in the transaction that removes the version,
+  // deleted once Destroy succeeded, retried on every open (a crash between
+  // the two must not leave a purged key's material behind).
+  lmdb::Dbi released = 0;
 };
 
 // Backend material of a removed version, destroyed after the commit.
@@ -253,7 +259,9 @@ class KeyStoreImpl final : public KeyStore {
         software_(std::move(software)),
         hsm_(std::move(hsm)),
         options_(std::move(options)),
-        audit_thread_([this] { AuditWriterLoop(); }) {}
+        audit_thread_([this] { AuditWriterLoop(); }) {
+    FinishReleases();
+  }
 
   ~KeyStoreImpl() override {
     {
@@ -896,8 +904,9 @@ class KeyStoreImpl final : public KeyStore {
     for (const std::string& version : key.versions) {
       auto v = LoadVersion(txn, vault, name, version);
       if (v.ok()) {
-        released->push_back({KeyIdString(vault, name, version), v->backend,
-                             std::move(v->stored)});
+        const std::string id = KeyIdString(vault, name, version);
+        CMKFS_RETURN_IF_ERROR(txn.Put(dbs_.released, id, EncodeVersion(*v)));
+        released->push_back({id, v->backend, std::move(v->stored)});
       }
       Status s = txn.Delete(dbs_.versions, VersionDbKey(vault, name, version));
       if (!s.ok() && s.kind() != ErrorKind::kNotFound) return s;
@@ -905,17 +914,63 @@ class KeyStoreImpl final : public KeyStore {
     return txn.Delete(dbs_.keys, KeyDbKey(vault, name));
   }
 
+  // Destroys the backend material of removed versions (their entries in
+  // dbs_.released), then drops the entries of those destroyed. What fails
+  // stays for the next open, with a warning.
   void DestroyMaterial(const std::vector<ReleasedMaterial>& released) {
+    std::vector<std::string> destroyed;
     for (const ReleasedMaterial& r : released) {
       const std::string& id = r.id;
       Result<KeyBackend*> backend = BackendFor(r.kind);
       Status s =
           backend.ok() ? (*backend)->Destroy(r.stored, id) : backend.status();
-      if (!s.ok()) {
-        spdlog::warn("keystore: releasing key material of {}: {}", id,
-                     s.ToString());
+      if (s.ok()) {
+        destroyed.push_back(id);
+      } else {
+        spdlog::warn(
+            "keystore: releasing key material of {}: {}; retried when the "
+            "keystore is next opened",
+            id, s.ToString());
       }
     }
+    if (destroyed.empty()) return;
+    Status s = env_->Update([&](lmdb::Txn& txn) -> Status {
+      for (const std::string& id : destroyed) {
+        Status d = txn.Delete(dbs_.released, id);
+        if (!d.ok() && d.kind() != ErrorKind::kNotFound) return d;
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) {
+      spdlog::warn("keystore: recording released key material: {}",
+                   s.ToString());
+    }
+  }
+
+  // The releases an earlier process committed but did not finish.
+  void FinishReleases() {
+    std::vector<ReleasedMaterial> pending;
+    Status s = env_->View([&](lmdb::Txn& txn) -> Status {
+      pending.clear();
+      CMKFS_ASSIGN_OR_RETURN(lmdb::Cursor c, txn.OpenCursor(dbs_.released));
+      CMKFS_ASSIGN_OR_RETURN(bool more, c.First());
+      while (more) {
+        auto v = DecodeVersion(c.value());
+        if (v.ok()) {
+          pending.push_back(
+              {std::string(c.key()), v->backend, std::move(v->stored)});
+        } else {
+          spdlog::warn("keystore: released key material of {}: {}",
+                       std::string(c.key()), v.status().ToString());
+        }
+        CMKFS_ASSIGN_OR_RETURN(more, c.Next());
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) {
+      spdlog::warn("keystore: reading released key material: {}", s.ToString());
+    }
+    DestroyMaterial(pending);
   }
 
   Status CheckKeyType(const VaultRecord& rec, KeyType kty) {
@@ -980,12 +1035,13 @@ class KeyStoreImpl final : public KeyStore {
             }));
   }
 
-  // Destroys freshly created token objects whose version record was not
-  // written (the commit failed or the key changed meanwhile).
+  // Destroys freshly created material (token objects, erase slots) whose
+  // version record was not written (the commit failed or the key changed
+  // meanwhile).
   Result<KeyVersionInfo> ReleaseIfFailed(KeyType kty, const std::string& id,
                                          const Result<StoredKey>& stored,
                                          Result<KeyVersionInfo> result) {
-    if (!result.ok() && stored.ok() && kty == KeyType::kRsaHsm) {
+    if (!result.ok() && stored.ok()) {
       Status s = BackendFor(kty).Destroy(*stored, id);
       if (!s.ok()) {
         spdlog::warn("keystore: releasing unused key material of {}: {}", id,
@@ -1449,7 +1505,7 @@ Result<std::vector<KeyId>> KeyStoreImpl::ApplyRotationPolicies() {
       return BumpCounter(txn);
     });
     note_error(s);
-    if (!rotated && d.kty == KeyType::kRsaHsm) {
+    if (!rotated) {
       Status released = BackendFor(d.kty).Destroy(*stored, id);
       if (!released.ok()) {
         spdlog::warn("keystore: releasing unused key material of {}: {}", id,
@@ -1661,10 +1717,13 @@ Result<std::unique_ptr<KeyStore>> OpenKeyStore(const KeyStoreOptions& options) {
   CMKFS_ASSIGN_OR_RETURN(dbs.keys, env->OpenDb("keys"));
   CMKFS_ASSIGN_OR_RETURN(dbs.versions, env->OpenDb("versions"));
   CMKFS_ASSIGN_OR_RETURN(dbs.audit, env->OpenDb("audit"));
+  CMKFS_ASSIGN_OR_RETURN(dbs.released, env->OpenDb("released"));
   CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes master_key,
                          ObtainMasterKey(*env, dbs, options));
   CMKFS_RETURN_IF_ERROR(InitOrVerify(*env, dbs, master_key, options.dir));
-  auto backend = NewSoftwareKeyBackend(master_key);
+  CMKFS_ASSIGN_OR_RETURN(std::unique_ptr<EraseSlotFile> slots,
+                         EraseSlotFile::Open(options.dir / "erase-slots"));
+  auto backend = NewSoftwareKeyBackend(master_key, std::move(slots));
   std::unique_ptr<KeyBackend> hsm;
   if (options.hsm_enabled) hsm = NewPkcs11KeyBackend(options.pkcs11);
   return std::unique_ptr<KeyStore>(std::make_unique<KeyStoreImpl>(

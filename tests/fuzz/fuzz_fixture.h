@@ -2,12 +2,20 @@
 // so the committed seeds are valid blobs for the target.
 #pragma once
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "cmkfs/crypto.h"
+#include "erase_slots.h"
+#include "key_backend.h"
 
 namespace cmkfs::fuzz {
 
@@ -41,6 +49,46 @@ inline crypto::SecretBytes FixtureMasterKey() {
   crypto::SecretBytes key(32);
   for (size_t i = 0; i < key.size(); ++i) key.data()[i] = uint8_t(0x40 + i);
   return key;
+}
+
+inline crypto::SecretBytes FixtureSlotSecret() {
+  crypto::SecretBytes secret(keystore::EraseSlotFile::kSecretSize);
+  for (size_t i = 0; i < secret.size(); ++i) {
+    secret.data()[i] = uint8_t(0x80 + i);
+  }
+  return secret;
+}
+
+// A software backend whose erase slot 0 holds FixtureSlotSecret(). The slot
+// file is unlinked at once (the backend keeps it open): nothing is left in
+// /tmp.
+inline std::unique_ptr<keystore::KeyBackend> FixtureSoftwareBackend() {
+  char dir[] = "/tmp/cmkfs-fuzz-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) std::abort();
+  const std::string path = std::string(dir) + "/erase-slots";
+  {
+    std::ofstream out(path, std::ios::binary);
+    crypto::SecretBytes secret = FixtureSlotSecret();
+    out.write(reinterpret_cast<const char*>(secret.data()),
+              static_cast<std::streamsize>(secret.size()));
+    if (!out) std::abort();
+  }
+  ::chmod(path.c_str(), 0600);
+  auto slots = keystore::EraseSlotFile::Open(path);
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+  if (!slots.ok()) std::abort();
+  return keystore::NewSoftwareKeyBackend(FixtureMasterKey(), std::move(*slots));
+}
+
+// The fixture key sealed as a software key in slot 0 of the backend above.
+inline std::vector<uint8_t> FixtureSealedMaterial() {
+  auto der = FixtureRsaKey().PrivateDer();
+  if (!der.ok()) std::abort();
+  auto material = keystore::SealSoftwareKey(
+      FixtureMasterKey(), 0, FixtureSlotSecret(), der->span(), kKeyId);
+  if (!material.ok()) std::abort();
+  return std::move(*material);
 }
 
 }  // namespace cmkfs::fuzz

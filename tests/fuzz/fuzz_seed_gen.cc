@@ -171,16 +171,16 @@ void KeySeeds() {
            std::vector<uint8_t>(der->data(), der->data() + der->size()));
   PutBytes("pem", "public_der.ok", 2, *key.PublicDer());
 
-  cmkfs::crypto::SecretBytes master = cmkfs::fuzz::FixtureMasterKey();
-  auto backend = ks::NewSoftwareKeyBackend(master);
-  auto stored = backend->Import(key, cmkfs::fuzz::kKeyId);
   std::vector<uint8_t> dek(64, 0x5a);
   std::span<const uint8_t> label(
       reinterpret_cast<const uint8_t*>(cmkfs::fuzz::kDekLabel),
       sizeof(cmkfs::fuzz::kDekLabel) - 1);
   PutBytes("wrapped_dek", "wrapped_dek.ok", 0, *key.Wrap(dek, label));
-  PutBytes("wrapped_dek", "sealed_material.ok", 1, stored->material);
-  PutBytes("wrapped_dek", "aead_blob.ok", 2, stored->material);
+  const std::vector<uint8_t> material = cmkfs::fuzz::FixtureSealedMaterial();
+  PutBytes("wrapped_dek", "sealed_material.ok", 1, material);
+  // The outer AEAD layer of the material (after "CKS2" and the slot).
+  PutBytes("wrapped_dek", "aead_blob.ok", 2,
+           std::vector<uint8_t>(material.begin() + 8, material.end()));
 }
 
 }  // namespace

@@ -22,14 +22,16 @@ namespace {
 
 struct Fixture {
   crypto::SecretBytes master = cmkfs::fuzz::FixtureMasterKey();
-  std::unique_ptr<ks::KeyBackend> backend = ks::NewSoftwareKeyBackend(master);
+  std::unique_ptr<ks::KeyBackend> backend =
+      cmkfs::fuzz::FixtureSoftwareBackend();
   ks::StoredKey stored;
   std::vector<uint8_t> good_blob;
   Fixture() {
     auto key = cmkfs::fuzz::FixtureRsaKey();
-    auto s = backend->Import(key, cmkfs::fuzz::kKeyId);
+    auto s = ks::StoredPublicPart(key);
     if (!s.ok()) std::abort();
     stored = std::move(*s);
+    stored.material = cmkfs::fuzz::FixtureSealedMaterial();
     std::vector<uint8_t> dek(64, 0x5a);
     auto blob = key.Wrap(dek, Label());
     if (!blob.ok()) std::abort();

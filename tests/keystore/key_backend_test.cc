@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "erase_slots.h"
 #include "keystore_test_util.h"
 #include "test_tokens.h"
 
@@ -20,10 +21,17 @@ using testing::Pem;
 
 struct SoftwareBackendFactory {
   static constexpr const char* kName = "Software";
+  // Each backend has its own master key and erase slot file (in a directory
+  // that lives as long as the test process).
   static std::unique_ptr<KeyBackend> Create() {
+    static testing::TempDir* dir = new testing::TempDir();
+    static int n = 0;
     auto master = crypto::RandomSecret(32);
     EXPECT_TRUE(master.ok());
-    return NewSoftwareKeyBackend(*master);
+    auto slots =
+        EraseSlotFile::Open(dir->path() / ("slots-" + std::to_string(n++)));
+    EXPECT_TRUE(slots.ok()) << slots.status().ToString();
+    return NewSoftwareKeyBackend(*master, std::move(*slots));
   }
   // A backend that does not hold the keys of the others: another master key.
   static std::unique_ptr<KeyBackend> CreateIsolated() { return Create(); }
@@ -181,11 +189,24 @@ TYPED_TEST(KeyBackendTest, AnotherInstanceWithoutTheKeyCannotUnwrap) {
             ErrorKind::kCorruption);
 }
 
-TYPED_TEST(KeyBackendTest, DestroySucceeds) {
+TYPED_TEST(KeyBackendTest, DestroyedKeyNoLongerUnwraps) {
   auto rsa = crypto::RsaKey::FromPrivatePem(Pem("rsa2048"));
   auto key = this->backend_->Import(*rsa, this->id_);
   ASSERT_TRUE(key.ok());
+  auto blob = this->backend_->Wrap(*key, this->id_, this->dek_, {},
+                                   crypto::OaepHash::kSha256);
+  ASSERT_TRUE(blob.ok());
+  ASSERT_TRUE(
+      this->backend_
+          ->Unwrap(*key, this->id_, *blob, {}, crypto::OaepHash::kSha256)
+          .ok());
   EXPECT_TRUE(this->backend_->Destroy(*key, this->id_).ok());
+  // The same stored record (a stale copy of it, as LMDB keeps) is useless.
+  EXPECT_FALSE(
+      this->backend_
+          ->Unwrap(*key, this->id_, *blob, {}, crypto::OaepHash::kSha256)
+          .ok());
+  EXPECT_TRUE(this->backend_->Destroy(*key, this->id_).ok());  // idempotent
 }
 
 TYPED_TEST(KeyBackendTest, GeneratedKeyUnwrapsWhatTheSoftwareKeyWraps) {
@@ -279,6 +300,31 @@ TYPED_TEST(TokenKeyTest, WrongPinIsNamed) {
                              " failed: wrong PIN (CKR_PIN_INCORRECT); check "
                              "[pkcs11] pin_file " +
                              TypeParam::Token().wrong_pin.pin_file.string());
+}
+
+// Material written before erase slots (sealed under the master key alone)
+// still opens, and so does material that starts like the slotted format.
+TEST(SoftwareKeyBackendTest, MaterialSealedUnderTheMasterKeyAloneStillOpens) {
+  testing::TempDir dir;
+  auto master = crypto::RandomSecret(32);
+  ASSERT_TRUE(master.ok());
+  auto slots = EraseSlotFile::Open(dir.path() / "erase-slots");
+  ASSERT_TRUE(slots.ok());
+  auto backend = NewSoftwareKeyBackend(*master, std::move(*slots));
+  const std::string id = "cmk://vault1/keys/old/0123";
+  auto rsa = crypto::RsaKey::FromPrivatePem(Pem("rsa2048"));
+  auto stored = StoredPublicPart(*rsa);
+  auto der = rsa->PrivateDer();
+  ASSERT_TRUE(stored.ok() && der.ok());
+  auto legacy = crypto::AeadSeal(*master, der->span(), Bytes(id));
+  ASSERT_TRUE(legacy.ok());
+  stored->material = *legacy;
+  const std::vector<uint8_t> dek(64, 7);
+  auto blob = rsa->Wrap(dek, {}, crypto::OaepHash::kSha256);
+  auto out = backend->Unwrap(*stored, id, *blob, {}, crypto::OaepHash::kSha256);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_TRUE(std::ranges::equal(out->span(), dek));
+  EXPECT_TRUE(backend->Destroy(*stored, id).ok());  // nothing it can erase
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "cmkfs/x509.h"
 #include "cmkvault.grpc.pb.h"
 #include "vault/transport/convert.h"
+#include "vault/transport/library_ref.h"
 #include "vault/transport/transport.h"
 
 namespace cmkfs::vault {
@@ -182,6 +183,7 @@ class WatchStream final : public keystore::ChangeSubscription {
     }
   }
 
+  const GrpcLibraryRef library_;
   const std::shared_ptr<Credential> cred_;
   const keystore::ChangeSubscriber subscriber_;
   const Describe describe_;
@@ -615,6 +617,7 @@ class RemoteKeyStore final : public keystore::KeyStore {
     }
   }
 
+  const GrpcLibraryRef library_;
   ClientOptions opts_;
   std::shared_ptr<Credential> default_;
   std::mutex mu_;

@@ -11,6 +11,7 @@
 
 #include "cmkvault.grpc.pb.h"
 #include "vault/transport/convert.h"
+#include "vault/transport/library_ref.h"
 #include "vault/transport/transport.h"
 
 namespace cmkfs::vault {
@@ -396,6 +397,7 @@ class GrpcServer final : public Server {
   }
 
  private:
+  const GrpcLibraryRef library_;
   std::unique_ptr<KeyVaultService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
