@@ -12,6 +12,7 @@
 
 #include "cmkfs/config.h"
 #include "cmkfs/crypto.h"
+#include "cmkfs/erase_slots.h"
 #include "cmkfs/status.h"
 
 namespace cmkfs::keystore {
@@ -66,13 +67,12 @@ Result<StoredKey> StoredPublicPartOfImport(const crypto::RsaKey& key,
 // copy of the material opens (crypto-erase). Material written before erase
 // slots (sealed under the master key alone) still opens; Destroy cannot erase
 // it (docs/threat-model.md).
-class EraseSlotFile;
 std::unique_ptr<KeyBackend> NewSoftwareKeyBackend(
     const crypto::SecretBytes& master_key,
     std::unique_ptr<EraseSlotFile> slots);
 
-// The material of a software key (docs/format.md, "Sealed software keys"):
-// "CKS2", the slot number (u32 little-endian), then
+// The material of a software key (docs/keystore.md, "Private keys at
+// rest"): SlotRef::Of(slot, slot_secret).Encode("CKS2"), then
 // AeadSeal(master, AeadSeal(slot_secret, der, key_id), key_id).
 Result<std::vector<uint8_t>> SealSoftwareKey(
     const crypto::SecretBytes& master_key, uint32_t slot,

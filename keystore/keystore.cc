@@ -23,7 +23,6 @@
 #include "cmkfs/mutex.h"
 #include "cmkfs/path_guard.h"
 #include "cmkfs/record.h"
-#include "erase_slots.h"
 #include "key_backend.h"
 #include "master_key.h"
 #include "records.h"

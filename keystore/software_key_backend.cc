@@ -5,29 +5,15 @@
 #include <utility>
 
 #include "cmkfs/crypto.h"
-#include "erase_slots.h"
 #include "key_backend.h"
 
 namespace cmkfs::keystore {
 namespace {
 
-constexpr char kMagic[4] = {'C', 'K', 'S', '2'};
-constexpr size_t kHeader = sizeof(kMagic) + 4;
+constexpr std::string_view kMagic = "CKS2";
 
 std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-// The slot of material in the erase-slot format; nullopt for material sealed
-// under the master key alone (before erase slots).
-std::optional<uint32_t> SlotOf(std::span<const uint8_t> material) {
-  if (material.size() < kHeader ||
-      std::memcmp(material.data(), kMagic, sizeof(kMagic)) != 0) {
-    return std::nullopt;
-  }
-  const uint8_t* p = material.data() + sizeof(kMagic);
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 |
-         uint32_t{p[3]} << 24;
 }
 
 class SoftwareKeyBackend final : public KeyBackend {
@@ -71,8 +57,8 @@ class SoftwareKeyBackend final : public KeyBackend {
   }
 
   Status Destroy(const StoredKey& key, std::string_view /*key_id*/) override {
-    std::optional<uint32_t> slot = SlotOf(key.material);
-    return slot ? slots_->Erase(*slot) : Status::Ok();
+    std::optional<SlotRef> ref = SlotRef::Decode(kMagic, key.material);
+    return ref ? slots_->Erase(*ref) : Status::Ok();
   }
 
  private:
@@ -81,16 +67,16 @@ class SoftwareKeyBackend final : public KeyBackend {
   Result<crypto::SecretBytes> OpenMaterial(std::span<const uint8_t> material,
                                            std::string_view key_id) const {
     const std::string id(key_id);
-    if (std::optional<uint32_t> slot = SlotOf(material)) {
-      auto secret = slots_->Read(*slot);
+    if (std::optional<SlotRef> ref = SlotRef::Decode(kMagic, material)) {
+      auto secret = slots_->Read(ref->slot);
       if (!secret.ok() && secret.status().kind() == ErrorKind::kNotFound) {
         return CorruptionError("sealed private key of " + id +
                                " does not open: its erase slot is erased "
                                "(the key was purged)");
       }
       if (!secret.ok()) return secret.status();
-      auto inner =
-          crypto::AeadOpen(master_key_, material.subspan(kHeader), AsBytes(id));
+      auto inner = crypto::AeadOpen(
+          master_key_, material.subspan(SlotRef::kEncodedSize), AsBytes(id));
       if (inner.ok()) {
         auto der = crypto::AeadOpen(*secret, inner->span(), AsBytes(id));
         if (der.ok()) return der;
@@ -120,10 +106,7 @@ Result<std::vector<uint8_t>> SealSoftwareKey(
                          crypto::AeadSeal(slot_secret, der, AsBytes(key_id)));
   CMKFS_ASSIGN_OR_RETURN(std::vector<uint8_t> outer,
                          crypto::AeadSeal(master_key, inner, AsBytes(key_id)));
-  std::vector<uint8_t> material(kMagic, kMagic + sizeof(kMagic));
-  for (int shift = 0; shift < 32; shift += 8) {
-    material.push_back(static_cast<uint8_t>(slot >> shift));
-  }
+  std::vector<uint8_t> material = SlotRef::Of(slot, slot_secret).Encode(kMagic);
   material.insert(material.end(), outer.begin(), outer.end());
   return material;
 }

@@ -101,8 +101,13 @@ Result<uint64_t> NextRid(MetaStore& meta_store, MetaTable meta) {
 }
 
 Catalog::Catalog(const EngineOptions& options, keystore::KeyStore* ks,
-                 MetaStore* meta, CatalogTables tables)
-    : options_(options), ks_(ks), meta_(meta), t_(tables) {}
+                 MetaStore* meta, CatalogTables tables,
+                 std::unique_ptr<EraseSlotFile> slots)
+    : options_(options),
+      ks_(ks),
+      meta_(meta),
+      t_(tables),
+      slots_(std::move(slots)) {}
 
 // --- records -----------------------------------------------------------------
 
@@ -373,11 +378,14 @@ Status Catalog::RewrapDes(DesRecord& d, const RewrapHooks& hooks) {
         return Status::Ok();
       }
       CMKFS_ASSIGN_OR_RETURN(auto dek, hooks.dek(*r));
+      const std::vector<uint8_t> old = r->wrapped_dek;
       CMKFS_ASSIGN_OR_RETURN(r->wrapped_dek,
                              WrapDek(dek, d.identity, target, r->uuid));
       r->key_id = d.rotation_target;
       r->identity = d.identity;
-      return PutResource(*r);
+      CMKFS_RETURN_IF_ERROR(PutResource(*r));
+      ReleaseWrappedDek(old);
+      return Status::Ok();
     });
     if (!st.ok() && first_error.ok()) first_error = st;
   }
@@ -512,12 +520,14 @@ Status Catalog::SetDiskDes(
   CMKFS_ASSIGN_OR_RETURN(auto key, keystore::KeyId::Parse(d.key_id));
   CMKFS_RETURN_IF_ERROR(CheckDesAccess(d, key));
   CMKFS_ASSIGN_OR_RETURN(auto dek, dek_for(r));
+  const std::vector<uint8_t> old = r.wrapped_dek;
   CMKFS_ASSIGN_OR_RETURN(r.wrapped_dek, WrapDek(dek, d.identity, key, r.uuid));
   r.encryption = EncryptionType::kCustomer;
   r.des = d.name;
   r.identity = d.identity;
   r.key_id = d.key_id;
   CMKFS_RETURN_IF_ERROR(PutResource(r));
+  ReleaseWrappedDek(old);
   spdlog::info("engine: disk {} now uses disk encryption set {} ({})", r.name,
                d.name, r.key_id);
   return Status::Ok();

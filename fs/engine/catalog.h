@@ -21,6 +21,7 @@
 
 #include "cmkfs/crypto.h"
 #include "cmkfs/engine.h"
+#include "cmkfs/erase_slots.h"
 #include "cmkfs/keystore.h"
 #include "cmkfs/meta_store.h"
 #include "cmkfs/status.h"
@@ -68,9 +69,10 @@ struct RewrapHooks {
 
 class Catalog {
  public:
-  // `ks` and `meta` must outlive the catalog.
+  // `ks` and `meta` must outlive the catalog; `slots` holds the erase slots
+  // of the wrapped DEKs (DIR/meta/erase-slots).
   Catalog(const EngineOptions& options, keystore::KeyStore* ks, MetaStore* meta,
-          CatalogTables tables);
+          CatalogTables tables, std::unique_ptr<EraseSlotFile> slots);
 
   // --- records ---------------------------------------------------------------
   // NotFound ("disk NAME not found"), Corruption for an undecodable record.
@@ -154,11 +156,23 @@ class Catalog {
   // PermissionDenied (naming the missing permissions and the command that
   // grants them) unless the DES's identity may get/wrap/unwrap with `key`.
   Status CheckDesAccess(const DesRecord& d, const keystore::KeyId& key);
-  // The DEK wrapped by `key` for `identity`, labelled with `uuid`.
+  // The DEK wrapped by `key` for `identity`, labelled with `uuid`, then
+  // sealed under a fresh erase slot (docs/format.md, "Wrapped DEKs"): what a
+  // resource record stores. The slot is durable before this returns; if no
+  // record ever names it, SweepEraseSlots erases it.
   Result<std::vector<uint8_t>> WrapDek(const crypto::SecretBytes& dek,
                                        const std::string& identity,
                                        const keystore::KeyId& key,
                                        const std::string& uuid);
+  // Erases the slot of `wrapped_dek`, which no durable record names any more
+  // (the record that dropped or replaced it is synced), so no stale copy of
+  // it opens. A wrapped DEK from before erase slots has none: Ok. A failure
+  // is logged; the next SweepEraseSlots erases the slot.
+  void ReleaseWrappedDek(std::span<const uint8_t> wrapped_dek);
+  // Erases every slot that no resource record names: what a crash between a
+  // commit and its release, or a create that failed after WrapDek, left. At
+  // open, before any WrapDek.
+  Status SweepEraseSlots();
   // The resource's DEK; the keystore's error (KeyUnavailable,
   // PermissionDenied, ...) with the resource named, Corruption for a DEK
   // of the wrong length.
@@ -171,6 +185,7 @@ class Catalog {
   keystore::KeyStore* ks_;
   MetaStore* meta_;
   CatalogTables t_;
+  std::unique_ptr<EraseSlotFile> slots_;
 };
 
 }  // namespace cmkfs::fs

@@ -1,14 +1,49 @@
 // The catalog's key work: the system key, key versions, DES access, and the
 // wrapping and unwrapping of DEKs through the keystore.
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <optional>
+#include <set>
+
 #include "catalog.h"
 
 namespace cmkfs::fs {
 namespace {
 
 constexpr char kLabelPrefix[] = "cmkfs-dek:";
+// A wrapped DEK sealed under an erase slot: SlotRef "CKD2", then the AEAD
+// blob (docs/format.md, "Wrapped DEKs and erase slots").
+constexpr std::string_view kSealedMagic = "CKD2";
+
+std::optional<SlotRef> SlotOfWrappedDek(std::span<const uint8_t> wrapped) {
+  return SlotRef::Decode(kSealedMagic, wrapped);
+}
 
 std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// The keystore's blob inside a sealed wrapped DEK. NotFound (erased slot) is
+// reported as Corruption: the record names a key that no longer exists.
+Result<crypto::SecretBytes> OpenSealedDek(const EraseSlotFile& slots,
+                                          uint32_t slot,
+                                          std::span<const uint8_t> wrapped,
+                                          std::string_view label) {
+  auto secret = slots.Read(slot);
+  if (!secret.ok()) {
+    if (secret.status().kind() != ErrorKind::kNotFound) return secret.status();
+    return CorruptionError("its wrapped key is erased (erase slot " +
+                           std::to_string(slot) + " of " +
+                           slots.path().string() + " is zero)");
+  }
+  auto opened = crypto::AeadOpen(
+      *secret, wrapped.subspan(SlotRef::kEncodedSize), AsBytes(label));
+  if (!opened.ok()) {
+    return CorruptionError("its wrapped key does not open under erase slot " +
+                           std::to_string(slot));
+  }
+  return opened;
 }
 
 }  // namespace
@@ -83,13 +118,38 @@ Result<std::vector<uint8_t>> Catalog::WrapDek(const crypto::SecretBytes& dek,
     return blob.status().WithContext("wrapping the disk key with " +
                                      key.ToString());
   }
-  return std::move(*blob);
+  crypto::SecretBytes secret;
+  CMKFS_ASSIGN_OR_RETURN(uint32_t slot, slots_->Allocate(&secret));
+  auto sealed = crypto::AeadSeal(secret, *blob, AsBytes(label));
+  if (!sealed.ok()) {
+    slots_->Erase(slot).IgnoreError();
+    return sealed.status();
+  }
+  std::vector<uint8_t> out = SlotRef::Of(slot, secret).Encode(kSealedMagic);
+  out.insert(out.end(), sealed->begin(), sealed->end());
+  return out;
 }
 
 Result<crypto::SecretBytes> Catalog::UnwrapDek(const ResourceRecord& r) {
   CMKFS_ASSIGN_OR_RETURN(auto key, keystore::KeyId::Parse(r.key_id));
   std::string label = kLabelPrefix + r.uuid;
-  auto dek = ks_->UnwrapKey(r.identity, key, r.wrapped_dek, AsBytes(label));
+  // The keystore's blob: inside the erase-slot seal, or the record's bytes
+  // themselves when they predate erase slots (tried too when the seal does
+  // not open: such a blob may start with the magic, one in 2^32).
+  std::vector<uint8_t> blob = r.wrapped_dek;
+  if (std::optional<SlotRef> ref = SlotOfWrappedDek(r.wrapped_dek)) {
+    auto opened = OpenSealedDek(*slots_, ref->slot, r.wrapped_dek, label);
+    if (opened.ok()) {
+      blob.assign(opened->span().begin(), opened->span().end());
+    } else {
+      auto legacy = ks_->UnwrapKey(r.identity, key, blob, AsBytes(label));
+      if (legacy.ok() && legacy->size() == crypto::kXtsKeySize) {
+        return std::move(*legacy);
+      }
+      return opened.status().WithContext(Describe(r.kind, r.name));
+    }
+  }
+  auto dek = ks_->UnwrapKey(r.identity, key, blob, AsBytes(label));
   if (!dek.ok()) {
     return dek.status().WithContext("cannot unwrap the key of " +
                                     Describe(r.kind, r.name) + " with " +
@@ -100,6 +160,37 @@ Result<crypto::SecretBytes> Catalog::UnwrapDek(const ResourceRecord& r) {
                            " has the wrong length");
   }
   return std::move(*dek);
+}
+
+void Catalog::ReleaseWrappedDek(std::span<const uint8_t> wrapped_dek) {
+  std::optional<SlotRef> ref = SlotOfWrappedDek(wrapped_dek);
+  if (!ref) return;
+  Status s = slots_->Erase(*ref);
+  if (!s.ok()) {
+    spdlog::warn(
+        "engine: erasing a released disk key (erase slot {}): {}; retried "
+        "when the engine next opens",
+        ref->slot, s.ToString());
+  }
+}
+
+Status Catalog::SweepEraseSlots() {
+  std::set<uint32_t> named;
+  CMKFS_ASSIGN_OR_RETURN(std::vector<ResourceRecord> all, AllResources());
+  for (const ResourceRecord& r : all) {
+    if (auto ref = SlotOfWrappedDek(r.wrapped_dek)) named.insert(ref->slot);
+  }
+  CMKFS_ASSIGN_OR_RETURN(std::vector<uint32_t> used, slots_->UsedSlots());
+  size_t erased = 0;
+  for (uint32_t slot : used) {
+    if (named.contains(slot)) continue;
+    CMKFS_RETURN_IF_ERROR(slots_->Erase(slot));
+    ++erased;
+  }
+  if (erased > 0) {
+    spdlog::info("engine: erased {} disk key(s) no record names", erased);
+  }
+  return Status::Ok();
 }
 
 Result<crypto::SecretBytes> Catalog::NewDek() {

@@ -85,8 +85,11 @@ Status EngineImpl::Init() {
   CMKFS_ASSIGN_OR_RETURN(db_ref_, meta_->OpenTable("refcount"));
   CMKFS_ASSIGN_OR_RETURN(db_free_, meta_->OpenTable("free"));
   CMKFS_ASSIGN_OR_RETURN(db_count_, meta_->OpenTable("counts"));
+  CMKFS_ASSIGN_OR_RETURN(
+      std::unique_ptr<EraseSlotFile> slots,
+      EraseSlotFile::Open(options_.dir / "meta" / "erase-slots"));
   catalog_.emplace(options_, ks_, meta_.get(),
-                   CatalogTables{db_meta_, db_res_, db_des_});
+                   CatalogTables{db_meta_, db_res_, db_des_}, std::move(slots));
 
   CMKFS_RETURN_IF_ERROR(meta_->Update([&](MetaTxn& txn) -> Status {
     auto fmt = txn.Get(db_meta_, "format");
@@ -122,6 +125,7 @@ Status EngineImpl::Init() {
         "cmkctl fsck)",
         pool_path_.string(), pool_size, hwm_, lost_begin_);
   }
+  CMKFS_RETURN_IF_ERROR(catalog_->SweepEraseSlots());
   CMKFS_RETURN_IF_ERROR(catalog_->EnsureSystemKey());
 
   // Resume re-wraps interrupted by a crash.
@@ -360,6 +364,9 @@ Status EngineImpl::DeleteLocked(const ResourceRecord& r) {
         return txn.Delete(db_res_, ResourceKey(r.kind, r.name));
       },
       &freed));
+  // The record is gone and synced: erase its wrapped DEK, so no stale copy
+  // of the record (LMDB's free pages, a later copy of the directory) opens.
+  catalog_->ReleaseWrappedDek(r.wrapped_dek);
   spdlog::info("engine: deleted {} ({} extents freed)",
                Describe(r.kind, r.name), freed);
   return Status::Ok();

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "cmkfs/crypto.h"
-#include "erase_slots.h"
 #include "key_backend.h"
 
 namespace cmkfs::fuzz {
@@ -52,7 +51,7 @@ inline crypto::SecretBytes FixtureMasterKey() {
 }
 
 inline crypto::SecretBytes FixtureSlotSecret() {
-  crypto::SecretBytes secret(keystore::EraseSlotFile::kSecretSize);
+  crypto::SecretBytes secret(EraseSlotFile::kSecretSize);
   for (size_t i = 0; i < secret.size(); ++i) {
     secret.data()[i] = uint8_t(0x80 + i);
   }
@@ -74,7 +73,7 @@ inline std::unique_ptr<keystore::KeyBackend> FixtureSoftwareBackend() {
     if (!out) std::abort();
   }
   ::chmod(path.c_str(), 0600);
-  auto slots = keystore::EraseSlotFile::Open(path);
+  auto slots = EraseSlotFile::Open(path);
   ::unlink(path.c_str());
   ::rmdir(dir);
   if (!slots.ok()) std::abort();

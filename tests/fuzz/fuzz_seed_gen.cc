@@ -178,9 +178,10 @@ void KeySeeds() {
   PutBytes("wrapped_dek", "wrapped_dek.ok", 0, *key.Wrap(dek, label));
   const std::vector<uint8_t> material = cmkfs::fuzz::FixtureSealedMaterial();
   PutBytes("wrapped_dek", "sealed_material.ok", 1, material);
-  // The outer AEAD layer of the material (after "CKS2" and the slot).
+  // The outer AEAD layer of the material (after its SlotRef header).
   PutBytes("wrapped_dek", "aead_blob.ok", 2,
-           std::vector<uint8_t>(material.begin() + 8, material.end()));
+           std::vector<uint8_t>(material.begin() + cmkfs::SlotRef::kEncodedSize,
+                                material.end()));
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 
 #include "cmkfs/keystore.h"
 #include "cmkfs/lmdb.h"
-#include "erase_slots.h"
 #include "key_backend.h"
 #include "keystore_test_util.h"
 #include "master_key.h"
@@ -140,12 +139,11 @@ Result<crypto::SecretBytes> UnwrapWithTheCopy(
                          crypto::OaepHash::kSha256);
 }
 
-// The slot a sealed material names ("CKS2", u32 little-endian slot).
+// The slot a sealed material names.
 uint32_t SlotOf(const std::vector<uint8_t>& material) {
-  EXPECT_GE(material.size(), 8u);
-  if (material.size() < 8) return 0;
-  return uint32_t{material[4]} | uint32_t{material[5]} << 8 |
-         uint32_t{material[6]} << 16 | uint32_t{material[7]} << 24;
+  auto ref = SlotRef::Decode("CKS2", material);
+  EXPECT_TRUE(ref.has_value());
+  return ref ? ref->slot : UINT32_MAX;
 }
 
 bool SlotIsZero(const std::filesystem::path& vault_dir, uint32_t slot) {

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <thread>
 
-#include "erase_slots.h"
 #include "keystore_test_util.h"
 #include "test_tokens.h"
 

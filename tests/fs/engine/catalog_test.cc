@@ -27,7 +27,13 @@ class CatalogTest : public EngineTest {
       ASSERT_TRUE(h.ok()) << h.status().ToString();
       *table = *h;
     }
-    catalog_.emplace(options_, ks_, meta_.get(), t);
+    catalog_.emplace(options_, ks_, meta_.get(), t, Slots());
+  }
+  // The catalog's erase slots, in the test's own directory.
+  std::unique_ptr<EraseSlotFile> Slots() {
+    auto slots = EraseSlotFile::Open(root_ / "catalog-erase-slots");
+    EXPECT_TRUE(slots.ok()) << slots.status().ToString();
+    return slots.ok() ? std::move(*slots) : nullptr;
   }
   void TearDown() override {
     catalog_.reset();
@@ -162,7 +168,7 @@ TEST_F(CatalogTest, DesQuotaIsPerSubscriptionAndRegion) {
   ASSERT_OK_AND_ASSIGN(t.meta, meta_->OpenTable("meta"));
   ASSERT_OK_AND_ASSIGN(t.resources, meta_->OpenTable("resources"));
   ASSERT_OK_AND_ASSIGN(t.des, meta_->OpenTable("des"));
-  catalog_.emplace(options_, ks_, meta_.get(), t);
+  catalog_.emplace(options_, ks_, meta_.get(), t, Slots());
   MakeKey("v1", "k1");
   NewDes("des1");
   DesSpec spec;

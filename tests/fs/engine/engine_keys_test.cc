@@ -2,8 +2,11 @@
 // crash-safe resume, switching a disk to a customer key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <optional>
 
+#include "cmkfs/erase_slots.h"
 #include "cmkfs/lmdb.h"
 #include "engine_test_support.h"
 #include "records.h"
@@ -135,6 +138,139 @@ TEST_F(EngineKeysTest, InterruptedRewrapResumesOnOpen) {
   auto h = OpenDisk("a");
   EXPECT_EQ(ReadAll(*h, 0, 4096), Pattern(4096, 9));
   EXPECT_NE(v1, v2);
+}
+
+// The record of a resource as meta/ holds it; nullopt when there is none.
+std::optional<std::string> RawRecord(const std::filesystem::path& dir,
+                                     ResourceKind kind,
+                                     const std::string& name) {
+  std::optional<std::string> out;
+  auto env = lmdb::Env::Open(dir / "meta", lmdb::EnvOptions{});
+  EXPECT_TRUE(env.ok()) << env.status().ToString();
+  if (!env.ok()) return out;
+  auto db = (*env)->OpenDb("resources");
+  EXPECT_TRUE(db.ok());
+  Status s = (*env)->View([&](lmdb::Txn& txn) -> Status {
+    auto v = txn.Get(*db, ResourceKey(kind, name));
+    if (v.ok()) out = std::string(*v);
+    return Status::Ok();
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+// Puts a record back, as an attacker who found its stale copy in a free page
+// of meta/data.mdb would.
+void RestoreRecord(const std::filesystem::path& dir, ResourceKind kind,
+                   const std::string& name, const std::string& record) {
+  auto env = lmdb::Env::Open(dir / "meta", lmdb::EnvOptions{});
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  auto db = (*env)->OpenDb("resources");
+  ASSERT_TRUE(db.ok());
+  ASSERT_OK((*env)->Update([&](lmdb::Txn& txn) {
+    return txn.Put(*db, ResourceKey(kind, name), record);
+  }));
+}
+
+uint32_t EraseSlotOf(const std::string& record) {
+  auto r = DecodeResource(record);
+  EXPECT_TRUE(r.ok());
+  if (!r.ok()) return UINT32_MAX;
+  auto ref = SlotRef::Decode("CKD2", r->wrapped_dek);
+  EXPECT_TRUE(ref.has_value());
+  return ref ? ref->slot : UINT32_MAX;
+}
+
+bool SlotIsZero(const std::filesystem::path& dir, uint32_t slot) {
+  std::ifstream f(dir / "meta" / "erase-slots", std::ios::binary);
+  std::vector<char> bytes{std::istreambuf_iterator<char>(f), {}};
+  const size_t at = size_t{slot} * EraseSlotFile::kSecretSize;
+  if (bytes.size() < at + EraseSlotFile::kSecretSize) return true;
+  return std::all_of(bytes.begin() + at,
+                     bytes.begin() + at + EraseSlotFile::kSecretSize,
+                     [](char c) { return c == 0; });
+}
+
+// What a copy of the state directory reveals about a deleted disk: its stale
+// record, put back, no longer opens, although the key that wrapped its DEK
+// still exists. Control: the same record in a copy taken before the delete
+// opens and reads the data.
+TEST_F(EngineKeysTest, ADeletedDisksStaleRecordNoLongerOpens) {
+  MakeDisk("d", 1 << 20);
+  {
+    auto h = OpenDisk("d");
+    WriteAll(*h, 8192, Pattern(5000, 9));
+  }
+  CloseEngine();
+  const std::optional<std::string> stale =
+      RawRecord(options_.dir, ResourceKind::kDisk, "d");
+  ASSERT_TRUE(stale.has_value());
+  const std::filesystem::path before = root_ / "before";
+  std::filesystem::copy(options_.dir, before,
+                        std::filesystem::copy_options::recursive);
+  std::filesystem::remove(before / "LOCK");
+  Reopen();
+  ASSERT_OK(engine_->Delete(ResourceKind::kDisk, "d"));
+  CloseEngine();
+  EXPECT_TRUE(SlotIsZero(options_.dir, EraseSlotOf(*stale)));
+  {
+    EngineOptions copy = options_;
+    copy.dir = before;
+    auto e = OpenEngine(copy, ks_);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    auto h = (*e)->Open(ResourceKind::kDisk, "d", false);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    EXPECT_EQ(ReadAll(**h, 8192, 5000), Pattern(5000, 9));
+  }
+  RestoreRecord(options_.dir, ResourceKind::kDisk, "d", *stale);
+  Reopen();
+  auto h = engine_->Open(ResourceKind::kDisk, "d", false);
+  ASSERT_FALSE(h.ok()) << "the deleted disk's key still opens";
+  EXPECT_EQ(h.status().kind(), ErrorKind::kCorruption);
+  EXPECT_HAS_SUBSTR(h.status().message(), "erased");
+}
+
+// Switching a platform-key disk to a customer key erases the copy of its DEK
+// that the platform key wraps: the old record, put back, does not open.
+TEST_F(EngineKeysTest, SwitchingToACustomerKeyErasesThePlatformWrappedCopy) {
+  MakeKey("v1", "k1");
+  MakeDes("des1", "v1", "k1");
+  MakeDisk("d", 1 << 20);
+  CloseEngine();
+  const std::optional<std::string> platform =
+      RawRecord(options_.dir, ResourceKind::kDisk, "d");
+  ASSERT_TRUE(platform.has_value());
+  Reopen();
+  ASSERT_OK(engine_->SetDiskDes("d", "des1").status());
+  CloseEngine();
+  EXPECT_TRUE(SlotIsZero(options_.dir, EraseSlotOf(*platform)));
+  RestoreRecord(options_.dir, ResourceKind::kDisk, "d", *platform);
+  Reopen();
+  auto h = engine_->Open(ResourceKind::kDisk, "d", false);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().kind(), ErrorKind::kCorruption);
+}
+
+// A slot no record names (a crash between a delete's commit and its erase,
+// or a create that failed after wrapping) is erased at the next open; the
+// slots records name are kept.
+TEST_F(EngineKeysTest, OpenErasesSlotsNoRecordNames) {
+  MakeDisk("d", 1 << 20);
+  CloseEngine();
+  const uint32_t named =
+      EraseSlotOf(*RawRecord(options_.dir, ResourceKind::kDisk, "d"));
+  uint32_t orphan = 0;
+  {
+    auto slots = EraseSlotFile::Open(options_.dir / "meta" / "erase-slots");
+    ASSERT_TRUE(slots.ok());
+    crypto::SecretBytes secret;
+    ASSERT_OK_AND_ASSIGN(orphan, (*slots)->Allocate(&secret));
+  }
+  ASSERT_FALSE(SlotIsZero(options_.dir, orphan));
+  Reopen();
+  EXPECT_TRUE(SlotIsZero(options_.dir, orphan));
+  EXPECT_FALSE(SlotIsZero(options_.dir, named));
+  EXPECT_TRUE(OpenDisk("d", false) != nullptr);
 }
 
 TEST_F(EngineKeysTest, SetDiskDesSwitchesPlatformDiskToCustomerKey) {

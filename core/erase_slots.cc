@@ -1,4 +1,4 @@
-#include "erase_slots.h"
+#include "cmkfs/erase_slots.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -8,11 +8,14 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "cmkfs/path_guard.h"
 
-namespace cmkfs::keystore {
+namespace cmkfs {
 namespace {
 
 constexpr size_t kSlot = EraseSlotFile::kSecretSize;
@@ -97,20 +100,18 @@ Result<std::unique_ptr<EraseSlotFile>> EraseSlotFile::Open(
 
 EraseSlotFile::~EraseSlotFile() { ::close(fd_); }
 
-Result<uint32_t> EraseSlotFile::Allocate(crypto::SecretBytes* secret) {
-  CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes fresh,
-                         crypto::RandomSecret(kSlot));
-  ExclusiveFileLock lock(fd_, path_);
-  CMKFS_RETURN_IF_ERROR(lock.status());
+Status EraseSlotFile::ScanSlots(
+    const std::function<bool(uint64_t slot, bool erased)>& visit,
+    uint64_t* count) const {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {
     return ErrnoError("stat " + path_.string(), errno);
   }
-  const uint64_t slots = static_cast<uint64_t>(st.st_size) / kSlot;
-  uint64_t slot = slots;  // append unless an erased slot is found
-  // Other keys' secrets pass through here: locked memory, wiped when freed.
+  *count = static_cast<uint64_t>(st.st_size) / kSlot;
+  // Other records' secrets pass through here: locked memory, wiped when
+  // freed.
   crypto::SecretBytes chunk(64 * kSlot);
-  for (uint64_t first = 0; first < slots && slot == slots;) {
+  for (uint64_t first = 0; first < *count;) {
     size_t got = 0;
     CMKFS_RETURN_IF_ERROR(PreadFull(fd_, chunk.data(), chunk.size(),
                                     static_cast<off_t>(first * kSlot), path_,
@@ -118,13 +119,30 @@ Result<uint32_t> EraseSlotFile::Allocate(crypto::SecretBytes* secret) {
     const size_t n = got / kSlot;
     if (n == 0) break;
     for (size_t i = 0; i < n; ++i) {
-      if (AllZero(chunk.span().subspan(i * kSlot, kSlot))) {
-        slot = first + i;
-        break;
+      if (!visit(first + i, AllZero(chunk.span().subspan(i * kSlot, kSlot)))) {
+        return Status::Ok();
       }
     }
     first += n;
   }
+  return Status::Ok();
+}
+
+Result<uint32_t> EraseSlotFile::Allocate(crypto::SecretBytes* secret) {
+  CMKFS_ASSIGN_OR_RETURN(crypto::SecretBytes fresh,
+                         crypto::RandomSecret(kSlot));
+  MutexLock guard(&mu_);
+  ExclusiveFileLock lock(fd_, path_);
+  CMKFS_RETURN_IF_ERROR(lock.status());
+  std::optional<uint64_t> erased;
+  uint64_t count = 0;
+  CMKFS_RETURN_IF_ERROR(ScanSlots(
+      [&](uint64_t slot, bool is_erased) {
+        if (is_erased) erased = slot;
+        return !is_erased;
+      },
+      &count));
+  const uint64_t slot = erased.value_or(count);  // else append
   if (slot > UINT32_MAX) {
     return NoSpaceError("erase slot file " + path_.string() +
                         " is full (2^32 slots)");
@@ -133,6 +151,20 @@ Result<uint32_t> EraseSlotFile::Allocate(crypto::SecretBytes* secret) {
                                    static_cast<off_t>(slot * kSlot), path_));
   *secret = std::move(fresh);
   return static_cast<uint32_t>(slot);
+}
+
+Result<std::vector<uint32_t>> EraseSlotFile::UsedSlots() const {
+  std::vector<uint32_t> used;
+  uint64_t count = 0;
+  CMKFS_RETURN_IF_ERROR(ScanSlots(
+      [&](uint64_t slot, bool erased) {
+        if (!erased && slot <= UINT32_MAX) {
+          used.push_back(static_cast<uint32_t>(slot));
+        }
+        return true;
+      },
+      &count));
+  return used;
 }
 
 Result<crypto::SecretBytes> EraseSlotFile::Read(uint32_t slot) const {
@@ -148,6 +180,56 @@ Result<crypto::SecretBytes> EraseSlotFile::Read(uint32_t slot) const {
   return out;
 }
 
+SlotRef SlotRef::Of(uint32_t slot, const crypto::SecretBytes& secret) {
+  static constexpr std::string_view kPrefix = "cmkfs erase slot fingerprint";
+  std::vector<uint8_t> in(kPrefix.begin(), kPrefix.end());
+  in.insert(in.end(), secret.span().begin(), secret.span().end());
+  const std::vector<uint8_t> digest = crypto::Sha256(in);
+  crypto::SecureWipe(in.data(), in.size());
+  SlotRef ref;
+  ref.slot = slot;
+  std::copy_n(digest.begin(), kFingerprintSize, ref.fingerprint.begin());
+  return ref;
+}
+
+std::vector<uint8_t> SlotRef::Encode(std::string_view magic) const {
+  std::vector<uint8_t> out(magic.begin(), magic.end());
+  for (int shift = 0; shift < 32; shift += 8) {
+    out.push_back(static_cast<uint8_t>(slot >> shift));
+  }
+  out.insert(out.end(), fingerprint.begin(), fingerprint.end());
+  return out;
+}
+
+std::optional<SlotRef> SlotRef::Decode(std::string_view magic,
+                                       std::span<const uint8_t> sealed) {
+  if (magic.size() != 4 || sealed.size() < kEncodedSize ||
+      std::memcmp(sealed.data(), magic.data(), 4) != 0) {
+    return std::nullopt;
+  }
+  const uint8_t* p = sealed.data() + 4;
+  SlotRef ref;
+  ref.slot = uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 |
+             uint32_t{p[3]} << 24;
+  std::copy_n(p + 4, kFingerprintSize, ref.fingerprint.begin());
+  return ref;
+}
+
+Status EraseSlotFile::Erase(const SlotRef& ref) {
+  MutexLock guard(&mu_);
+  ExclusiveFileLock lock(fd_, path_);
+  CMKFS_RETURN_IF_ERROR(lock.status());
+  auto secret = Read(ref.slot);
+  if (!secret.ok()) {
+    return secret.status().kind() == ErrorKind::kNotFound ? Status::Ok()
+                                                          : secret.status();
+  }
+  if (SlotRef::Of(ref.slot, *secret).fingerprint != ref.fingerprint) {
+    return Status::Ok();  // erased and reused by another record
+  }
+  return Erase(ref.slot);
+}
+
 Status EraseSlotFile::Erase(uint32_t slot) {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {
@@ -159,4 +241,4 @@ Status EraseSlotFile::Erase(uint32_t slot) {
   return PwriteFull(fd_, zeros.data(), kSlot, static_cast<off_t>(at), path_);
 }
 
-}  // namespace cmkfs::keystore
+}  // namespace cmkfs
