@@ -169,9 +169,15 @@ class Catalog {
   // it opens. A wrapped DEK from before erase slots has none: Ok. A failure
   // is logged; the next SweepEraseSlots erases the slot.
   void ReleaseWrappedDek(std::span<const uint8_t> wrapped_dek);
+  // Why `wrapped_dek` no longer opens for want of its erase slot (erased, or
+  // holding another record's secret), for fsck; nullopt when the slot is
+  // there or the blob has none.
+  std::optional<std::string> WrappedDekProblem(
+      std::span<const uint8_t> wrapped_dek) const;
   // Erases every slot that no resource record names: what a crash between a
   // commit and its release, or a create that failed after WrapDek, left. At
-  // open, before any WrapDek.
+  // open, before any WrapDek. Erases nothing (a warning) while a resource
+  // record does not decode, since it may name a slot.
   Status SweepEraseSlots();
   // The resource's DEK; the keystore's error (KeyUnavailable,
   // PermissionDenied, ...) with the resource named, Corruption for a DEK

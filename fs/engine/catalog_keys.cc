@@ -174,10 +174,37 @@ void Catalog::ReleaseWrappedDek(std::span<const uint8_t> wrapped_dek) {
   }
 }
 
+std::optional<std::string> Catalog::WrappedDekProblem(
+    std::span<const uint8_t> wrapped_dek) const {
+  std::optional<SlotRef> ref = SlotOfWrappedDek(wrapped_dek);
+  if (!ref) return std::nullopt;
+  const std::string where = "erase slot " + std::to_string(ref->slot) + " of " +
+                            slots_->path().string();
+  auto secret = slots_->Read(ref->slot);
+  if (!secret.ok()) {
+    if (secret.status().kind() == ErrorKind::kNotFound) {
+      return "its wrapped disk key is erased (" + where + " is zero)";
+    }
+    return "its wrapped disk key cannot be read: " + secret.status().message();
+  }
+  if (SlotRef::Of(ref->slot, *secret).fingerprint != ref->fingerprint) {
+    return "its wrapped disk key's " + where + " holds another key";
+  }
+  return std::nullopt;
+}
+
 Status Catalog::SweepEraseSlots() {
   std::set<uint32_t> named;
-  CMKFS_ASSIGN_OR_RETURN(std::vector<ResourceRecord> all, AllResources());
-  for (const ResourceRecord& r : all) {
+  Result<std::vector<ResourceRecord>> all = AllResources();
+  if (!all.ok()) {
+    // A record that does not decode may name a slot: erase nothing.
+    if (all.status().kind() != ErrorKind::kCorruption) return all.status();
+    spdlog::warn(
+        "engine: not sweeping the erase slots of {}: {}; run cmkctl fsck",
+        slots_->path().string(), all.status().ToString());
+    return Status::Ok();
+  }
+  for (const ResourceRecord& r : *all) {
     if (auto ref = SlotOfWrappedDek(r.wrapped_dek)) named.insert(ref->slot);
   }
   CMKFS_ASSIGN_OR_RETURN(std::vector<uint32_t> used, slots_->UsedSlots());

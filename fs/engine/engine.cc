@@ -468,11 +468,15 @@ Result<FsckReport> EngineImpl::Fsck() {
   CMKFS_ASSIGN_OR_RETURN(pool.size, pool_->Size());
   pool.path = pool_path_.string();
   pool.slot_lost = [this](uint64_t slot) { return SlotLost(slot); };
+  FsckKeys keys;
+  keys.wrapped_dek_problem = [this](std::span<const uint8_t> wrapped) {
+    return catalog_->WrappedDekProblem(wrapped);
+  };
   const FsckTables tables{db_meta_, db_res_,  db_map_,
                           db_ref_,  db_free_, db_count_};
   std::optional<FsckReport> rep;
   CMKFS_RETURN_IF_ERROR(meta_->View([&](MetaTxn& txn) -> Status {
-    CMKFS_ASSIGN_OR_RETURN(rep, CheckMetadata(txn, tables, pool));
+    CMKFS_ASSIGN_OR_RETURN(rep, CheckMetadata(txn, tables, pool, keys));
     return Status::Ok();
   }));
   return std::move(*rep);

@@ -10,7 +10,7 @@
 namespace cmkfs::fs {
 
 Result<FsckReport> CheckMetadata(const MetaTxn& txn, const FsckTables& t,
-                                 const FsckPool& pool) {
+                                 const FsckPool& pool, const FsckKeys& keys) {
   FsckReport rep;
   auto problem = [&](std::string s) {
     if (rep.problems.size() < 1000) rep.problems.push_back(std::move(s));
@@ -36,6 +36,13 @@ Result<FsckReport> CheckMetadata(const MetaTxn& txn, const FsckTables& t,
         res[r->rid] = {std::string(ResourceDirName(r->kind)) + "/" + r->name,
                        ExtentCount(r->size)};
         ++rep.resources_checked;
+        if (keys.wrapped_dek_problem) {
+          if (auto why = keys.wrapped_dek_problem(r->wrapped_dek)) {
+            problem(res[r->rid].label + ": " + *why +
+                    "; it cannot be opened (restore the state directory "
+                    "from a backup taken before the key was erased)");
+          }
+        }
       }
       CMKFS_ASSIGN_OR_RETURN(ok, cur->Next());
     }

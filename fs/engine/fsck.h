@@ -1,10 +1,13 @@
 // Consistency check of the engine's metadata against itself and the pool
 // file: extent maps, refcounts, the free list, the allocation high-water
-// mark and the per-resource extent counts.
+// mark, the per-resource extent counts, and whether each resource's wrapped
+// DEK still has its erase slot.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "cmkfs/engine.h"
@@ -31,12 +34,22 @@ struct FsckPool {
   std::function<bool(uint64_t slot)> slot_lost;
 };
 
+// What fsck knows of the resources' wrapped DEKs.
+struct FsckKeys {
+  // Why `wrapped_dek` no longer opens (its erase slot is erased, or holds
+  // another record's secret), or nullopt. Empty: not checked.
+  std::function<std::optional<std::string>(
+      std::span<const uint8_t> wrapped_dek)>
+      wrapped_dek_problem;
+};
+
 // Reads every table through `txn` (one consistent snapshot; the caller
 // committed pending mappings first) and reports each inconsistency as one
 // line, at most 1000. Changes nothing. Errors: only the store's (a
 // malformed entry is a problem line, not an error), Corruption for an
 // undecodable allocation record or extent count.
 Result<FsckReport> CheckMetadata(const MetaTxn& txn, const FsckTables& t,
-                                 const FsckPool& pool);
+                                 const FsckPool& pool,
+                                 const FsckKeys& keys = {});
 
 }  // namespace cmkfs::fs

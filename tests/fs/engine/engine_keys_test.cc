@@ -273,6 +273,29 @@ TEST_F(EngineKeysTest, OpenErasesSlotsNoRecordNames) {
   EXPECT_TRUE(OpenDisk("d", false) != nullptr);
 }
 
+// fsck names a disk whose wrapped key lost its erase slot (the slot file
+// damaged or replaced), instead of letting the first open find out.
+TEST_F(EngineKeysTest, FsckNamesADiskWhoseWrappedKeyIsErased) {
+  MakeDisk("kept", 1 << 20);
+  MakeDisk("lost", 1 << 20);
+  ASSERT_OK_AND_ASSIGN(auto clean, engine_->Fsck());
+  EXPECT_TRUE(clean.problems.empty());
+  CloseEngine();
+  const uint32_t slot =
+      EraseSlotOf(*RawRecord(options_.dir, ResourceKind::kDisk, "lost"));
+  {
+    auto slots = EraseSlotFile::Open(options_.dir / "meta" / "erase-slots");
+    ASSERT_TRUE(slots.ok());
+    ASSERT_OK((*slots)->Erase(slot));
+  }
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(auto rep, engine_->Fsck());
+  ASSERT_EQ(rep.problems.size(), 1u);
+  EXPECT_HAS_SUBSTR(rep.problems[0],
+                    "disks/lost: its wrapped disk key is erased");
+  EXPECT_TRUE(OpenDisk("kept", false) != nullptr);
+}
+
 TEST_F(EngineKeysTest, SetDiskDesSwitchesPlatformDiskToCustomerKey) {
   MakeKey("v1", "k1");
   DesInfo d = MakeDes("des1", "v1", "k1");
