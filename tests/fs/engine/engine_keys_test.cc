@@ -273,6 +273,27 @@ TEST_F(EngineKeysTest, OpenErasesSlotsNoRecordNames) {
   EXPECT_TRUE(OpenDisk("d", false) != nullptr);
 }
 
+// A record that does not decode may name a slot: the sweep then erases
+// nothing, and the engine still opens and serves the other disks.
+TEST_F(EngineKeysTest, AnUndecodableRecordStopsTheSweepNotTheEngine) {
+  MakeDisk("d", 1 << 20);
+  CloseEngine();
+  RestoreRecord(options_.dir, ResourceKind::kDisk, "junk", "not a record");
+  uint32_t orphan = 0;
+  {
+    auto slots = EraseSlotFile::Open(options_.dir / "meta" / "erase-slots");
+    ASSERT_TRUE(slots.ok());
+    crypto::SecretBytes secret;
+    ASSERT_OK_AND_ASSIGN(orphan, (*slots)->Allocate(&secret));
+  }
+  Reopen();
+  EXPECT_FALSE(SlotIsZero(options_.dir, orphan));
+  EXPECT_TRUE(OpenDisk("d", false) != nullptr);
+  ASSERT_OK_AND_ASSIGN(auto rep, engine_->Fsck());
+  ASSERT_FALSE(rep.problems.empty());
+  EXPECT_HAS_SUBSTR(rep.problems[0], "unreadable resource record");
+}
+
 // fsck names a disk whose wrapped key lost its erase slot (the slot file
 // damaged or replaced), instead of letting the first open find out.
 TEST_F(EngineKeysTest, FsckNamesADiskWhoseWrappedKeyIsErased) {
