@@ -1,14 +1,18 @@
 // dek_probe: prints the DEK of one resource as hex, for the key-hygiene test
 // (which must know the key it searches the daemon's memory for). It reads the
 // resource record from the engine's LMDB and unwraps the DEK through the
-// keystore exactly as the engine does, so no test-only hook in the product
-// is needed. Run it only while no daemon holds the state directory.
+// keystore (opening the erase-slot seal first) exactly as the engine does,
+// so no test-only hook in the product is needed. Run it only while no daemon
+// holds the state directory.
 //   dek_probe STATE_DIR KIND NAME      (KIND: disk|snapshot|image)
 #include <cstdio>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "cmkfs/config.h"
 #include "cmkfs/crypto.h"
+#include "cmkfs/erase_slots.h"
 #include "cmkfs/keystore.h"
 #include "cmkfs/lmdb.h"
 #include "records.h"
@@ -60,9 +64,23 @@ int main(int argc, char** argv) {
   auto key_id = keystore::KeyId::Parse(rec.key_id);
   if (!key_id.ok()) return fail("key id", key_id.status());
   std::string label = "cmkfs-dek:" + rec.uuid;
-  auto dek = (*ks)->UnwrapKey(
-      rec.identity, *key_id, rec.wrapped_dek,
-      {reinterpret_cast<const uint8_t*>(label.data()), label.size()});
+  const std::span<const uint8_t> label_bytes(
+      reinterpret_cast<const uint8_t*>(label.data()), label.size());
+  // The keystore's blob is sealed under the record's erase slot
+  // (docs/format.md, "Wrapped DEKs and erase slots").
+  std::vector<uint8_t> blob = rec.wrapped_dek;
+  if (auto ref = SlotRef::Decode("CKD2", rec.wrapped_dek)) {
+    auto slots = EraseSlotFile::Open(config.state_dir / "meta" / "erase-slots");
+    if (!slots.ok()) return fail("open erase slots", slots.status());
+    auto secret = (*slots)->Read(ref->slot);
+    if (!secret.ok()) return fail("read erase slot", secret.status());
+    auto opened = crypto::AeadOpen(
+        *secret, std::span(rec.wrapped_dek).subspan(SlotRef::kEncodedSize),
+        label_bytes);
+    if (!opened.ok()) return fail("open the erase-slot seal", opened.status());
+    blob.assign(opened->span().begin(), opened->span().end());
+  }
+  auto dek = (*ks)->UnwrapKey(rec.identity, *key_id, blob, label_bytes);
   if (!dek.ok()) return fail("unwrap", dek.status());
   std::printf("%s\n", crypto::HexEncode(dek->span()).c_str());
   return 0;
