@@ -182,10 +182,11 @@ Result<crypto::SecretBytes> EraseSlotFile::Read(uint32_t slot) const {
 
 SlotRef SlotRef::Of(uint32_t slot, const crypto::SecretBytes& secret) {
   static constexpr std::string_view kPrefix = "cmkfs erase slot fingerprint";
-  std::vector<uint8_t> in(kPrefix.begin(), kPrefix.end());
-  in.insert(in.end(), secret.span().begin(), secret.span().end());
-  const std::vector<uint8_t> digest = crypto::Sha256(in);
-  crypto::SecureWipe(in.data(), in.size());
+  // The hash input holds the secret: locked memory, wiped when freed.
+  crypto::SecretBytes in(kPrefix.size() + secret.size());
+  std::memcpy(in.data(), kPrefix.data(), kPrefix.size());
+  std::memcpy(in.data() + kPrefix.size(), secret.data(), secret.size());
+  const std::vector<uint8_t> digest = crypto::Sha256(in.span());
   SlotRef ref;
   ref.slot = slot;
   std::copy_n(digest.begin(), kFingerprintSize, ref.fingerprint.begin());
