@@ -82,17 +82,32 @@ Result<ExtEntry> ExtentMap::Lookup(const ExtKey& k) {
   return e;
 }
 
-Result<uint64_t> ExtentMap::AllocateSlot() {
+void ResourceBatch::MergeFrom(ResourceBatch&& older) {
+  // Newer mappings win; deltas add up.
+  for (const auto& [idx, slot] : older.map) map.try_emplace(idx, slot);
+  for (const auto& [slot, d] : older.ref) ref[slot] += d;
+  taken.insert(older.taken.begin(), older.taken.end());
+  grown.insert(grown.end(), older.grown.begin(), older.grown.end());
+  count += older.count;
+}
+
+Result<uint64_t> ExtentMap::AllocateSlot(uint64_t rid) {
   MutexLock lock(&pending_mu_);
   // The free cache is refilled only while no commit runs: a commit may be
   // about to punch the slots it just put on the free list.
   const bool refill = commit_mu_.TryLock();
   bool from_free = false;
-  Result<uint64_t> slot = pool_->Take(open_batch_.taken, refill, &from_free);
+  Result<uint64_t> slot = pool_->Take(taken_, refill, &from_free);
   if (refill) commit_mu_.Unlock();
   if (!slot.ok()) return slot.status();
-  if (from_free) open_batch_.taken.insert(*slot);
-  open_batch_.ref[*slot] += 0;  // freed at commit unless mapped
+  ResourceBatch& b = open_batch_[rid];
+  if (from_free) {
+    b.taken.insert(*slot);
+    taken_.insert(*slot);
+  } else {
+    b.grown.push_back(*slot);
+  }
+  b.ref[*slot] += 0;  // freed at commit unless mapped
   return *slot;
 }
 
@@ -101,30 +116,51 @@ void ExtentMap::RecordMapping(const ExtKey& k, uint64_t old_slot,
   bool request = false;
   {
     MutexLock lock(&pending_mu_);
-    open_batch_.map[k] = new_slot;
-    if (new_slot != kNoSlot) open_batch_.ref[new_slot] += 1;
-    if (old_slot != kNoSlot) open_batch_.ref[old_slot] -= 1;
-    if (old_slot == kNoSlot && new_slot != kNoSlot) open_batch_.count[k.rid]++;
-    if (old_slot != kNoSlot && new_slot == kNoSlot) open_batch_.count[k.rid]--;
+    ResourceBatch& b = open_batch_[k.rid];
+    b.map[k.idx] = new_slot;
+    if (new_slot != kNoSlot) b.ref[new_slot] += 1;
+    if (old_slot != kNoSlot) b.ref[old_slot] -= 1;
+    if (old_slot == kNoSlot && new_slot != kNoSlot) b.count++;
+    if (old_slot != kNoSlot && new_slot == kNoSlot) b.count--;
     cache_->SetDirty(k, {new_slot, true}, gen_);
-    request = open_batch_.map.size() >= kBatchCommitThreshold;
+    size_t entries = 0;
+    for (const auto& [rid, rb] : open_batch_) entries += rb.map.size();
+    request = entries >= kBatchCommitThreshold;
   }
   if (request && request_commit_) request_commit_();
 }
 
 Status ExtentMap::ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
+                             const std::vector<uint64_t>& adopted,
                              std::vector<uint64_t>* released) {
   released->clear();
-  for (const auto& [k, slot] : b.map) {
-    std::string key = MapKey(k.rid, k.idx);
-    if (slot == kNoSlot) {
-      Status st = txn.Delete(t_.map, key);
-      if (!st.ok() && st.kind() != ErrorKind::kNotFound) return st;
+  std::unordered_map<uint64_t, int64_t> ref;
+  std::unordered_set<uint64_t> taken;
+  for (const auto& [rid, rb] : b) {
+    for (const auto& [idx, slot] : rb.map) {
+      std::string key = MapKey(rid, idx);
+      if (slot == kNoSlot) {
+        Status st = txn.Delete(t_.map, key);
+        if (!st.ok() && st.kind() != ErrorKind::kNotFound) return st;
+      } else {
+        CMKFS_RETURN_IF_ERROR(txn.Put(t_.map, key, EncodeSlot(slot)));
+      }
+    }
+    for (const auto& [slot, delta] : rb.ref) ref[slot] += delta;
+    taken.insert(rb.taken.begin(), rb.taken.end());
+    if (rb.count == 0) continue;
+    std::string key = EncodeU64Key(rid);
+    CMKFS_ASSIGN_OR_RETURN(int64_t old,
+                           ReadCounter(txn, t_.count, key, "extent count"));
+    int64_t now = std::max<int64_t>(0, old + rb.count);
+    if (now == 0) {
+      if (old > 0) CMKFS_RETURN_IF_ERROR(txn.Delete(t_.count, key));
     } else {
-      CMKFS_RETURN_IF_ERROR(txn.Put(t_.map, key, EncodeSlot(slot)));
+      CMKFS_RETURN_IF_ERROR(
+          txn.Put(t_.count, key, EncodeCount(static_cast<uint64_t>(now))));
     }
   }
-  for (const auto& [slot, delta] : b.ref) {
+  for (const auto& [slot, delta] : ref) {
     std::string key = EncodeSlot(slot);
     CMKFS_ASSIGN_OR_RETURN(int64_t old,
                            ReadCounter(txn, t_.ref, key, "refcount"));
@@ -140,33 +176,41 @@ Status ExtentMap::ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
     if (old > 0) CMKFS_RETURN_IF_ERROR(txn.Delete(t_.ref, key));
     released->push_back(slot);
   }
-  for (const auto& [rid, delta] : b.count) {
-    if (delta == 0) continue;
-    std::string key = EncodeU64Key(rid);
-    CMKFS_ASSIGN_OR_RETURN(int64_t old,
-                           ReadCounter(txn, t_.count, key, "extent count"));
-    int64_t now = std::max<int64_t>(0, old + delta);
-    if (now == 0) {
-      if (old > 0) CMKFS_RETURN_IF_ERROR(txn.Delete(t_.count, key));
-    } else {
-      CMKFS_RETURN_IF_ERROR(
-          txn.Put(t_.count, key, EncodeCount(static_cast<uint64_t>(now))));
-    }
-  }
-  return pool_->RecordCommit(txn, b.taken, *released, hwm);
+  // Adopted slots are free in the durable state; they are not "released"
+  // (their resource still uses them) and so are neither punched nor reused.
+  std::vector<uint64_t> freed = *released;
+  freed.insert(freed.end(), adopted.begin(), adopted.end());
+  return pool_->RecordCommit(txn, taken, freed, hwm);
 }
 
-Status ExtentMap::CommitPending() {
+Status ExtentMap::CommitPending() { return Commit(std::nullopt); }
+
+Status ExtentMap::CommitPending(uint64_t rid) { return Commit(rid); }
+
+Status ExtentMap::Commit(std::optional<uint64_t> only) {
   MutexLock commit_lock(&commit_mu_);
   Batch b;
+  std::vector<uint64_t> adopted;
   uint64_t g, hwm;
   {
     ExclusiveGate gate(&alloc_gate_);
     MutexLock lock(&pending_mu_);
-    b.map.swap(open_batch_.map);
-    b.ref.swap(open_batch_.ref);
-    b.taken.swap(open_batch_.taken);
-    b.count.swap(open_batch_.count);
+    if (!only) {
+      b.swap(open_batch_);
+    } else if (auto it = open_batch_.find(*only); it != open_batch_.end()) {
+      b.emplace(*only, std::move(it->second));
+      open_batch_.erase(it);
+    }
+    // The stored high-water mark covers every slot taken so far; those of
+    // resources left pending go on the free table until they commit.
+    for (auto& [rid, rb] : open_batch_) {
+      for (uint64_t slot : rb.grown) {
+        adopted.push_back(slot);
+        rb.taken.insert(slot);
+        taken_.insert(slot);
+      }
+      rb.grown.clear();
+    }
     g = gen_++;
     hwm = pool_->hwm();
     committing_ = &b;
@@ -174,23 +218,25 @@ Status ExtentMap::CommitPending() {
   // Data first: no durable mapping may reference unsynced ciphertext.
   Status st = pool_->DataSync();
   std::vector<uint64_t> released;
-  if (st.ok() && !b.empty()) {
-    st = meta_->Update(
-        [&](MetaTxn& txn) { return ApplyBatch(txn, b, hwm, &released); });
+  const bool changes = !b.empty() || !adopted.empty();
+  if (st.ok() && changes) {
+    st = meta_->Update([&](MetaTxn& txn) {
+      return ApplyBatch(txn, b, hwm, adopted, &released);
+    });
     if (st.ok()) st = meta_->Sync();
   }
   if (st.ok()) commit_gen_.fetch_add(1, std::memory_order_acq_rel);
   {
     MutexLock lock(&pending_mu_);
     committing_ = nullptr;
-    if (st.ok()) {
-      for (const auto& [k, slot] : b.map) cache_->MarkClean(k, g);
-    } else {
-      // Keep everything pending; newer entries of the open batch win.
-      for (const auto& [k, slot] : b.map) open_batch_.map.try_emplace(k, slot);
-      for (const auto& [slot, d] : b.ref) open_batch_.ref[slot] += d;
-      open_batch_.taken.insert(b.taken.begin(), b.taken.end());
-      for (const auto& [rid, d] : b.count) open_batch_.count[rid] += d;
+    for (auto& [rid, rb] : b) {
+      if (st.ok()) {
+        for (const auto& [idx, slot] : rb.map) cache_->MarkClean({rid, idx}, g);
+        for (uint64_t slot : rb.taken) taken_.erase(slot);
+      } else {
+        // Keep everything pending; newer entries of the open batch win.
+        open_batch_[rid].MergeFrom(std::move(rb));
+      }
     }
   }
   if (!st.ok()) {
@@ -209,19 +255,21 @@ Status ExtentMap::CommitPending() {
 
 bool ExtentMap::HasPending() {
   MutexLock lock(&pending_mu_);
-  return !open_batch_.empty();
+  for (const auto& [rid, rb] : open_batch_) {
+    if (!rb.empty()) return true;
+  }
+  return false;
 }
 
 int64_t ExtentMap::PendingCount(uint64_t rid) {
   MutexLock lock(&pending_mu_);
   int64_t n = 0;
-  if (auto it = open_batch_.count.find(rid); it != open_batch_.count.end()) {
-    n += it->second;
+  if (auto it = open_batch_.find(rid); it != open_batch_.end()) {
+    n += it->second.count;
   }
   if (committing_) {
-    if (auto it = committing_->count.find(rid);
-        it != committing_->count.end()) {
-      n += it->second;
+    if (auto it = committing_->find(rid); it != committing_->end()) {
+      n += it->second.count;
     }
   }
   return n;
@@ -230,9 +278,9 @@ int64_t ExtentMap::PendingCount(uint64_t rid) {
 int64_t ExtentMap::PendingTotal() {
   MutexLock lock(&pending_mu_);
   int64_t n = 0;
-  for (const auto& [rid, d] : open_batch_.count) n += d;
+  for (const auto& [rid, rb] : open_batch_) n += rb.count;
   if (committing_) {
-    for (const auto& [rid, d] : committing_->count) n += d;
+    for (const auto& [rid, rb] : *committing_) n += rb.count;
   }
   return n;
 }
@@ -252,10 +300,10 @@ Result<uint64_t> ExtentMap::NextMappedCandidate(uint64_t rid, uint64_t idx) {
   }
   MutexLock lock(&pending_mu_);
   auto scan = [&](const Batch& b) {
-    for (const auto& [k, slot] : b.map) {
-      if (k.rid == rid && k.idx >= idx && slot != kNoSlot && k.idx < best) {
-        best = k.idx;
-      }
+    auto it = b.find(rid);
+    if (it == b.end()) return;
+    for (const auto& [i, slot] : it->second.map) {
+      if (i >= idx && slot != kNoSlot && i < best) best = i;
     }
   };
   scan(open_batch_);

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <unordered_set>
@@ -31,16 +32,22 @@
 
 namespace cmkfs::fs {
 
-// Metadata changes made in memory since the last commit.
-struct Batch {
-  std::unordered_map<ExtKey, uint64_t, ExtKeyHash> map;  // slot or kNoSlot
-  std::unordered_map<uint64_t, int64_t> ref;    // slot -> refcount delta
-  std::unordered_set<uint64_t> taken;           // slots taken off "free"
-  std::unordered_map<uint64_t, int64_t> count;  // rid -> mapped extents
+// One resource's metadata changes made in memory since its last commit.
+struct ResourceBatch {
+  std::unordered_map<uint64_t, uint64_t> map;  // extent -> slot or kNoSlot
+  std::unordered_map<uint64_t, int64_t> ref;   // slot -> refcount delta
+  std::unordered_set<uint64_t> taken;          // slots taken off "free"
+  // Slots taken past the committed high-water mark.
+  std::vector<uint64_t> grown;
+  int64_t count = 0;  // mapped extents delta
   bool empty() const {
-    return map.empty() && ref.empty() && taken.empty() && count.empty();
+    return map.empty() && ref.empty() && taken.empty() && grown.empty() &&
+           count == 0;
   }
+  void MergeFrom(ResourceBatch&& older);
 };
+// Resource id -> its changes.
+using Batch = std::unordered_map<uint64_t, ResourceBatch>;
 
 struct ExtentTables {
   MetaTable map = 0, ref = 0, count = 0;
@@ -66,9 +73,10 @@ class ExtentMap {
   // The mapping of `k` (kNoSlot: a hole); a miss reads the table and caches
   // the next extents of the resource too. Caller holds k's stripe.
   Result<ExtEntry> Lookup(const ExtKey& k);
-  // A slot for a new extent, held in the batch until its mapping is
-  // recorded. Caller holds alloc_gate() shared from here to RecordMapping.
-  Result<uint64_t> AllocateSlot() EXCLUDES(pending_mu_);
+  // A slot for a new extent of `rid`, held in rid's batch until its mapping
+  // is recorded. Caller holds alloc_gate() shared from here to
+  // RecordMapping.
+  Result<uint64_t> AllocateSlot(uint64_t rid) EXCLUDES(pending_mu_);
   WriterPreferringMutex& alloc_gate() { return alloc_gate_; }
   // `k` now maps `new_slot` (kNoSlot: unmapped) instead of `old_slot`.
   // Caller holds k's stripe exclusively. Asks for a commit when the batch is
@@ -76,11 +84,17 @@ class ExtentMap {
   void RecordMapping(const ExtKey& k, uint64_t old_slot, uint64_t new_slot)
       EXCLUDES(pending_mu_);
 
-  // Commits the batch: (1) the pool's DataSync, (2) one transaction with the
-  // batch, (3) MetaStore::Sync, (4) punch the freed slots and offer them for
-  // reuse. On failure the batch stays pending (NoSpace when the backing
-  // filesystem is full, else the error with context).
+  // Commits the batch of every resource: (1) the pool's DataSync, (2) one
+  // transaction with the batch, (3) MetaStore::Sync, (4) punch the freed
+  // slots and offer them for reuse. On failure the batch stays pending
+  // (NoSpace when the backing filesystem is full, else the error with
+  // context).
   Status CommitPending() EXCLUDES(commit_mu_, pending_mu_);
+  // The same for resource `rid` alone (an fsync of one disk): other
+  // resources' changes stay pending. Slots other resources took past the
+  // high-water mark join the free table in the same transaction (they hold
+  // no durable mapping yet) and their batches take them off it again.
+  Status CommitPending(uint64_t rid) EXCLUDES(commit_mu_, pending_mu_);
   bool HasPending() EXCLUDES(pending_mu_);
   // Mapped extents of `rid` (or of all resources) not committed yet.
   int64_t PendingCount(uint64_t rid) EXCLUDES(pending_mu_);
@@ -103,7 +117,11 @@ class ExtentMap {
               size_t* freed) EXCLUDES(commit_mu_, pending_mu_);
 
  private:
+  // `only`: commit that resource's batch alone, else every resource's.
+  Status Commit(std::optional<uint64_t> only) EXCLUDES(commit_mu_, pending_mu_);
+  // `adopted`: other resources' slots below `hwm` that join the free table.
   Status ApplyBatch(MetaTxn& txn, const Batch& b, uint64_t hwm,
+                    const std::vector<uint64_t>& adopted,
                     std::vector<uint64_t>* released);
 
   MetaStore* const meta_;
@@ -121,6 +139,9 @@ class ExtentMap {
   Mutex pending_mu_ ACQUIRED_AFTER(alloc_gate_);
   Batch open_batch_ GUARDED_BY(pending_mu_);
   const Batch* committing_ GUARDED_BY(pending_mu_) = nullptr;
+  // Every slot some batch (open or committing) takes off the free table:
+  // a refill of the free cache skips them.
+  std::unordered_set<uint64_t> taken_ GUARDED_BY(pending_mu_);
   // Generation of open_batch_.
   uint64_t gen_ GUARDED_BY(pending_mu_) = 1;
   // Successful commits; a prefetch that overlaps one caches nothing.

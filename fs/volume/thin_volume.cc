@@ -122,7 +122,7 @@ class ThinVolume : public Volume {
     return BlockRun{data, run_end - offset};
   }
 
-  Status Flush() override { return map_->CommitPending(); }
+  Status Flush() override { return map_->CommitPending(spec_.rid); }
 
  private:
   Result<bool> Mapped(uint64_t idx) {
@@ -234,7 +234,7 @@ class ThinVolume : public Volume {
 
     // A new slot: first write of the extent, or copy-on-write of a shared one.
     SharedGate gate(&map_->alloc_gate());
-    CMKFS_ASSIGN_OR_RETURN(uint64_t slot, map_->AllocateSlot());
+    CMKFS_ASSIGN_OR_RETURN(uint64_t slot, map_->AllocateSlot(spec_.rid));
     uint8_t* b = ThreadExtentBuffer();
     if (eo != 0 || n != kExtentSize) {
       if (e.slot != kNoSlot) {

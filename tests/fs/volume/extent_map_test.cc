@@ -208,6 +208,64 @@ TEST_F(ExtentMapTest, UncommittedSlotsAreNotInTheDurableState) {
   ExpectConsistent();
 }
 
+TEST_F(ExtentMapTest, AFlushCommitsOnlyItsOwnDisk) {
+  auto a = s_.Thin(1, 4 * kExt);
+  auto b = s_.Thin(2, 4 * kExt);
+  // b takes slot 0 and a slot 1, both past the committed high-water mark.
+  ASSERT_TRUE(Write(*b, 0, kExt, 2).ok());
+  ASSERT_TRUE(Write(*a, 0, kExt, 1).ok());
+  ASSERT_TRUE(a->Flush().ok());
+  Tables t = Committed();
+  EXPECT_EQ(At(t, 1, 0), 1u);
+  EXPECT_FALSE(t.map.contains({2, 0}))
+      << "b's write was committed by a's fsync";
+  EXPECT_EQ(s_.map->PendingCount(2), 1);
+  EXPECT_EQ(s_.map->PendingCount(1), 0);
+  // b's slot lies below the stored high-water mark: it is free there.
+  EXPECT_EQ(t.hwm, 2u);
+  EXPECT_TRUE(t.free.contains(0));
+  ExpectConsistent();
+  // Nor is it handed out again while b's mapping is pending.
+  ASSERT_TRUE(s_.map->CommitPending(1).ok());
+  ASSERT_TRUE(Write(*a, kExt, kExt, 3).ok());
+  ASSERT_TRUE(a->Flush().ok());
+  EXPECT_EQ(At(t = Committed(), 1, 1), 2u);
+  ASSERT_TRUE(b->Flush().ok());
+  t = Committed();
+  EXPECT_EQ(At(t, 2, 0), 0u);
+  EXPECT_FALSE(t.free.contains(0));
+  ExpectConsistent();
+  std::vector<uint8_t> buf(kExt);
+  ASSERT_TRUE(b->Read(0, buf, nullptr).ok());
+  EXPECT_EQ(buf, Bytes(kExt, 2));
+  ASSERT_TRUE(a->Read(kExt, buf, nullptr).ok());
+  EXPECT_EQ(buf, Bytes(kExt, 3));
+}
+
+TEST_F(ExtentMapTest, AnotherDisksFsyncLeavesNoSlotToLeakAtACrash) {
+  auto a = s_.Thin(1, 4 * kExt);
+  auto b = s_.Thin(2, 4 * kExt);
+  ASSERT_TRUE(Write(*b, 0, 2 * kExt, 2).ok());
+  ASSERT_TRUE(Write(*a, 0, kExt, 1).ok());
+  ASSERT_TRUE(a->Flush().ok());
+  // Power is cut: b's batch is gone.
+  s_.Open(Committed().hwm);
+  a = s_.Thin(1, 4 * kExt);
+  b = s_.Thin(2, 4 * kExt);
+  ExpectConsistent();
+  auto run = b->BlockStatus(0, 4 * kExt);
+  ASSERT_TRUE(run.ok());
+  EXPECT_FALSE(run->data);
+  std::vector<uint8_t> buf(kExt);
+  ASSERT_TRUE(a->Read(0, buf, nullptr).ok());
+  EXPECT_EQ(buf, Bytes(kExt, 1));
+  // The slots b had taken are reused, not lost.
+  ASSERT_TRUE(Write(*b, 0, 2 * kExt, 4).ok());
+  ASSERT_TRUE(b->Flush().ok());
+  EXPECT_EQ(Committed().hwm, 3u);
+  ExpectConsistent();
+}
+
 TEST_F(ExtentMapTest, SlotsBeyondATruncatedPoolFileReadAsCorruption) {
   auto disk = s_.Thin(1, 4 * kExt);
   ASSERT_TRUE(Write(*disk, 0, 2 * kExt, 1).ok());
