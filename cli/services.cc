@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "cmkfs/cli.h"
+#include "cmkfs/io_layer.h"
 #include "cmkfs/path_guard.h"
 #include "cmkfs/units.h"
 #include "command_support.h"
@@ -355,7 +356,11 @@ Result<Services> OpenServices(const Config& config,
   eo.defaults.subscription = config.defaults.subscription;
   eo.defaults.resource_group = config.defaults.resource_group;
   eo.defaults.region = config.defaults.region;
-  auto engine = fs::OpenEngine(eo, services.keystore.get());
+  fs::EngineStores stores;
+  stores.io =
+      fs::NewPosixIoLayer({.direct = config.engine.backing_io ==
+                                     Config::Engine::BackingIo::kDirect});
+  auto engine = fs::OpenEngine(eo, services.keystore.get(), std::move(stores));
   if (!engine.ok()) {
     if (engine.status().kind() == ErrorKind::kBusy) {
       return BusyError("state directory " + config.state_dir.string() +

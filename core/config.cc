@@ -451,6 +451,22 @@ std::vector<KeySpec> Schema(Config& c) {
               return ReadUnsigned(w, 0, 1024, &c.engine.fuse_threads);
             },
             {}},
+           {"backing_io",
+            [&](const Where& w) {
+              std::string v;
+              CMKFS_RETURN_IF_ERROR(ReadString(w, &v));
+              if (v == "buffered") {
+                c.engine.backing_io = Config::Engine::BackingIo::kBuffered;
+              } else if (v == "direct") {
+                c.engine.backing_io = Config::Engine::BackingIo::kDirect;
+              } else {
+                return w.Error("'" + v +
+                               "' is not a backing I/O mode; expected "
+                               "buffered or direct");
+              }
+              return Status::Ok();
+            },
+            {}},
        }},
       {"metrics",
        nullptr,

@@ -16,13 +16,16 @@ constexpr uint64_t kMaxRead = HoleMap::kMaxSectors * kSector;
 constexpr size_t kSectorLocks = 64;
 
 // Per-thread scratch: plaintext in secret memory (locked, not dumped, wiped
-// at thread exit; every use wipes what it put there), ciphertext beside it.
+// at thread exit; every use wipes what it put there), ciphertext beside it,
+// 4 KiB-aligned so that direct backing I/O writes it without a bounce.
+struct alignas(4096) CipherChunk {
+  std::array<uint8_t, kChunk> bytes;
+};
 struct Scratch {
   crypto::SecretBytes plain_bytes{kChunk};
-  std::unique_ptr<std::array<uint8_t, kChunk>> cipher_bytes =
-      std::make_unique<std::array<uint8_t, kChunk>>();
+  std::unique_ptr<CipherChunk> cipher_bytes = std::make_unique<CipherChunk>();
   uint8_t* plain = plain_bytes.data();
-  uint8_t* cipher = cipher_bytes->data();
+  uint8_t* cipher = cipher_bytes->bytes.data();
 };
 Scratch& ThreadScratch() {
   thread_local Scratch s;

@@ -87,6 +87,10 @@ struct Config {
   struct Engine {
     uint64_t cache_bytes = 32ull << 20;  // extent-map cache ("32M")
     uint32_t fuse_threads = 0;           // 0 = automatic
+    // backing_io: "buffered" (through the host's page cache) or "direct"
+    // (O_DIRECT: the pool's data is not cached by the host).
+    enum class BackingIo { kBuffered, kDirect };
+    BackingIo backing_io = BackingIo::kBuffered;
   } engine;
 
   // [metrics] listen: where the daemon serves Prometheus metrics

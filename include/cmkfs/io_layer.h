@@ -39,7 +39,15 @@ class IoLayer {
       const std::filesystem::path& path) = 0;
 };
 
+struct PosixIoOptions {
+  // O_DIRECT: transfers on 4 KiB boundaries bypass the host's page cache
+  // (misaligned memory goes through a bounce buffer; a range off those
+  // boundaries goes through a buffered descriptor of the same file). Open
+  // fails with InvalidArgument on a filesystem without O_DIRECT (tmpfs).
+  bool direct = false;
+};
+
 // Real files (pread/pwrite/fdatasync/fallocate(PUNCH_HOLE)).
-std::shared_ptr<IoLayer> NewPosixIoLayer();
+std::shared_ptr<IoLayer> NewPosixIoLayer(PosixIoOptions options = {});
 
 }  // namespace cmkfs::fs

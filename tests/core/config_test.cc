@@ -170,6 +170,7 @@ TEST(Config, DocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(c.mount.allow_other, d.mount.allow_other);
   EXPECT_EQ(c.engine.cache_bytes, d.engine.cache_bytes);
   EXPECT_EQ(c.engine.fuse_threads, d.engine.fuse_threads);
+  EXPECT_EQ(c.engine.backing_io, d.engine.backing_io);
   EXPECT_EQ(c.metrics.kind, d.metrics.kind);
 }
 
@@ -319,6 +320,21 @@ TEST(Config, BadCacheSize) {
   EXPECT_EQ(ErrorOf("[engine]\ncache = \"lots\"\n"),
             "cmkfs.toml:2: key 'engine.cache': invalid size 'lots': expected "
             "bytes or a number with K, M, G or T (e.g. 64M, 10G)");
+}
+
+TEST(Config, BackingIo) {
+  using BackingIo = Config::Engine::BackingIo;
+  EXPECT_EQ(Parse("").engine.backing_io, BackingIo::kBuffered);
+  EXPECT_EQ(Parse("[engine]\nbacking_io = \"direct\"\n").engine.backing_io,
+            BackingIo::kDirect);
+  EXPECT_EQ(Parse("[engine]\nbacking_io = \"buffered\"\n").engine.backing_io,
+            BackingIo::kBuffered);
+  EXPECT_EQ(ErrorOf("[engine]\nbacking_io = \"o_direct\"\n"),
+            "cmkfs.toml:2: key 'engine.backing_io': 'o_direct' is not a "
+            "backing I/O mode; expected buffered or direct");
+  EXPECT_EQ(ErrorOf("[engine]\nbacking_io = true\n"),
+            "cmkfs.toml:2: key 'engine.backing_io': expected a string, got "
+            "boolean");
 }
 
 TEST(Config, MetricsListenForms) {

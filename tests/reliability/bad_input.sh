@@ -7,7 +7,8 @@
 #       malformed_config backing_full racing_commands socket_not_allowed
 #       bad_names untrusted_state_dir state_symlink fake_daemon export_mode
 #       file_args stuck_import idle_connections huge_sizes forged_identity
-#       big_pem untrusted_files (default: all)
+#       big_pem untrusted_files backing_full_direct direct_io_unsupported
+#       (default: all)
 # shellcheck source=tests/reliability/lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is not installed"
@@ -16,7 +17,7 @@ ROWS=("${@:5}")
   malformed_config backing_full racing_commands socket_not_allowed bad_names
   untrusted_state_dir state_symlink fake_daemon export_mode file_args
   stuck_import idle_connections huge_sizes forged_identity big_pem
-  untrusted_files)
+  untrusted_files backing_full_direct direct_io_unsupported)
 TESTDATA=$(cd "$(dirname "$0")/../core/testdata" && pwd)
 
 # expect_error REGEX CMD...: CMD fails (exit 1..127), prints an error that
@@ -236,8 +237,11 @@ row_malformed_config() {
   return 0
 }
 
+# Extra daemon arguments of row_backing_full (row_backing_full_direct sets a
+# config there).
+FULL_DAEMON_ARGS=()
 row_backing_full() {
-  log "state directory on a 64 MiB ext4 (loop)"
+  log "state directory on a 64 MiB ext4 (loop)${FULL_DAEMON_ARGS[*]:+, daemon ${FULL_DAEMON_ARGS[*]}}"
   local img=$WORK/small.img small=$REL_ROOT/small
   truncate -s 64M "$img"
   mkfs.ext4 -q -F -m 0 "$img"
@@ -246,7 +250,7 @@ row_backing_full() {
   REL_EXTRA_MOUNTS+=("$small")
   STATE=$small/state
   mkdir -p "$STATE"
-  start_daemon
+  start_daemon "${FULL_DAEMON_ARGS[@]}"
   cmkctl disk create full --size 128M >/dev/null
   head -c 4M /dev/urandom >"$WORK/early.bin"
   dd if="$WORK/early.bin" of="$MNT/disks/full" bs=1M conv=notrunc,fsync status=none
@@ -259,7 +263,7 @@ row_backing_full() {
   cmkctl disk list >/dev/null || fail "disk list fails while the backing filesystem is full"
   expect_fsck_clean
   stop_daemon
-  start_daemon
+  start_daemon "${FULL_DAEMON_ARGS[@]}"
   cmp -s "$WORK/early.bin" <(head -c 4M "$MNT/disks/full") || fail "early data lost after a remount"
   expect_fsck_clean
   log "after freeing space, writes work again"
@@ -267,6 +271,37 @@ row_backing_full() {
   cmkctl disk create again --size 8M >/dev/null || fail "cannot create a disk after freeing space"
   dd if="$WORK/early.bin" of="$MNT/disks/again" bs=1M conv=notrunc,fsync status=none ||
     fail "writes fail after space was freed"
+  stop_daemon
+}
+
+# The same with backing_io = "direct": a short O_DIRECT write at the end of
+# the space still fails with ENOSPC and loses nothing written before.
+row_backing_full_direct() {
+  printf '[engine]\nbacking_io = "direct"\n' >"$WORK/direct.toml"
+  FULL_DAEMON_ARGS=(--config "$WORK/direct.toml")
+  row_backing_full
+}
+
+# backing_io = "direct" on a filesystem without O_DIRECT: the daemon refuses
+# to start with one line naming the pool file and the way out.
+row_direct_io_unsupported() {
+  log "state directory on a ramfs (no O_DIRECT), backing_io = \"direct\""
+  local ram=$REL_ROOT/ram
+  mkdir -p "$ram"
+  mount -t ramfs -o mode=0700 ramfs "$ram"
+  REL_EXTRA_MOUNTS+=("$ram")
+  STATE=$ram/state
+  mkdir -p "$STATE"
+  chmod 700 "$STATE"
+  cmkctl disk create d1 --size 16M >/dev/null
+  printf '[engine]\nbacking_io = "direct"\n' >"$WORK/direct.toml"
+  expect_error "$ram/state/.*does not support O_DIRECT.*backing_io = \"buffered\"" \
+    timeout 60 "$CMKFS_BIN" --config "$WORK/direct.toml" --state-dir "$STATE" "$MNT"
+  is_mounted "$MNT" && fail "cmkfs mounted a pool it cannot open with O_DIRECT"
+  # (ramfs reports no free space, so the disk is read, not written.)
+  log "buffered on the same state directory serves the disk"
+  start_daemon
+  cmp -s <(head -c 16M /dev/zero) "$MNT/disks/d1" || fail "the new disk does not read as zeros"
   stop_daemon
 }
 

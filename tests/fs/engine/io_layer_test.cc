@@ -4,7 +4,12 @@
 #include "cmkfs/io_layer.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "engine_test_support.h"
@@ -14,6 +19,11 @@ namespace {
 
 struct PosixFactory {
   static std::shared_ptr<IoLayer> Make() { return NewPosixIoLayer(); }
+};
+struct PosixDirectFactory {
+  static std::shared_ptr<IoLayer> Make() {
+    return NewPosixIoLayer({.direct = true});
+  }
 };
 struct MemoryFactory {
   static std::shared_ptr<IoLayer> Make() { return NewMemoryIoLayer(); }
@@ -50,8 +60,8 @@ class IoLayerTest : public ::testing::Test {
   std::shared_ptr<IoFile> file_;
 };
 
-using Layers =
-    ::testing::Types<PosixFactory, MemoryFactory, FaultOverMemoryFactory>;
+using Layers = ::testing::Types<PosixFactory, PosixDirectFactory, MemoryFactory,
+                                FaultOverMemoryFactory>;
 TYPED_TEST_SUITE(IoLayerTest, Layers);
 
 TYPED_TEST(IoLayerTest, NewFileIsEmptyAndReadsZeros) {
@@ -113,6 +123,119 @@ TYPED_TEST(IoLayerTest, ConcurrentDisjointWrites) {
                 Pattern(4096, t * 1000 + i));
     }
   }
+}
+
+// backing_io = "direct": what the host's page cache holds of the pool.
+class PosixDirectIoTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = MakeTempDir("cmkfs-direct-io-test"); }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  // Pages of the first `bytes` of `path` in the page cache (mincore).
+  static size_t CachedPages(const std::filesystem::path& path, size_t bytes) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0) << path;
+    if (fd < 0) return 0;
+    void* map = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    EXPECT_NE(map, MAP_FAILED) << std::strerror(errno);
+    if (map == MAP_FAILED) return 0;
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    std::vector<unsigned char> vec((bytes + page - 1) / page);
+    EXPECT_EQ(::mincore(map, bytes, vec.data()), 0) << std::strerror(errno);
+    ::munmap(map, bytes);
+    size_t n = 0;
+    for (unsigned char v : vec) n += v & 1;
+    return n;
+  }
+  // Writes 8 MiB in 1 MiB pieces on 4 KiB boundaries, half of them from
+  // memory that is not 4 KiB-aligned, syncs and reads it all back.
+  void WriteSyncRead(IoFile& f) {
+    std::vector<uint8_t> storage(kBytes + 1);
+    for (uint64_t off = 0; off < kBytes; off += kPiece) {
+      auto d = Pattern(kPiece, static_cast<int>(off / kPiece));
+      uint8_t* at = storage.data() + off + ((off / kPiece) % 2);
+      std::memcpy(at, d.data(), kPiece);
+      ASSERT_OK(f.WriteAt(off, {at, kPiece}));
+    }
+    ASSERT_OK(f.DataSync());
+    for (uint64_t off = 0; off < kBytes; off += kPiece) {
+      std::vector<uint8_t> got(kPiece + 1);
+      std::span<uint8_t> into(got.data() + 1, kPiece);  // misaligned
+      ASSERT_OK(f.ReadAt(off, into));
+      ASSERT_TRUE(
+          std::equal(into.begin(), into.end(),
+                     Pattern(kPiece, static_cast<int>(off / kPiece)).begin()))
+          << "at " << off;
+    }
+  }
+  static constexpr size_t kPiece = 1 << 20;
+  static constexpr size_t kBytes = 8 * kPiece;
+  std::filesystem::path dir_;
+};
+
+TEST_F(PosixDirectIoTest, PoolDataDoesNotEnterTheHostPageCache) {
+  const auto path = dir_ / "pool.0";
+  {
+    ASSERT_OK_AND_ASSIGN(auto f, NewPosixIoLayer({.direct = true})->Open(path));
+    WriteSyncRead(*f);
+  }
+  EXPECT_EQ(CachedPages(path, kBytes), 0u)
+      << "direct backing I/O left pool pages in the host's page cache";
+}
+
+TEST_F(PosixDirectIoTest, BufferedBackingIoDoesCacheIt) {
+  // The control: the same transfers through the buffered layer stay cached.
+  const auto path = dir_ / "pool.0";
+  {
+    ASSERT_OK_AND_ASSIGN(auto f, NewPosixIoLayer()->Open(path));
+    WriteSyncRead(*f);
+  }
+  EXPECT_GT(CachedPages(path, kBytes), kBytes / 4096 / 2);
+}
+
+TEST_F(PosixDirectIoTest, MisalignedRangesStayCoherentWithDirectOnes) {
+  ASSERT_OK_AND_ASSIGN(auto f,
+                       NewPosixIoLayer({.direct = true})->Open(dir_ / "p"));
+  auto base = Pattern(3 * 4096, 1);
+  ASSERT_OK(f->WriteAt(0, base));  // direct
+  auto small = Pattern(100, 2);
+  ASSERT_OK(f->WriteAt(4096 + 10, small));  // buffered descriptor
+  std::vector<uint8_t> got(3 * 4096);
+  ASSERT_OK(f->ReadAt(0, got));  // direct: sees the buffered bytes
+  auto want = base;
+  std::copy(small.begin(), small.end(), want.begin() + 4096 + 10);
+  EXPECT_EQ(got, want);
+  auto over = Pattern(4096, 3);
+  ASSERT_OK(f->WriteAt(4096, over));  // direct, over the cached page
+  std::vector<uint8_t> part(100);
+  ASSERT_OK(f->ReadAt(4096 + 10, part));  // buffered: sees the direct bytes
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), over.begin() + 10));
+}
+
+TEST_F(PosixDirectIoTest, FilesystemWithoutODirectIsAClearError) {
+  // ramfs has no O_DIRECT (tmpfs has, since Linux 6.6).
+  const auto mnt = dir_ / "ramfs";
+  std::filesystem::create_directory(mnt);
+  ASSERT_EQ(::mount("ramfs", mnt.c_str(), "ramfs", 0, nullptr), 0)
+      << "cannot mount a ramfs to test on (needs root): "
+      << std::strerror(errno);
+  auto f = NewPosixIoLayer({.direct = true})->Open(mnt / "pool.0");
+  ::umount2(mnt.c_str(), MNT_DETACH);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(f.status().message().find("does not support O_DIRECT"),
+            std::string::npos)
+      << f.status().ToString();
+  EXPECT_NE(f.status().message().find("backing_io = \"buffered\""),
+            std::string::npos)
+      << f.status().ToString();
+  // The buffered layer works there.
+  ASSERT_EQ(::mount("ramfs", mnt.c_str(), "ramfs", 0, nullptr), 0);
+  EXPECT_TRUE(NewPosixIoLayer()->Open(mnt / "pool.0").ok());
+  ::umount2(mnt.c_str(), MNT_DETACH);
 }
 
 class FaultInjectionTest : public ::testing::Test {
