@@ -29,6 +29,8 @@ PACKAGES=(
   nlohmann-json3-dev bash-completion
   # cmkvault, the vault service: gRPC + protobuf (library, protoc and its C++ gRPC plugin)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # the Ceph backend (#19): a single-node cluster for the tests, librbd/librados to build against
+  ceph-mon ceph-osd ceph-common librbd-dev librados-dev libradospp-dev
 )
 
 missing=()
