@@ -2,7 +2,7 @@
 // (no engine call and no fuse_reply_* / notify call is made while holding
 // it); notify_mu_ guards only the notification queue. Every handler replies
 // exactly once, as its last action, and catches everything.
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 
 #include "fuse_adapter.h"
 
@@ -46,6 +46,8 @@ constexpr fuse_ino_t kImagesIno = 4;
 constexpr fuse_ino_t kFirstResourceIno = 16;
 constexpr double kCacheTimeout = 1.0;  // seconds; changes are also notified
 constexpr size_t kMaxIo = 1u << 20;
+// FUSE workers when [engine] fuse_threads is 0 (docs/daemon.md).
+constexpr unsigned kDefaultWorkerThreads = 10;
 constexpr uint64_t kDirectIoAlignment = 512;
 constexpr uint64_t kBlockSize = 4096;
 
@@ -1114,11 +1116,18 @@ Status Adapter::Run() {
     run_thread_ = pthread_self();
   }
   pthread_sigmask(SIG_UNBLOCK, &sigs, &old);
-  fuse_loop_config config;
-  std::memset(&config, 0, sizeof(config));
-  config.clone_fd = 1;
-  config.max_idle_threads = options_.threads != 0 ? options_.threads : 10;
-  int rc = fuse_session_loop_mt(se, &config);
+  // libfuse starts a worker whenever none is idle, up to max_threads: the
+  // most requests the daemon serves at once (a direct read or write holds
+  // its worker for the backing I/O). Idle workers beyond max_idle exit.
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  if (config == nullptr) return IOError("cannot allocate the FUSE loop config");
+  const unsigned max_threads =
+      options_.threads != 0 ? options_.threads : kDefaultWorkerThreads;
+  fuse_loop_cfg_set_clone_fd(config, 1);
+  fuse_loop_cfg_set_max_threads(config, max_threads);
+  fuse_loop_cfg_set_idle_threads(config, std::min(max_threads, 10u));
+  int rc = fuse_session_loop_mt(se, config);
+  fuse_loop_cfg_destroy(config);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   {
     MutexLock lock(&run_mu_);

@@ -56,7 +56,7 @@ struct MountOptions {
   uint32_t gid = 0;
   uint32_t mode = 0600;  // disk files; snapshots and images get mode & 0444
   bool allow_other = false;
-  uint32_t threads = 0;  // max idle FUSE worker threads; 0 = libfuse default
+  uint32_t threads = 0;  // most FUSE worker threads at once; 0 = 10
   // Extra comma-separated mount options given with `-o` (e.g. "ro").
   std::vector<std::string> extra_options;
   bool debug = false;                 // libfuse request tracing on stderr

@@ -30,6 +30,25 @@ FIO_SYSTEMS = [
     ("gocryptfs", "gocryptfs"),
     ("cmkfs", "cmkfs disk"),
 ]
+# What a run of bench version 2 (machine.txt bench=2, issue 23) adds: the
+# fsync job, the cmkfs daemon with backing_io = "direct" (tag cmkfsd), many
+# disks at once, fsync beside busy neighbours and the page-cache growth.
+# Runs recorded before it are reported as they were.
+FSYNC_JOB = ("fsync", "write", "4K write QD1 + fdatasync", "IOPS")
+DIRECT_SYSTEM = ("cmkfsd", "cmkfs disk, backing_io = direct")
+MANY_SYSTEMS = [
+    ("raw", "raw files, no FUSE"),
+    ("gocryptfs", "gocryptfs"),
+    ("cmkfs", "cmkfs disks"),
+    ("cmkfsd", "cmkfs disks, backing_io = direct"),
+]
+BUSY_SYSTEMS = [
+    ("raw", "raw files, no FUSE"),
+    ("cmkfs", "cmkfs disks"),
+    ("cmkfsd", "cmkfs disks, backing_io = direct"),
+]
+# The tags whose figures a system's run produces.
+SYSTEM_OF = {"cmkfsd": "cmkfs", "cmkfs16": "cmkfs"}
 QEMU_SYSTEMS = [
     ("raw", "raw file, no FUSE"),
     ("luks", "QEMU's own LUKS driver on a raw file"),
@@ -79,6 +98,40 @@ def load_fio(results, tag, job, side):
     """(bytes per second, IOPS) of one fio job, or the reason (a str)."""
     name = f"fio-{tag}-{job}.json"
     return parse_fio(read_text(os.path.join(results, name)), name, side)
+
+
+def load_fio_jobs(results, name):
+    """Every job of a multi-job fio JSON as (jobname, read iops, write iops,
+    read+write bytes per second), or the reason (a str)."""
+    text = read_text(os.path.join(results, name))
+    if text is None:
+        return f"{name} not found"
+    try:
+        doc = json.loads(text[text.index("{"):])
+        jobs = []
+        for j in doc["jobs"]:
+            if j.get("error", 0):
+                return f"fio reported error {j['error']} in {name}"
+            r, w = j["read"], j["write"]
+            if r.get("io_bytes", 0) + w.get("io_bytes", 0) <= 0:
+                return f"fio moved no bytes in job {j.get('jobname')} of {name}"
+            jobs.append((j.get("jobname", "?"), float(r["iops"]), float(w["iops"]),
+                         float(r["bw_bytes"]) + float(w["bw_bytes"])))
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        return f"{name} is not fio JSON with jobs[].read/write ({type(e).__name__})"
+    if not jobs:
+        return f"{name} holds no job"
+    return jobs
+
+
+def cached_growth(results, tag):
+    """(MiB written, MiB the page cache grew by) or None."""
+    text = read_text(os.path.join(results, f"cached-{tag}.txt"))
+    try:
+        before, after, written = (float(x) for x in text.split())
+    except (AttributeError, ValueError):
+        return None
+    return written, (after - before) / 1024
 
 
 def fio_figure(results, tag, job, side, unit):
@@ -136,7 +189,7 @@ def fmt(value, unit):
     if value is None:
         return "—"
     if unit == "IOPS":
-        return f"{value / 1000:.1f}K"
+        return f"{value / 1000:.1f}K" if value >= 1000 else f"{value:.0f}"
     if unit == "ratio":
         return f"{value:.2f}x"
     if unit == "cpu":
@@ -180,6 +233,89 @@ def file_reason(results, name, what):
     return f"{name} holds no {what}"
 
 
+def many_n_of(machine):
+    return int(machine.get("many_n", "8"))
+
+
+def v2_sections(res, machine, was_run, fio, missing, out):
+    """The tables bench version 2 adds; returns ({tag: (aggregate IOPS,
+    min/max)}, {tag: (alone, busy)}, {tag: (MiB written, MiB grown)})."""
+    n = many_n_of(machine)
+    many_mib = machine.get("many_mib", "?")
+    many = {}
+    rows = []
+    for tag, label in MANY_SYSTEMS:
+        got = load_fio_jobs(res, f"fio-{tag}-many.json")
+        if isinstance(got, str):
+            if was_run(tag):
+                missing.add(tag, f"fio on {n} files at once", got)
+            rows.append([label] + ["—"] * 6)
+            continue
+        per = [r + w for _, r, w, _ in got]
+        agg, lo, hi = sum(per), min(per), max(per)
+        fair = lo / hi if hi > 0 else None
+        many[tag] = (agg, fair)
+        cpu = None
+        window = cpu_window(res, f"{tag}-many")
+        moved = sum(b for _, _, _, b in got)
+        if window is not None and moved > 0:
+            cpu = window[0] / (moved * window[1] / GIB)
+        elif tag != "raw" and was_run(tag):
+            missing.add(tag, f"daemon CPU per GiB on {n} files at once",
+                        file_reason(res, f"cpu-{tag}-many.txt", "CPU sample"))
+        rows.append([label, fmt(agg, "IOPS"), fmt(lo, "IOPS"), fmt(hi, "IOPS"), fmt(fair, "ratio"),
+                     fmt(ratio(agg, many.get("raw", (None,))[0]), "ratio"),
+                     "—" if tag == "raw" else fmt(cpu, "cpu")])
+    out.append(f"{n} disks (files) of {many_mib} MiB at once, one fio job each "
+               "(4K random read/write 70/30, QD8):")
+    out.append("")
+    out.append(table(["many disks", "aggregate IOPS", "slowest disk IOPS", "fastest disk IOPS",
+                      "fairness min/max", "aggregate/raw", "daemon CPU s/GiB"], rows))
+    out.append("")
+
+    busy = {}
+    rows = []
+    for tag, label in BUSY_SYSTEMS:
+        got = load_fio_jobs(res, f"fio-{tag}-fsyncbusy.json")
+        alone = fio.get((tag, "fsync"))
+        if isinstance(got, str):
+            if was_run(tag):
+                missing.add(tag, "fio fsync beside streaming neighbours", got)
+            rows.append([label, fmt(alone, "IOPS"), "—", "—", "—"])
+            continue
+        fsync_iops = got[0][2]
+        streams = sum(b for _, _, _, b in got[1:]) / 1e6
+        busy[tag] = (alone, fsync_iops)
+        rows.append([label, fmt(alone, "IOPS"), fmt(fsync_iops, "IOPS"),
+                     fmt(ratio(fsync_iops, alone), "ratio"), f"{streams:.0f}"])
+    out.append("4K write QD1 + fdatasync on one disk, alone and while 1M QD4 writes stream "
+               "to three others:")
+    out.append("")
+    out.append(table(["fsync beside neighbours", "alone IOPS", "beside streams IOPS",
+                      "beside/alone", "streams MB/s"], rows))
+    out.append("")
+
+    cache = {}
+    rows = []
+    for tag, label in BUSY_SYSTEMS:
+        got = cached_growth(res, tag)
+        if got is None:
+            if was_run(tag):
+                missing.add(tag, "page-cache growth",
+                            file_reason(res, f"cached-{tag}.txt", "Cached figures"))
+            rows.append([label, "—", "—", "—"])
+            continue
+        cache[tag] = got
+        written, grown = got
+        rows.append([label, f"{written:.0f}", f"{grown:.0f}", f"{100 * grown / written:.1f}%"])
+    out.append("The host's page cache (Cached in /proc/meminfo) across one O_DIRECT "
+               "1M QD4 write, after dropping the caches:")
+    out.append("")
+    out.append(table(["page cache", "MiB written", "Cached growth MiB", "growth/written"], rows))
+    out.append("")
+    return many, busy, cache
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", required=True, help="directory run.sh wrote (or a recorded docs/bench/RUN)")
@@ -204,6 +340,12 @@ def main(argv=None):
         else:
             machine[key] = value
     ran = set(machine.get("systems", "raw,bindfs,gocryptfs,cmkfs,luks").split(","))
+    v2 = machine.get("bench", "1") == "2"
+    jobs = JOBS + [FSYNC_JOB] if v2 else JOBS
+    fio_systems = FIO_SYSTEMS + [DIRECT_SYSTEM] if v2 else FIO_SYSTEMS
+
+    def was_run(tag):
+        return SYSTEM_OF.get(tag, tag) in ran
     file_mib = int(machine.get("file_mib", "1024"))
     qemu_mib = int(machine.get("qemu_mib", "1000"))
     cache_mib = float(machine.get("cache_mib", "32"))
@@ -228,23 +370,27 @@ def main(argv=None):
     out.append(f"- fio: one {file_mib} MiB file, direct=1, libaio, "
                f"{machine.get('runtime', '?')} s per job after a {machine.get('ramp', '?')} s ramp; "
                f"qemu-io: {qemu_mib} MiB in one request, -t none; "
-               f"cmkfs [engine] cache = {cache_mib:.0f}M")
+               f"cmkfs [engine] cache = {cache_mib:.0f}M"
+               + (f", fuse_threads = {machine.get('fuse_threads', '?')}" if v2 else ""))
     out.append("")
 
     # fio figures and ratios.
     fio = {}
-    for tag, _ in FIO_SYSTEMS:
-        for job, side, _, unit in JOBS:
+    for tag, _ in fio_systems:
+        for job, side, _, unit in jobs:
             fio[(tag, job)] = fio_figure(res, tag, job, side, unit)
-            if tag in ran and fio[(tag, job)] is None:
+            if was_run(tag) and fio[(tag, job)] is None:
                 missing.add(tag, f"fio {job}", load_fio(res, tag, job, side))
-    header = ["fio"] + [f"{label} {unit}" for _, _, label, unit in JOBS]
+    header = ["fio"] + [f"{label} {unit}" for _, _, label, unit in jobs]
     rows = []
-    for tag, label in FIO_SYSTEMS:
-        rows.append([label] + [fmt(fio[(tag, j)], u) for j, _, _, u in JOBS])
+    for tag, label in fio_systems:
+        rows.append([label] + [fmt(fio[(tag, j)], u) for j, _, _, u in jobs])
     for peer in ("gocryptfs", "bindfs", "raw"):
         rows.append([f"cmkfs/{peer}"] + [fmt(ratio(fio[("cmkfs", j)], fio[(peer, j)]), "ratio")
-                                         for j, _, _, _ in JOBS])
+                                         for j, _, _, _ in jobs])
+    if v2:
+        rows.append(["cmkfs direct/raw"] + [fmt(ratio(fio[("cmkfsd", j)], fio[("raw", j)]), "ratio")
+                                            for j, _, _, _ in jobs])
     out.append(table(header, rows))
     out.append("")
 
@@ -266,20 +412,25 @@ def main(argv=None):
 
     # CPU seconds per GiB moved, in the FUSE daemon.
     rows = []
-    for tag, label in (("cmkfs", "cmkfs"), ("gocryptfs", "gocryptfs"), ("bindfs", "bindfs")):
-        if tag not in ran:
+    cpu_systems = [("cmkfs", "cmkfs"), ("gocryptfs", "gocryptfs"), ("bindfs", "bindfs")]
+    if v2:
+        cpu_systems.insert(1, ("cmkfsd", "cmkfs, direct"))
+    for tag, label in cpu_systems:
+        if not was_run(tag):
             continue
         cells = []
-        for job, side, _, _ in JOBS:
+        for job, side, _, _ in jobs:
             value = cpu_per_gib_fio(res, tag, job, side)
-            if value is None and tag in ("cmkfs", "gocryptfs"):
+            if value is None and tag in ("cmkfs", "cmkfsd", "gocryptfs"):
                 missing.add(tag, f"daemon CPU per GiB during fio {job}",
                             file_reason(res, f"cpu-{tag}-{job}.txt", "CPU sample")
                             if cpu_window(res, f"{tag}-{job}") is None else "no fio figure")
             cells.append(fmt(value, "cpu"))
         for op in ("write", "read"):
             value = None
-            if tag == "cmkfs":
+            if tag == "cmkfsd":
+                pass  # qemu-io runs on the buffered daemon only
+            elif tag == "cmkfs":
                 window = cpu_window(res, f"cmkfs-qemu-{op}")
                 if window is not None:
                     value = window[0] / (qemu_mib / 1024)
@@ -288,7 +439,7 @@ def main(argv=None):
                                 file_reason(res, f"cpu-cmkfs-qemu-{op}.txt", "CPU sample"))
             cells.append(fmt(value, "cpu"))
         rows.append([label] + cells)
-    out.append(table(["daemon CPU s/GiB"] + [label for _, _, label, _ in JOBS]
+    out.append(table(["daemon CPU s/GiB"] + [label for _, _, label, _ in jobs]
                      + ["qemu-io write", "qemu-io read"], rows))
     out.append("")
 
@@ -303,7 +454,7 @@ def main(argv=None):
                                   ("peak RSS with the 16x disk", "cmkfs16-fio", rss_big)):
             if value is None:
                 missing.add("cmkfs", name, file_reason(res, f"rss-{file}.txt", "VmHWM figure"))
-        for job, side, _, unit in JOBS:
+        for job, side, _, unit in jobs:
             if fio_figure(res, "cmkfs16", job, side, unit) is None:
                 missing.add("cmkfs", f"fio {job} on the 16x disk", load_fio(res, "cmkfs16", job, side))
 
@@ -317,11 +468,14 @@ def main(argv=None):
         ["gocryptfs, after the fio jobs (reference)", mib(rss_go)],
     ]
     out.append(table(["daemon peak RSS (VmHWM)", "MiB"], rows))
-    big_row = [fmt(fio_figure(res, "cmkfs16", j, s, u), u) for j, s, _, u in JOBS]
+    big_row = [fmt(fio_figure(res, "cmkfs16", j, s, u), u) for j, s, _, u in jobs]
     out.append("")
-    out.append(table(["fio on the 16x cmkfs disk"] + [f"{label} {unit}" for _, _, label, unit in JOBS],
+    out.append(table(["fio on the 16x cmkfs disk"] + [f"{label} {unit}" for _, _, label, unit in jobs],
                      [["cmkfs, 16x disk"] + big_row]))
     out.append("")
+    many = busy = cache = {}
+    if v2:
+        many, busy, cache = v2_sections(res, machine, was_run, fio, missing, out)
 
     # Targets (issue 9; docs/BENCHMARKS.md).
     checks = []
@@ -354,8 +508,22 @@ def main(argv=None):
         check(flat, None, 0, "<=")  # no 1x figure: no bound, FAIL "no figure"
     else:
         check(flat, rss_big, flat_limit, "<=")
+    if v2:
+        for tag, label in (("cmkfs", "cmkfs"), ("cmkfsd", "cmkfs direct")):
+            check(f"fio 4K write QD1 + fdatasync {label}/raw",
+                  ratio(fio[(tag, "fsync")], fio[("raw", "fsync")]), 0.9, needs=("cmkfs", "raw"))
+        for tag, label in (("cmkfs", "cmkfs"), ("cmkfsd", "cmkfs direct")):
+            agg = many.get(tag, (None, None))[0]
+            check(f"{many_n_of(machine)} disks aggregate IOPS {label}/raw",
+                  ratio(agg, many.get("raw", (None, None))[0]), 0.8, needs=("cmkfs", "raw"))
+            check(f"{many_n_of(machine)} disks fairness (min/max) {label}",
+                  many.get(tag, (None, None))[1], 0.8)
+        grown = cache.get("cmkfsd")
+        check("page cache growth of a direct write (at most 10% of the bytes written)",
+              None if grown is None else grown[1], 0.1 * (grown[0] if grown else 0), "<=")
     passed = sum(1 for c in checks if c.startswith("- PASS"))
-    out.append(f"Targets (issue 9, from this run): {passed} of {len(checks)} PASS")
+    scope = "issues 9 and 23" if v2 else "issue 9"
+    out.append(f"Targets ({scope}, from this run): {passed} of {len(checks)} PASS")
     out.append("")
     out.extend(checks)
 

@@ -86,6 +86,47 @@ def make_results(d, systems="raw,bindfs,gocryptfs,cmkfs,luks"):
         write(os.path.join(d, f"rss-{name}.txt"), f"{int(mib * 1024)}\n")
 
 
+# Bench version 2 (issue 23): the fsync job, the direct-I/O daemon, many
+# disks, fsync beside streaming neighbours, the page-cache growth.
+FSYNC = {"raw": 5000, "bindfs": 3000, "gocryptfs": 2000, "cmkfs": 4800, "cmkfs16": 4800,
+         "cmkfsd": 4900}
+MANY = {"raw": [(7000, 3000)] * 8, "gocryptfs": [(1000, 400)] * 8,
+        "cmkfs": [(6000, 2600)] * 7 + [(5600, 2400)], "cmkfsd": [(6500, 2800)] * 8}
+BUSY = {"raw": 3000, "cmkfs": 900, "cmkfsd": 2800}  # fsync IOPS beside streams
+CACHED = {"raw": (100000, 101000), "cmkfs": (100000, 600000), "cmkfsd": (100000, 110000)}
+
+
+def multi_fio_json(jobs):
+    """jobs: [(name, read iops, write iops)], 4 KiB each."""
+    def side(iops):
+        return {"io_bytes": int(iops * 4096 * 2), "bw_bytes": int(iops * 4096), "iops": iops}
+    return json.dumps({"fio version": "fio-3.33", "jobs": [
+        {"jobname": n, "error": 0, "read": side(r), "write": side(w)} for n, r, w in jobs]})
+
+
+def make_v2_results(d):
+    make_results(d)
+    with open(os.path.join(d, "machine.txt"), "a") as f:
+        f.write("bench=2\nfuse_threads=0\nmany_n=8\nmany_mib=32\ncache_write_mib=512\n")
+    for job, value in FIO["cmkfs"].items():
+        write(os.path.join(d, f"fio-cmkfsd-{job}.json"), fio_json(job, value))
+        write(os.path.join(d, f"cpu-cmkfsd-{job}.txt"), "100.0 10 101.5 60 100\n")
+    for tag, value in FSYNC.items():
+        write(os.path.join(d, f"fio-{tag}-fsync.json"), fio_json("randwrite", value))
+        if tag in ("cmkfs", "cmkfsd", "gocryptfs", "bindfs"):
+            write(os.path.join(d, f"cpu-{tag}-fsync.txt"), "100.0 10 101.5 60 100\n")
+    for tag, per in MANY.items():
+        write(os.path.join(d, f"fio-{tag}-many.json"),
+              multi_fio_json([(f"disk{i}", r, w) for i, (r, w) in enumerate(per)]))
+        if tag != "raw":
+            write(os.path.join(d, f"cpu-{tag}-many.txt"), "100.0 10 101.5 60 100\n")
+    for tag, iops in BUSY.items():
+        write(os.path.join(d, f"fio-{tag}-fsyncbusy.json"), multi_fio_json(
+            [("fsync", 0, iops)] + [(f"stream{i}", 0, 100) for i in range(3)]))
+    for tag, (before, after) in CACHED.items():
+        write(os.path.join(d, f"cached-{tag}.txt"), f"{before} {after} 512\n")
+
+
 def report(d, *args):
     p = subprocess.run([sys.executable, "-B", REPORT, "--results", d, *args],
                        capture_output=True, text=True, timeout=60)
@@ -250,6 +291,51 @@ def results_log_entries():
     log = re.split(r"\n## ", log, 1)[0]
     parts = re.split(r"\n(?=### Run )", log)
     return parts[0], [p.strip("\n") for p in parts[1:]]
+
+
+class ReportV2Test(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="bench-report-test.")
+        make_v2_results(self.dir)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def test_complete_run_meets_every_target(self):
+        rc, out, err = report(self.dir, "--enforce")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(err, "")
+        self.assertIn("Targets (issues 9 and 23, from this run): 19 of 19 PASS", out)
+        self.assertIn("| cmkfs disk, backing_io = direct | 1000 | 900 | 40.0K | 30.0K | 4.9K |", out)
+        # 8 x (6000 + 2600) minus 600: aggregate, slowest, fastest, fairness.
+        self.assertIn("| cmkfs disks | 68.2K | 8.0K | 8.6K | 0.93x | 0.85x |", out)
+        self.assertIn("| cmkfs disks | 4.8K | 900 | 0.19x | 1 |", out)
+        self.assertIn("| cmkfs disks, backing_io = direct | 512 | 10 | 1.9% |", out)
+        self.assertIn("- PASS page cache growth of a direct write (at most 10% of the bytes "
+                      "written): 9.8 MiB (target <= 51.2 MiB)", out)
+
+    def test_unfair_disks_and_cached_direct_writes_fail_their_targets(self):
+        write(os.path.join(self.dir, "fio-cmkfs-many.json"), multi_fio_json(
+            [("disk0", 1000, 400)] + [(f"disk{i}", 6000, 2600) for i in range(1, 8)]))
+        write(os.path.join(self.dir, "cached-cmkfsd.txt"), "100000 600000 512\n")
+        rc, out, err = report(self.dir, "--enforce")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("- FAIL 8 disks fairness (min/max) cmkfs: 0.16x (target >= 0.80x)", out)
+        self.assertRegex(out, r"- FAIL page cache growth of a direct write .*: 488.3 MiB")
+
+    def test_missing_many_disks_figure_names_system(self):
+        os.remove(os.path.join(self.dir, "fio-cmkfsd-many.json"))
+        rc, _, err = report(self.dir)
+        self.assertEqual(rc, 3)
+        self.assertIn("missing figure: cmkfsd: fio on 8 files at once: fio-cmkfsd-many.json "
+                      "not found", err)
+
+    def test_missing_direct_fsync_figure_names_system_and_job(self):
+        os.remove(os.path.join(self.dir, "fio-cmkfsd-fsync.json"))
+        rc, _, err = report(self.dir)
+        self.assertEqual(rc, 3)
+        self.assertIn("missing figure: cmkfsd: fio fsync: fio-cmkfsd-fsync.json not found",
+                      err)
 
 
 class RecordedResultsTest(unittest.TestCase):

@@ -4,6 +4,7 @@
 #
 #   tests/bench/run.sh [--quick] [--keep] [--record] [--note TEXT] [--enforce]
 #                      [--bin-dir DIR] [--systems LIST] [--work-dir DIR]
+#                      [--fuse-threads N]
 #
 # --quick     256 MiB files, 2 s jobs: a smoke run (ctest bench.quick).
 # --keep      keep the work directory (images, fio JSON, logs) afterwards.
@@ -19,6 +20,8 @@
 # --bin-dir   build tree holding fs/daemon/cmkfs and cli/cmkctl (default:
 #             $CMKFS_BIN_DIR, else build/ next to tests/).
 # --systems   comma list out of raw,bindfs,gocryptfs,cmkfs,luks (default: all).
+# --fuse-threads N  [engine] fuse_threads of the cmkfs daemons (default 0:
+#             the daemon's default).
 # --work-dir  parent directory of the work directory (default: /var/tmp when
 #             $TMPDIR or /tmp is a tmpfs, else $TMPDIR or /tmp).
 #
@@ -44,6 +47,7 @@ shown_args=()
 bin_dir=${CMKFS_BIN_DIR:-$repo_dir/build}
 systems="raw,bindfs,gocryptfs,cmkfs,luks"
 work_parent=""
+fuse_threads=0
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -63,8 +67,10 @@ while [ $# -gt 0 ]; do
     --systems=*) systems=${1#*=} ;;
     --work-dir) work_parent=${2:?--work-dir needs a directory}; shown_args+=("$2"); shift ;;
     --work-dir=*) work_parent=${1#*=} ;;
+    --fuse-threads) fuse_threads=${2:?--fuse-threads needs a number}; shown_args+=("$2"); shift ;;
+    --fuse-threads=*) fuse_threads=${1#*=} ;;
     -h | --help) usage; exit 0 ;;
-    *) echo "run.sh: unknown argument '$1'; accepted: --quick --keep --record --note TEXT --enforce --bin-dir DIR --systems LIST --work-dir DIR" >&2; exit 2 ;;
+    *) echo "run.sh: unknown argument '$1'; accepted: --quick --keep --record --note TEXT --enforce --bin-dir DIR --systems LIST --work-dir DIR --fuse-threads N" >&2; exit 2 ;;
   esac
   shift
 done
@@ -74,12 +80,20 @@ for s in ${systems//,/ }; do
   esac
 done
 want() { [[ ",$systems," == *",$1,"* ]]; }
+if ! [[ "$fuse_threads" =~ ^[0-9]+$ ]] || [ "$fuse_threads" -gt 1024 ]; then
+  echo "run.sh: --fuse-threads '$fuse_threads' is not a number of threads; accepted: 0..1024" >&2
+  exit 2
+fi
 
 if [ "$quick" = 1 ]; then
-  file_mib=256 runtime=2 ramp=1 qemu_mib=250
+  file_mib=256 runtime=2 ramp=1 qemu_mib=250 many_mib=32 cache_write_mib=512
 else
-  file_mib=1024 runtime=5 ramp=1 qemu_mib=1000
+  file_mib=1024 runtime=5 ramp=1 qemu_mib=1000 many_mib=128 cache_write_mib=4096
 fi
+# Many disks (issue 23): this many disks (files) of many_mib each, one fio
+# job on each at once; the first four also carry the fsync-with-neighbours
+# job. cache_write_mib: the write that measures the host's page-cache growth.
+many_n=8
 cache_mib=32 # [engine] cache of the cmkfs config written below
 clk_tck=$(getconf CLK_TCK)
 
@@ -195,7 +209,7 @@ layout() { # FILE SIZE_MIB ALLOW_CREATE
     --allow_file_create="$3" "${fio_common[@]}" >"$results/layout-$(basename "$1").json" 2>&1
 }
 
-jobs_all="seqwrite seqread randread randwrite"
+jobs_all="seqwrite seqread randread randwrite fsync"
 fio_job() { # SYSTEM JOB FILE SIZE_MIB [DAEMON_PID] [TAG]
   local sys=$1 job=$2 file=$3 size=$4 pid=${5:-} tag=${6:-$1} args
   case "$job" in
@@ -203,6 +217,8 @@ fio_job() { # SYSTEM JOB FILE SIZE_MIB [DAEMON_PID] [TAG]
     seqread) args=(--rw=read --bs=1M --iodepth=4) ;;
     randread) args=(--rw=randread --bs=4k --iodepth=32) ;;
     randwrite) args=(--rw=randwrite --bs=4k --iodepth=32) ;;
+    # A database's commit: each 4 KiB write waits for its fdatasync.
+    fsync) args=(--rw=write --bs=4k --iodepth=1 --fdatasync=1) ;;
   esac
   local out=$results/fio-$tag-$job.json sampler=""
   rm -f "$results/cpu-$tag-$job.txt"
@@ -244,6 +260,92 @@ qemu_io_raw() { # SYSTEM FILE
   qemu_io_pass "$1" write -f raw -t none "$2" && qemu_io_pass "$1" read -f raw -t none "$2"
 }
 
+# The fio options of the jobs that run several files at once: one job per
+# file, reported one by one (group_reporting off).
+fio_multi=(--ioengine=libaio --direct=1 --thread=0 --fallocate=none --randrepeat=0
+  --norandommap=1 --allow_file_create=0 --time_based=1 --output-format=json)
+
+# Many disks: a 4 KiB random 70/30 read/write mix at QD8 on each of the
+# files at once; fio-TAG-many.json holds one job per file.
+fio_many() { # TAG PID-or-empty FILE...
+  local tag=$1 pid=$2 out sampler="" i=0 f
+  shift 2
+  local jobs=()
+  for f in "$@"; do jobs+=(--name="disk$i" --filename="$f"); i=$((i + 1)); done
+  out=$results/fio-$tag-many.json
+  rm -f "$results/cpu-$tag-many.txt"
+  if [ -n "$pid" ]; then
+    cpu_window "$pid" "$results/cpu-$tag-many.txt" &
+    sampler=$!
+  fi
+  log "$tag: fio on $# files at once (4K randrw 70/30 QD8 each)"
+  if ! fio --size="${many_mib}M" --runtime="$runtime" --ramp_time="$ramp" --rw=randrw \
+    --rwmixread=70 --bs=4k --iodepth=8 "${fio_multi[@]}" "${jobs[@]}" \
+    --output="$out" 2>"$results/fio-$tag-many.err"; then
+    [ -n "$sampler" ] && wait "$sampler"
+    fail_step "$tag: fio on $# files at once: $(tail -1 "$results/fio-$tag-many.err")"
+    return 1
+  fi
+  [ -n "$sampler" ] && wait "$sampler"
+  return 0
+}
+
+# fsync beside busy neighbours: the fsync job on the first file while 1 MiB
+# QD4 writes stream to the others; fio-TAG-fsyncbusy.json's first job is the
+# fsync one. Against fio-TAG-fsync.json (the same job alone) it shows whether
+# one disk's fsync waits for the others' data.
+fio_fsync_busy() { # TAG FSYNC_FILE STREAM_FILE...
+  local tag=$1 first=$2 f i=0
+  shift 2
+  local jobs=(--name=fsync --filename="$first" --rw=write --bs=4k --iodepth=1 --fdatasync=1)
+  for f in "$@"; do
+    jobs+=(--name="stream$i" --filename="$f" --rw=write --bs=1M --iodepth=4)
+    i=$((i + 1))
+  done
+  log "$tag: fio fsync while $# neighbours stream"
+  if ! fio --size="${many_mib}M" --runtime="$runtime" --ramp_time="$ramp" "${fio_multi[@]}" \
+    "${jobs[@]}" --output="$results/fio-$tag-fsyncbusy.json" 2>"$results/fio-$tag-fsyncbusy.err"; then
+    fail_step "$tag: fio fsync beside streams: $(tail -1 "$results/fio-$tag-fsyncbusy.err")"
+    return 1
+  fi
+}
+
+# Lays out many_n files (or disks) of many_mib, runs fio_many on all and,
+# with BUSY=1, fio_fsync_busy on the first four.
+many_and_busy() { # TAG PID-or-empty ALLOW_CREATE BUSY FILE...
+  local tag=$1 pid=$2 create=$3 busy=$4 f
+  shift 4
+  for f in "$@"; do
+    layout "$f" "$many_mib" "$create" || { fail_step "$tag: layout of $f failed"; return 1; }
+  done
+  fio_many "$tag" "$pid" "$@" || return 1
+  [ "$busy" = 1 ] || return 0
+  fio_fsync_busy "$tag" "$1" "$2" "$3" "$4"
+}
+
+# The host's page-cache growth (Cached in /proc/meminfo) across an O_DIRECT
+# write of cache_write_mib to FILE, after dropping the clean caches:
+# cached-TAG.txt holds "KiB-before KiB-after MiB-written".
+cached_kib() { awk '/^Cached:/ { print $2 }' /proc/meminfo; }
+cache_growth() { # TAG FILE ALLOW_CREATE
+  local tag=$1 before after
+  sync
+  if ! echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then
+    fail_step "$tag: cannot drop the page cache to measure its growth (/proc/sys/vm/drop_caches needs root)"
+    return 1
+  fi
+  before=$(cached_kib)
+  log "$tag: page cache before a ${cache_write_mib}M O_DIRECT write: $((before / 1024)) MiB"
+  if ! fio --name=cachewrite --filename="$2" --size="${cache_write_mib}M" --rw=write --bs=1M \
+    --iodepth=4 --allow_file_create="$3" "${fio_common[@]}" \
+    --output="$results/cachewrite-$tag.json" 2>"$results/cachewrite-$tag.err"; then
+    fail_step "$tag: the ${cache_write_mib}M write failed: $(tail -1 "$results/cachewrite-$tag.err")"
+    return 1
+  fi
+  after=$(cached_kib)
+  echo "$before $after $cache_write_mib" >"$results/cached-$tag.txt"
+}
+
 # --- systems -----------------------------------------------------------------
 run_raw() {
   local f=$work/raw.img
@@ -252,6 +354,12 @@ run_raw() {
   fio_all raw "$f" "$file_mib" || return 1
   qemu_io_raw raw "$f"
   rm -f "$f"
+  local many=() i
+  for i in $(seq 0 $((many_n - 1))); do many+=("$work/raw-many$i.img"); done
+  many_and_busy raw "" 1 1 "${many[@]}"
+  rm -f "${many[@]}"
+  cache_growth raw "$work/raw-cache.img" 1
+  rm -f "$work/raw-cache.img"
 }
 
 run_bindfs() {
@@ -286,16 +394,22 @@ run_gocryptfs() {
   layout "$mnt/bench.img" "$file_mib" 1 || { fail_step "gocryptfs: layout failed"; return 1; }
   fio_all gocryptfs "$mnt/bench.img" "$file_mib" "$pid"
   echo "$(vm_hwm_kib "$pid")" >"$results/rss-gocryptfs.txt"
+  rm -f "$mnt/bench.img"
+  local many=() i
+  for i in $(seq 0 $((many_n - 1))); do many+=("$mnt/many$i.img"); done
+  many_and_busy gocryptfs "$pid" 1 0 "${many[@]}"
   unmount "$mnt" "$pid" || fail_step "gocryptfs: unmount failed"
   rm -rf "$cipher"
 }
 
-cmkfs_config() { # STATE_DIR CONFIG_FILE
+cmkfs_config() { # STATE_DIR CONFIG_FILE [BACKING_IO]
   cat >"$2" <<TOML
 state_dir = "$1"
 log_level = "warn"
 [engine]
 cache = "${cache_mib}M"
+backing_io = "${3:-buffered}"
+fuse_threads = $fuse_threads
 TOML
 }
 
@@ -339,7 +453,7 @@ start_cmkfs() { # CONFIG STATE MNT
 }
 
 run_cmkfs() {
-  local state=$work/cmkfs-state mnt=$work/cmkfs-mnt cfg=$work/cmkfs.toml pid key_id des_id
+  local state=$work/cmkfs-state mnt=$work/cmkfs-mnt cfg=$work/cmkfs.toml pid key_id des_id d
   if [ ! -x "$CMKFS" ] || [ ! -x "$CMKCTL" ]; then
     fail_step "cmkfs: $CMKFS or $CMKCTL is not built (pass --bin-dir)"
     return 1
@@ -355,6 +469,12 @@ run_cmkfs() {
   ctl "$cfg" vault set-policy benchvault --object-id "$des_id" \
     --key-permissions get wrapKey unwrapKey || return 1
   ctl "$cfg" disk create bench --size "${file_mib}M" --des benchdes || return 1
+  local i many=()
+  for i in $(seq 0 $((many_n - 1))); do
+    ctl "$cfg" disk create "many$i" --size "${many_mib}M" --des benchdes || return 1
+    many+=("$mnt/disks/many$i")
+  done
+  ctl "$cfg" disk create cachew --size "${cache_write_mib}M" --des benchdes || return 1
 
   start_cmkfs "$cfg" "$state" "$mnt" || return 1
   pid=$cmkfs_pid
@@ -374,13 +494,29 @@ run_cmkfs() {
   done
   vm_hwm_kib "$pid" >"$results/rss-cmkfs-all.txt"
   grep -E '^(VmHWM|VmRSS|Threads)' "/proc/$pid/status" >"$results/cmkfs-status.txt"
+  many_and_busy cmkfs "$pid" 0 1 "${many[@]}"
+  cache_growth cmkfs "$mnt/disks/cachew" 0
   unmount "$mnt" "$pid" || { fail_step "cmkfs: unmount failed"; return 1; }
+
+  # The same disks through a daemon with backing_io = "direct".
+  local cfg_direct=$work/cmkfs-direct.toml
+  cmkfs_config "$state" "$cfg_direct" direct
+  log "cmkfs: daemon with backing_io = direct"
+  start_cmkfs "$cfg_direct" "$state" "$mnt" || return 1
+  pid=$cmkfs_pid
+  layout "$disk" "$file_mib" 0 || { fail_step "cmkfsd: layout failed"; return 1; }
+  fio_all cmkfsd "$disk" "$file_mib" "$pid"
+  many_and_busy cmkfsd "$pid" 0 1 "${many[@]}"
+  cache_growth cmkfsd "$mnt/disks/cachew" 0
+  unmount "$mnt" "$pid" || { fail_step "cmkfsd: unmount failed"; return 1; }
 
   # Flat memory: a fresh daemon with a disk 16 times bigger, same jobs on its
   # first ${file_mib} MiB.
   local big_mib=$((file_mib * 16))
   log "cmkfs: second daemon with a ${big_mib}M disk"
-  "$CMKCTL" --config "$cfg" disk delete bench >/dev/null 2>&1 || true
+  for d in bench cachew "${many[@]##*/}"; do
+    "$CMKCTL" --config "$cfg" disk delete "$d" >/dev/null 2>&1 || true
+  done
   ctl "$cfg" disk create bench16 --size "${big_mib}M" --des benchdes || return 1
   start_cmkfs "$cfg" "$state" "$mnt" || return 1
   pid=$cmkfs_pid
@@ -439,6 +575,11 @@ notes=$results/machine.txt
   echo "runtime=$runtime"
   echo "ramp=$ramp"
   echo "qemu_mib=$qemu_mib"
+  echo "bench=2"
+  echo "fuse_threads=$fuse_threads"
+  echo "many_n=$many_n"
+  echo "many_mib=$many_mib"
+  echo "cache_write_mib=$cache_write_mib"
   echo "cache_mib=$cache_mib"
   echo "systems=$systems"
   echo "args=${shown_args[*]}"
@@ -462,7 +603,7 @@ if [ "$record" = 1 ]; then
       gzip -9n -c "$f" >"$record_dir/$(basename "$f").gz"
     done
     cp "$results"/machine.txt "$results"/cpu-*.txt "$results"/qemu-*.txt "$results"/rss-*.txt \
-      "$record_dir"/ 2>/dev/null
+      "$results"/cached-*.txt "$record_dir"/ 2>/dev/null
     [ -f "$results/cmkfs-status.txt" ] && cp "$results/cmkfs-status.txt" "$record_dir"/
     record_bytes=$(du -sb "$record_dir" | cut -f1)
     if [ "$record_bytes" -gt "$max_record_bytes" ]; then
