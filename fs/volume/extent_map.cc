@@ -191,6 +191,7 @@ Status ExtentMap::Commit(std::optional<uint64_t> only) {
   MutexLock commit_lock(&commit_mu_);
   Batch b;
   std::vector<uint64_t> adopted;
+  std::vector<uint64_t> adopted_by;  // the resource of each adopted slot
   uint64_t g, hwm;
   {
     ExclusiveGate gate(&alloc_gate_);
@@ -206,6 +207,7 @@ Status ExtentMap::Commit(std::optional<uint64_t> only) {
     for (auto& [rid, rb] : open_batch_) {
       for (uint64_t slot : rb.grown) {
         adopted.push_back(slot);
+        adopted_by.push_back(rid);
         rb.taken.insert(slot);
         taken_.insert(slot);
       }
@@ -236,6 +238,16 @@ Status ExtentMap::Commit(std::optional<uint64_t> only) {
       } else {
         // Keep everything pending; newer entries of the open batch win.
         open_batch_[rid].MergeFrom(std::move(rb));
+      }
+    }
+    if (!st.ok()) {
+      // The free table did not get the adopted slots: they are their
+      // owners' grown slots again, for the next commit to adopt or store.
+      for (size_t i = 0; i < adopted.size(); ++i) {
+        ResourceBatch& owner = open_batch_[adopted_by[i]];
+        owner.taken.erase(adopted[i]);
+        taken_.erase(adopted[i]);
+        owner.grown.push_back(adopted[i]);
       }
     }
   }

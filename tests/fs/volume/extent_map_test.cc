@@ -10,6 +10,7 @@
 
 #include "cmkfs/record.h"
 #include "extent_records.h"
+#include "support/fault_io_layer.h"
 #include "thin_stores.h"
 
 namespace cmkfs::fs {
@@ -260,6 +261,31 @@ TEST_F(ExtentMapTest, AnotherDisksFsyncLeavesNoSlotToLeakAtACrash) {
   ASSERT_TRUE(a->Read(0, buf, nullptr).ok());
   EXPECT_EQ(buf, Bytes(kExt, 1));
   // The slots b had taken are reused, not lost.
+  ASSERT_TRUE(Write(*b, 0, 2 * kExt, 4).ok());
+  ASSERT_TRUE(b->Flush().ok());
+  EXPECT_EQ(Committed().hwm, 3u);
+  ExpectConsistent();
+}
+
+TEST_F(ExtentMapTest, AFailedFsyncOfAnotherDiskLeavesNoSlotToLeakAtACrash) {
+  // The pool file through a fault-injecting layer, so a commit can fail.
+  auto fault = std::make_shared<FaultInjectingIoLayer>(s_.io);
+  auto f = fault->Open(s_.dir / "pool.0");
+  ASSERT_TRUE(f.ok());
+  s_.file = *f;
+  s_.Open(0);
+  auto a = s_.Thin(1, 4 * kExt);
+  auto b = s_.Thin(2, 4 * kExt);
+  ASSERT_TRUE(Write(*b, 0, 2 * kExt, 2).ok());
+  ASSERT_TRUE(Write(*a, 0, kExt, 1).ok());
+  fault->FailNthWrite(1);  // a's first fsync fails at the pool's fdatasync
+  EXPECT_FALSE(a->Flush().ok());
+  ASSERT_TRUE(a->Flush().ok());
+  // Power is cut: b's batch is gone; the slots it took are free, not lost.
+  s_.Open(Committed().hwm);
+  a = s_.Thin(1, 4 * kExt);
+  b = s_.Thin(2, 4 * kExt);
+  ExpectConsistent();
   ASSERT_TRUE(Write(*b, 0, 2 * kExt, 4).ok());
   ASSERT_TRUE(b->Flush().ok());
   EXPECT_EQ(Committed().hwm, 3u);
