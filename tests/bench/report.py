@@ -239,7 +239,7 @@ def many_n_of(machine):
 
 def v2_sections(res, machine, was_run, fio, missing, out):
     """The tables bench version 2 adds; returns ({tag: (aggregate IOPS,
-    min/max)}, {tag: (alone, busy)}, {tag: (MiB written, MiB grown)})."""
+    min/max)}, {tag: (MiB written, MiB grown)}): what the targets check."""
     n = many_n_of(machine)
     many_mib = machine.get("many_mib", "?")
     many = {}
@@ -273,7 +273,6 @@ def v2_sections(res, machine, was_run, fio, missing, out):
                       "fairness min/max", "aggregate/raw", "daemon CPU s/GiB"], rows))
     out.append("")
 
-    busy = {}
     rows = []
     for tag, label in BUSY_SYSTEMS:
         got = load_fio_jobs(res, f"fio-{tag}-fsyncbusy.json")
@@ -285,7 +284,6 @@ def v2_sections(res, machine, was_run, fio, missing, out):
             continue
         fsync_iops = got[0][2]
         streams = sum(b for _, _, _, b in got[1:]) / 1e6
-        busy[tag] = (alone, fsync_iops)
         rows.append([label, fmt(alone, "IOPS"), fmt(fsync_iops, "IOPS"),
                      fmt(ratio(fsync_iops, alone), "ratio"), f"{streams:.0f}"])
     out.append("4K write QD1 + fdatasync on one disk, alone and while 1M QD4 writes stream "
@@ -313,7 +311,7 @@ def v2_sections(res, machine, was_run, fio, missing, out):
     out.append("")
     out.append(table(["page cache", "MiB written", "Cached growth MiB", "growth/written"], rows))
     out.append("")
-    return many, busy, cache
+    return many, cache
 
 
 def parse_args(argv):
@@ -473,9 +471,9 @@ def main(argv=None):
     out.append(table(["fio on the 16x cmkfs disk"] + [f"{label} {unit}" for _, _, label, unit in jobs],
                      [["cmkfs, 16x disk"] + big_row]))
     out.append("")
-    many = busy = cache = {}
+    many = cache = {}
     if v2:
-        many, busy, cache = v2_sections(res, machine, was_run, fio, missing, out)
+        many, cache = v2_sections(res, machine, was_run, fio, missing, out)
 
     # Targets (issue 9; docs/BENCHMARKS.md).
     checks = []
