@@ -119,9 +119,26 @@ void EmitList(Invocation& inv, const Json& records,
 Json TimeJson(TimePoint t);
 Json TimeJson(const std::optional<TimePoint>& t);
 
-// The command tables (keystore_commands.cc, disk_commands.cc).
+// Custody (keystore_commands.cc): the master key's source ("file",
+// "passphrase", "tpm2") and where it is; where an RSA-HSM key's private half
+// lives (the token, its module, the p11-kit server of a remote token).
+std::pair<std::string, std::string> MasterKeyCustody(const Config& config);
+std::string TokenCustody(const Config& config);
+
+// Records, in the storage host's own audit (the platform vault's), an
+// operation that reads or moves a customer's data: `operation`
+// ("disk.export", ...), the identity it acted as (the DES's, or "platform"),
+// the key, and the outcome with its subject ("ok: disk d1 to /x.raw"). The
+// local caller is stamped by the store (LocalCallerScope). A failure to
+// record is logged, never returned: the operation already happened.
+void AuditOnHost(Invocation& inv, std::string_view operation,
+                 const std::string& identity, const keystore::KeyId& key,
+                 const Status& result, std::string_view subject);
+
+// The command tables (keystore_commands.cc, disk_commands.cc, doctor.cc).
 const std::vector<CommandSpec>& KeystoreCommands();
 const std::vector<CommandSpec>& DiskCommands();
+const std::vector<CommandSpec>& HostCommands();
 // Both tables, in the order of the usage text.
 std::vector<const CommandSpec*> AllCommands();
 // The command `group verb` (or an alias), or the single-word command

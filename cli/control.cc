@@ -211,6 +211,7 @@ class ControlServerImpl : public ControlServer {
     bool running = false;        // accept thread only: a worker exists
     std::thread worker;
     std::vector<std::string> args;
+    ucred peer{};  // SO_PEERCRED at accept: who sent the command
     std::atomic<bool> cancel{false};
     std::atomic<bool> done{false};
     bool hangup_seen = false;  // accept thread only
@@ -428,6 +429,7 @@ class ControlServerImpl : public ControlServer {
     MutexLock lock(&mu_);
     Connection& c = connections_.emplace_back();
     c.fd = fd;
+    c.peer = cred;
     c.deadline = Clock::now() + limits_.request_timeout;
   }
 
@@ -440,6 +442,8 @@ class ControlServerImpl : public ControlServer {
     }
     CommandOutput reply;
     try {
+      // The audit entries this command writes name the peer.
+      LocalCallerScope caller(c.peer.uid, c.peer.pid);
       reply = handler_(c.args, c.cancel);
     } catch (const std::exception& e) {
       reply = ErrorReply(1, std::string("internal error: ") + e.what());

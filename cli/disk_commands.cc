@@ -136,6 +136,13 @@ Status DesUpdate(Invocation& inv) {
   }
   auto info =
       inv.ctx->engine->UpdateDes(inv.positional[0], key_id, auto_rotate);
+  if (key_id) {
+    auto now = inv.ctx->engine->GetDes(inv.positional[0]);
+    AuditOnHost(inv, "des.update-key", now.ok() ? now->identity : "",
+                now.ok() ? now->key_id : *key_id, info.status(),
+                "disk encryption set " + inv.positional[0] + " to key " +
+                    key_id->ToString());
+  }
   if (!info.ok()) {
     return WithGrantHint(inv, info.status(), inv.positional[0]);
   }
@@ -236,6 +243,24 @@ std::string AbsolutePath(const std::string& p) {
   return ec ? p : abs.string();
 }
 
+// AuditOnHost for resource `name` of `kind`, as the DES it uses now (or the
+// platform key).
+void AuditResourceOnHost(Invocation& inv, std::string_view operation,
+                         ResourceKind kind, const std::string& name,
+                         const Status& result, const std::string& subject) {
+  auto info = inv.ctx->engine->Get(kind, name);
+  std::string identity;
+  keystore::KeyId key;
+  if (info.ok()) {
+    key = info->key_id;
+    if (!info->des.empty()) {
+      auto des = inv.ctx->engine->GetDes(info->des);
+      if (des.ok()) identity = des->identity;
+    }
+  }
+  AuditOnHost(inv, operation, identity, key, result, subject);
+}
+
 Status DiskCreate(Invocation& inv) {
   fs::DiskSpec spec;
   spec.name = inv.positional[0];
@@ -271,6 +296,11 @@ Status DiskCreate(Invocation& inv) {
     reporter.Finish(info.ok(), "from " + file + " into disk " + spec.name);
   } else {
     info = inv.ctx->engine->CreateDisk(spec);
+    if (source) {
+      AuditResourceOnHost(inv, "disk.create-from-source", ResourceKind::kDisk,
+                          spec.name, info.status(),
+                          "disk " + spec.name + " from " + *source);
+    }
   }
   if (!info.ok()) return WithGrantHint(inv, info.status(), spec.des);
   Emit(inv, ResourceJson(*info));
@@ -281,6 +311,10 @@ Status DiskUpdate(Invocation& inv) {
   auto des = inv.Value("--des");
   if (!des) return inv.Usage("'disk update' needs --des DES");
   auto info = inv.ctx->engine->SetDiskDes(inv.positional[0], *des);
+  AuditResourceOnHost(
+      inv, "disk.update-des", ResourceKind::kDisk, inv.positional[0],
+      info.status(),
+      "disk " + inv.positional[0] + " to disk encryption set " + *des);
   if (!info.ok()) return WithGrantHint(inv, info.status(), *des);
   Emit(inv, ResourceJson(*info));
   return Status::Ok();
@@ -348,6 +382,10 @@ Status ResourceExport(Invocation& inv) {
   ProgressReporter reporter(inv, "exported");
   Status s = inv.ctx->engine->Export(kKind, inv.positional[0], file,
                                      reporter.progress());
+  AuditResourceOnHost(inv, std::string(fs::ResourceKindName(kKind)) + ".export",
+                      kKind, inv.positional[0], s,
+                      std::string(fs::ResourceKindName(kKind)) + " " +
+                          inv.positional[0] + " to " + file);
   reporter.Finish(s.ok(), "from " + std::string(fs::ResourceKindName(kKind)) +
                               " " + inv.positional[0] + " to " + file);
   CMKFS_RETURN_IF_ERROR(s);

@@ -13,6 +13,40 @@
 #include "command_support.h"
 
 namespace cmkfs::cli {
+
+// Where the vault master key, which seals every software key, lives.
+std::pair<std::string, std::string> MasterKeyCustody(const Config& config) {
+  auto options = KeyStoreOptionsFor(config);
+  if (!options.ok()) return {"unknown", options.status().message()};
+  switch (keystore::EffectiveMasterKeySource(*options)) {
+    case keystore::MasterKeySource::kTpm2:
+      return {"tpm2", "sealed to the TPM 2.0 at " + options->tpm2_tcti +
+                          " (blob " + options->tpm2_sealed_file.string() +
+                          (options->tpm2_pcrs.empty()
+                               ? ", no PCR binding)"
+                               : ", PCRs " + options->tpm2_pcrs + ")")};
+    case keystore::MasterKeySource::kPassphrase:
+      return {"passphrase", "derived (scrypt) from the passphrase in " +
+                                options->passphrase_file.string()};
+    default:
+      return {"file", "in the file " + options->master_key_file.string()};
+  }
+}
+
+// Where an RSA-HSM key's private half lives: the token, its module, and
+// the p11-kit server for a remote token.
+std::string TokenCustody(const Config& config) {
+  std::string where = "PKCS#11 token '" + config.pkcs11.token_label + "' via " +
+                      config.pkcs11.module.string();
+  if (config.pkcs11.module.filename() == "p11-kit-client.so") {
+    const char* address = std::getenv("P11_KIT_SERVER_ADDRESS");
+    where += std::string(" (remote: p11-kit server at ") +
+             (address != nullptr ? address : "the default runtime socket") +
+             ")";
+  }
+  return where;
+}
+
 namespace {
 
 // An RSA 4096 private key in PEM is about 3.3 KiB; anything much larger is
@@ -144,39 +178,6 @@ Status VaultCreate(Invocation& inv) {
   CMKFS_ASSIGN_OR_RETURN(auto info, inv.ctx->keystore->CreateVault(spec));
   Emit(inv, VaultJson(info));
   return Status::Ok();
-}
-
-// Where the vault master key, which seals every software key, lives.
-std::pair<std::string, std::string> MasterKeyCustody(const Config& config) {
-  auto options = KeyStoreOptionsFor(config);
-  if (!options.ok()) return {"unknown", options.status().message()};
-  switch (keystore::EffectiveMasterKeySource(*options)) {
-    case keystore::MasterKeySource::kTpm2:
-      return {"tpm2", "sealed to the TPM 2.0 at " + options->tpm2_tcti +
-                          " (blob " + options->tpm2_sealed_file.string() +
-                          (options->tpm2_pcrs.empty()
-                               ? ", no PCR binding)"
-                               : ", PCRs " + options->tpm2_pcrs + ")")};
-    case keystore::MasterKeySource::kPassphrase:
-      return {"passphrase", "derived (scrypt) from the passphrase in " +
-                                options->passphrase_file.string()};
-    default:
-      return {"file", "in the file " + options->master_key_file.string()};
-  }
-}
-
-// Where an RSA-HSM key's private half lives: the token, its module, and
-// the p11-kit server for a remote token.
-std::string TokenCustody(const Config& config) {
-  std::string where = "PKCS#11 token '" + config.pkcs11.token_label + "' via " +
-                      config.pkcs11.module.string();
-  if (config.pkcs11.module.filename() == "p11-kit-client.so") {
-    const char* address = std::getenv("P11_KIT_SERVER_ADDRESS");
-    where += std::string(" (remote: p11-kit server at ") +
-             (address != nullptr ? address : "the default runtime socket") +
-             ")";
-  }
-  return where;
 }
 
 // The posture: where the master key and each key's private half live.
@@ -345,9 +346,11 @@ std::string AuditLine(const keystore::AuditEntry& e) {
                      EscapeControl(e.operation) + "  " +
                      EscapeControl(e.key_id.empty() ? "-" : e.key_id) + "  " +
                      EscapeControl(e.result);
-  if (!e.caller_fingerprint.empty()) {
-    line += "  caller " + EscapeControl(e.caller_object_id) +
-            " sha256:" + EscapeControl(e.caller_fingerprint);
+  if (!e.caller_object_id.empty()) {
+    line += "  caller " + EscapeControl(e.caller_object_id);
+    if (!e.caller_fingerprint.empty()) {
+      line += " sha256:" + EscapeControl(e.caller_fingerprint);
+    }
   }
   return line;
 }

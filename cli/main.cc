@@ -124,7 +124,10 @@ int main(int argc, char** argv) {
       sigemptyset(&sa.sa_mask);
       ::sigaction(SIGINT, &sa, &old_action);
     }
-    out = RunCommand(original, ctx);
+    {
+      LocalCallerScope caller(::getuid(), ::getpid());
+      out = RunCommand(original, ctx);
+    }
     if (long_running) ::sigaction(SIGINT, &old_action, nullptr);
     if (Status s = services->engine->Flush(); !s.ok() && out.exit_code == 0) {
       out.exit_code = 1;

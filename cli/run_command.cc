@@ -1,5 +1,6 @@
 // RunCommand: dispatch on the command words and per-command flag parsing
 // (the output helpers are in output.cc).
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,6 +65,7 @@ std::vector<const CommandSpec*> AllCommands() {
   std::vector<const CommandSpec*> all;
   for (const auto& c : KeystoreCommands()) all.push_back(&c);
   for (const auto& c : DiskCommands()) all.push_back(&c);
+  for (const auto& c : HostCommands()) all.push_back(&c);
   return all;
 }
 
@@ -467,6 +469,26 @@ bool IsDataCopyCommand(const std::vector<std::string>& original) {
     if (args[i] == "--import" || args[i].starts_with("--import=")) return true;
   }
   return false;
+}
+
+LocalCallerScope::LocalCallerScope(uid_t uid, pid_t pid)
+    : scope_("uid:" + std::to_string(uid) + " pid:" + std::to_string(pid), "") {
+}
+
+void AuditOnHost(Invocation& inv, std::string_view operation,
+                 const std::string& identity, const keystore::KeyId& key,
+                 const Status& result, std::string_view subject) {
+  keystore::AuditEntry e;
+  e.identity = identity.empty() ? "platform" : identity;
+  e.operation = std::string(operation);
+  e.key_id = key.ToString();
+  e.result = (result.ok() ? std::string("ok") : "error: " + result.message()) +
+             "; " + std::string(subject);
+  const std::string vault = fs::EngineOptions().system_vault;
+  if (Status s = inv.ctx->keystore->AppendAudit(vault, e); !s.ok()) {
+    spdlog::error("cannot record {} ({}) in the audit of {}: {}", operation,
+                  subject, vault, s.message());
+  }
 }
 
 ControlServer::CancellableHandler DaemonCommandHandler(CommandContext ctx,

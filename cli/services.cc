@@ -255,6 +255,14 @@ Status CheckStateFiles(const Config& config) {
 
 namespace {
 
+vault::ClientOptions VaultClientOptions(const Config& config) {
+  vault::ClientOptions o;
+  o.endpoint = config.keystore.service;
+  o.credential = config.keystore.credential;
+  o.credentials_dir = config.keystore.credentials_dir;
+  return o;
+}
+
 // Service mode: the keystore is cmkvault at [keystore] service.
 Result<std::unique_ptr<keystore::KeyStore>> ConnectVaultService(
     const Config& config) {
@@ -264,11 +272,7 @@ Result<std::unique_ptr<keystore::KeyStore>> ConnectVaultService(
         ": set [keystore] credential to a credential bundle issued by that "
         "cmkvault (or pass --as FILE)");
   }
-  vault::ClientOptions o;
-  o.endpoint = config.keystore.service;
-  o.credential = config.keystore.credential;
-  o.credentials_dir = config.keystore.credentials_dir;
-  return vault::ConnectKeyStore(o);
+  return vault::ConnectKeyStore(VaultClientOptions(config));
 }
 
 }  // namespace
@@ -356,6 +360,14 @@ Result<Services> OpenServices(const Config& config,
   eo.defaults.subscription = config.defaults.subscription;
   eo.defaults.resource_group = config.defaults.resource_group;
   eo.defaults.region = config.defaults.region;
+  if (!config.keystore.service.empty()) {
+    // A DES's identity is the vault service's to mint (through the host
+    // identity); its credential stays in credentials_dir.
+    eo.mint_des_identity =
+        [o = VaultClientOptions(config)](std::string_view des_name) {
+          return vault::MintManagedIdentity(o, "des " + std::string(des_name));
+        };
+  }
   fs::EngineStores stores;
   stores.io =
       fs::NewPosixIoLayer({.direct = config.engine.backing_io ==

@@ -5,7 +5,9 @@
 #include "cmkfs/crypto.h"
 
 #include <malloc.h>
+#include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/conf.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/encoder.h>
@@ -193,6 +195,42 @@ void ProtectProcessSecrets() {
       WarnUnlockedOnce(kSecureHeapSize);
     }
   });
+}
+
+Status RequireTls13ForThisProcess() {
+  // "Protocol" sets SSL_OP_NO_* options, which gRPC's own
+  // SSL_CTX_set_min_proto_version(TLS 1.2) does not clear; MinProtocol alone
+  // would be overridden by it. The cipher string is Debian's default one,
+  // which this section replaces.
+  static constexpr char kSettings[] =
+      "cmkfs_tls_conf = cmkfs_tls_modules\n"
+      "[cmkfs_tls_modules]\n"
+      "ssl_conf = cmkfs_tls_ssl\n"
+      "[cmkfs_tls_ssl]\n"
+      "system_default = cmkfs_tls_system_default\n"
+      "[cmkfs_tls_system_default]\n"
+      "Protocol = -ALL, TLSv1.3\n"
+      "MinProtocol = TLSv1.3\n"
+      "CipherString = DEFAULT:@SECLEVEL=2\n";
+  static std::once_flag once;
+  static Status result = Status::Ok();
+  std::call_once(once, [] {
+    // The system's configuration first, so that loading it later (OpenSSL
+    // loads it once, on first use) cannot replace these settings.
+    OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr);
+    OPENSSL_load_builtin_modules();
+    BIO* bio = BIO_new_mem_buf(kSettings, -1);
+    CONF* conf = NCONF_new(nullptr);
+    long bad_line = 0;
+    if (bio == nullptr || conf == nullptr ||
+        NCONF_load_bio(conf, bio, &bad_line) <= 0 ||
+        CONF_modules_load(conf, "cmkfs_tls_conf", 0) <= 0) {
+      result = OpenSslFailure("loading the TLS 1.3-only settings");
+    }
+    NCONF_free(conf);
+    BIO_free(bio);
+  });
+  return result;
 }
 
 // ---------------------------------------------------------------------------

@@ -270,4 +270,26 @@ Result<int> OpenNoFollow(const stdfs::path& path, int flags, mode_t mode,
   return fd;
 }
 
+Status WriteNewPrivateFile(
+    const std::filesystem::path& path,
+    std::initializer_list<std::span<const uint8_t>> parts) {
+  CMKFS_ASSIGN_OR_RETURN(int fd, OpenNoFollow(path, O_WRONLY | O_CREAT | O_EXCL,
+                                              0600, Access::kOwnerOnly));
+  Status s;
+  for (std::span<const uint8_t> p : parts) {
+    size_t done = 0;
+    while (s.ok() && done < p.size()) {
+      ssize_t n = ::write(fd, p.data() + done, p.size() - done);
+      if (n < 0)
+        s = ErrnoError("write " + path.string(), errno);
+      else
+        done += static_cast<size_t>(n);
+    }
+  }
+  if (s.ok() && ::fsync(fd) != 0)
+    s = ErrnoError("fsync " + path.string(), errno);
+  ::close(fd);
+  return s;
+}
+
 }  // namespace cmkfs::path_guard

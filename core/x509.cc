@@ -95,11 +95,20 @@ Result<SecretBytes> KeyToPem(EVP_PKEY* key) {
   return out;
 }
 
-}  // namespace
+Ptr<EVP_PKEY> ReadPublicKey(std::string_view pem) {
+  Ptr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return nullptr;
+  Ptr<EVP_PKEY> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();
+  return key;
+}
 
-Result<IssuedCertificate> Issue(const CertificateRequest& request,
-                                const SecretBytes& issuer_key_pem,
-                                std::string_view issuer_cert_pem) {
+// The certificate `request` describes for `subject` (its public half is what
+// the certificate carries), signed by the issuer, or by `subject` itself when
+// the issuer's key and certificate are both empty.
+Result<std::string> Sign(const CertificateRequest& request, EVP_PKEY* subject,
+                         const SecretBytes& issuer_key_pem,
+                         std::string_view issuer_cert_pem) {
   Ptr<EVP_PKEY> issuer_key;
   Ptr<X509> issuer_cert;
   const bool self_signed = issuer_key_pem.empty() && issuer_cert_pem.empty();
@@ -112,8 +121,6 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
           "certificate");
     }
   }
-  Ptr<EVP_PKEY> key(EVP_EC_gen("P-256"));
-  if (!key) return Failure("EVP_EC_gen P-256");
   Ptr<X509> cert(X509_new());
   if (!cert) return Failure("X509_new");
   X509_set_version(cert.get(), 2);
@@ -136,7 +143,7 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
   X509_set_issuer_name(
       cert.get(),
       self_signed ? name : X509_get_subject_name(issuer_cert.get()));
-  X509_set_pubkey(cert.get(), key.get());
+  X509_set_pubkey(cert.get(), subject);
   X509* issuer = self_signed ? cert.get() : issuer_cert.get();
   CMKFS_RETURN_IF_ERROR(
       AddExtension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
@@ -172,14 +179,64 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
     CMKFS_RETURN_IF_ERROR(
         AddExtension(cert.get(), issuer, NID_subject_alt_name, san));
   }
-  EVP_PKEY* signer = self_signed ? key.get() : issuer_key.get();
+  EVP_PKEY* signer = self_signed ? subject : issuer_key.get();
   if (X509_sign(cert.get(), signer, EVP_sha256()) == 0) {
     return Failure("X509_sign");
   }
+  return ToPem(cert.get());
+}
+
+}  // namespace
+
+Result<IssuedCertificate> Issue(const CertificateRequest& request,
+                                const SecretBytes& issuer_key_pem,
+                                std::string_view issuer_cert_pem) {
+  Ptr<EVP_PKEY> key(EVP_EC_gen("P-256"));
+  if (!key) return Failure("EVP_EC_gen P-256");
   IssuedCertificate out;
-  CMKFS_ASSIGN_OR_RETURN(out.cert_pem, ToPem(cert.get()));
+  CMKFS_ASSIGN_OR_RETURN(
+      out.cert_pem, Sign(request, key.get(), issuer_key_pem, issuer_cert_pem));
   CMKFS_ASSIGN_OR_RETURN(out.key_pem, KeyToPem(key.get()));
   return out;
+}
+
+Result<KeyPair> NewKeyPair() {
+  Ptr<EVP_PKEY> key(EVP_EC_gen("P-256"));
+  if (!key) return Failure("EVP_EC_gen P-256");
+  KeyPair out;
+  CMKFS_ASSIGN_OR_RETURN(out.private_key_pem, KeyToPem(key.get()));
+  Ptr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key.get()) != 1) {
+    return Failure("PEM_write_bio_PUBKEY");
+  }
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  out.public_key_pem.assign(data, static_cast<size_t>(n));
+  return out;
+}
+
+Result<std::string> IssueForPublicKey(const CertificateRequest& request,
+                                      std::string_view public_key_pem,
+                                      const SecretBytes& issuer_key_pem,
+                                      std::string_view issuer_cert_pem) {
+  if (issuer_key_pem.empty() || issuer_cert_pem.empty()) {
+    return InvalidArgumentError(
+        "a certificate for a public key needs an issuer's key and "
+        "certificate");
+  }
+  Ptr<EVP_PKEY> subject = ReadPublicKey(public_key_pem);
+  if (!subject) {
+    return InvalidArgumentError(
+        "the public key is not a PEM \"PUBLIC KEY\" block; accepted: an EC "
+        "P-256 key (SubjectPublicKeyInfo)");
+  }
+  if (EVP_PKEY_get_base_id(subject.get()) != EVP_PKEY_EC ||
+      EVP_PKEY_get_bits(subject.get()) != 256) {
+    return InvalidArgumentError(
+        "the public key is not an EC P-256 key; accepted: an EC P-256 key "
+        "(SubjectPublicKeyInfo)");
+  }
+  return Sign(request, subject.get(), issuer_key_pem, issuer_cert_pem);
 }
 
 Result<CertificateInfo> Inspect(std::string_view pem) {

@@ -7,9 +7,10 @@
 #      credential) and serves it on loopback TCP; it issues the host's
 #      identity and hands the host its credential file;
 #   2. the owner creates a vault and a key; the host, in service mode,
-#      creates a disk encryption set, whose identity the owner mints a
-#      credential for (a file the host stores) and grants
-#      get/wrapKey/unwrapKey;
+#      creates a disk encryption set: its host identity asks cmkvault to mint
+#      the set's identity (the key pair is made on the host, only the public
+#      half travels) and keeps the credential; the owner grants that
+#      identity get/wrapKey/unwrapKey;
 #   3. the host creates and mounts a disk and writes to it;
 #   4. the owner disables the key: the host's watcher hears it over the
 #      WatchKeys stream and seals the disk; I/O on the open handle fails;
@@ -90,7 +91,7 @@ credential = "$owner_dir/admin.pem"
 TOML
 
 step "Vault owner: issue the storage host's identity, hand over its credential"
-host_id=$(vault identity issue storage-host --out "$handover/host.pem")
+host_id=$(vault identity issue storage-host --host --out "$handover/host.pem")
 echo "host identity: $host_id"
 
 # --- the storage host's side -------------------------------------------------
@@ -105,23 +106,29 @@ credential = "$work/host.pem"
 credentials_dir = "$host_creds"
 TOML
 
-step "Vault owner: a vault and a key; the host may read key metadata (get)"
+step "Vault owner: a vault and a key (the host gets no key permission)"
 owner vault create cust-vault --purge-protection >/dev/null
 owner key create cust-vault disk-key --size 2048
-owner vault set-policy cust-vault --object-id "$host_id" --key-permissions get >/dev/null
 
 step "Storage host: a disk encryption set on the customer's key"
 des_id=$(ctl des create cust-des --key-id cmk://cust-vault/keys/disk-key)
 echo "DES identity: $des_id"
 
-step "Vault owner: mint the DES identity's credential, hand it over, grant it"
-vault identity issue cust-des --object-id "$des_id" --out "$handover/$des_id.pem" >/dev/null
-install -m 0600 "$handover/$des_id.pem" "$host_creds/$des_id.pem"
+[ "$(stat -c %a "$host_creds/$des_id.pem")" = 600 ] ||
+  fail "the DES credential $host_creds/$des_id.pem is missing or not 0600"
+vault identity list | grep -q "^$des_id  client  active" ||
+  fail "cmkvault does not list the minted DES identity as an active client"
+
+step "Vault owner: grant the DES identity"
 owner vault set-policy cust-vault --object-id "$des_id" --key-permissions get wrapKey unwrapKey >/dev/null
 
-step "Storage host: the host's own credential cannot grant or re-enable"
+step "Storage host: the host's own credential cannot grant, read keys or re-enable"
 if ctl vault set-policy cust-vault --object-id "$host_id" --key-permissions get wrapKey unwrapKey 2>"$work/deny.err"; then
   fail "the storage host granted itself key permissions"
+fi
+echo "refused: $(tail -n 1 "$work/deny.err")"
+if ctl key show cust-vault disk-key 2>"$work/deny.err"; then
+  fail "the storage host's identity read the customer's key"
 fi
 echo "refused: $(tail -n 1 "$work/deny.err")"
 

@@ -6,18 +6,32 @@
 namespace cmkfs::vault {
 namespace {
 
-constexpr uint8_t kRecordVersion = 1;
+// Version 2 added the host role (role byte 2) and minted_by.
+constexpr uint8_t kRecordVersion = 2;
+
+uint8_t RoleByte(Role r) {
+  switch (r) {
+    case Role::kClient:
+      return 0;
+    case Role::kAdmin:
+      return 1;
+    case Role::kHost:
+      return 2;
+  }
+  return 0;
+}
 
 std::string Encode(const Identity& id) {
   RecordWriter w(kRecordVersion);
   w.Str(id.object_id)
       .Str(id.name)
-      .U8(id.role == Role::kAdmin ? 1 : 0)
+      .U8(RoleByte(id.role))
       .Str(id.fingerprint)
       .I64(id.issued)
       .I64(id.not_after)
       .Bool(id.revoked)
-      .I64(id.revoked_at);
+      .I64(id.revoked_at)
+      .Str(id.minted_by);
   return w.Take();
 }
 
@@ -26,7 +40,7 @@ Result<Identity> Decode(std::string_view data) {
   uint8_t version = 0;
   uint8_t role = 0;
   Identity id;
-  CMKFS_RETURN_IF_ERROR(r.Version(kRecordVersion, kRecordVersion, &version));
+  CMKFS_RETURN_IF_ERROR(r.Version(1, kRecordVersion, &version));
   CMKFS_RETURN_IF_ERROR(r.Str(&id.object_id));
   CMKFS_RETURN_IF_ERROR(r.Str(&id.name));
   CMKFS_RETURN_IF_ERROR(r.U8(&role));
@@ -35,15 +49,37 @@ Result<Identity> Decode(std::string_view data) {
   CMKFS_RETURN_IF_ERROR(r.I64(&id.not_after));
   CMKFS_RETURN_IF_ERROR(r.Bool(&id.revoked));
   CMKFS_RETURN_IF_ERROR(r.I64(&id.revoked_at));
+  if (version >= 2) CMKFS_RETURN_IF_ERROR(r.Str(&id.minted_by));
   CMKFS_RETURN_IF_ERROR(r.Done());
-  id.role = role == 1 ? Role::kAdmin : Role::kClient;
+  switch (role) {
+    case 0:
+      id.role = Role::kClient;
+      break;
+    case 1:
+      id.role = Role::kAdmin;
+      break;
+    case 2:
+      id.role = Role::kHost;
+      break;
+    default:
+      return CorruptionError("identity record of " + id.object_id +
+                             " has an unknown role " + std::to_string(role));
+  }
   return id;
 }
 
 }  // namespace
 
 std::string_view RoleName(Role r) {
-  return r == Role::kAdmin ? "admin" : "client";
+  switch (r) {
+    case Role::kAdmin:
+      return "admin";
+    case Role::kHost:
+      return "host";
+    case Role::kClient:
+      break;
+  }
+  return "client";
 }
 
 Result<std::unique_ptr<IdentityTable>> IdentityTable::Open(
@@ -138,6 +174,7 @@ Result<Caller> IdentityTable::Authenticate(std::string_view cert_pem) const {
   Caller c;
   c.object_id = object_id;
   c.admin = found->role == Role::kAdmin;
+  c.host = found->role == Role::kHost;
   c.fingerprint = info->fingerprint;
   return c;
 }

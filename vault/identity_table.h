@@ -16,8 +16,12 @@
 
 namespace cmkfs::vault {
 
-enum class Role { kAdmin, kClient };
-std::string_view RoleName(Role r);  // "admin", "client"
+// kAdmin: the vault owner (vaults, policies, identities). kClient: what
+// access policies grant, nothing more (a DES's system-assigned identity).
+// kHost: a storage host, which may mint client identities for its DES and
+// watch key changes, and nothing else (no key permission at all).
+enum class Role { kAdmin, kClient, kHost };
+std::string_view RoleName(Role r);  // "admin", "client", "host"
 
 struct Identity {
   std::string object_id;
@@ -28,6 +32,9 @@ struct Identity {
   int64_t not_after = 0;
   bool revoked = false;
   int64_t revoked_at = 0;
+  // The host identity that minted it (CreateManagedIdentity); empty for an
+  // identity the owner issued.
+  std::string minted_by;
 };
 
 class IdentityTable {

@@ -1,5 +1,7 @@
 // cmkvault: the key vault service (docs/vault-api.md, man page cmkvault(8)).
+#include <pwd.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <toml++/toml.h>
 
@@ -27,8 +29,10 @@ constexpr char kUsage[] =
     "      DIR/admin.pem)\n"
     "  serve [--listen ADDR]...   serve the vault (ADDR host:port or "
     "unix:/path)\n"
-    "  identity issue NAME --out FILE [--admin] [--days N] [--object-id ID]\n"
-    "      (--object-id: for an identity made elsewhere, e.g. a DES's)\n"
+    "  identity issue NAME --out FILE [--admin|--host] [--days N]\n"
+    "                 [--object-id ID]\n"
+    "      (--host: a storage host, which may only mint DES identities;\n"
+    "       --object-id: for an identity made elsewhere)\n"
     "  identity revoke OBJECT-ID\n"
     "  identity list\n"
     "  version\n";
@@ -37,7 +41,31 @@ struct Options {
   std::filesystem::path state_dir = "/var/lib/cmkvault";
   std::vector<std::string> listen;
   std::string log_level = "info";
+  std::vector<uid_t> unix_peers;  // besides root and the service's own uid
 };
+
+// A uid from a user name or a number, for unix_peers.
+Result<uid_t> PeerUid(const toml::node& item, const std::string& where) {
+  if (item.is_integer()) {
+    const int64_t v = item.as_integer()->get();
+    if (v >= 0 && v < (1ll << 32) - 1) return static_cast<uid_t>(v);
+  } else if (item.is_string()) {
+    const std::string name = item.as_string()->get();
+    passwd pw{};
+    passwd* found = nullptr;
+    char buf[4096];
+    if (::getpwnam_r(name.c_str(), &pw, buf, sizeof(buf), &found) == 0 &&
+        found != nullptr) {
+      return found->pw_uid;
+    }
+    return InvalidArgumentError(where + ": key 'unix_peers': no user '" +
+                                EscapeControl(name) + "' on this host");
+  }
+  return InvalidArgumentError(
+      where +
+      ": key 'unix_peers': expected an array of user names or uids such as "
+      "[\"cmkfs\", 1001]");
+}
 
 int Fail(const Status& s, int code = 1) {
   std::fprintf(stderr, "cmkvault: %s\n", s.message().c_str());
@@ -85,11 +113,16 @@ Status LoadConfig(const std::filesystem::path& path, bool must_exist,
         }
         o->listen.push_back(item.as_string()->get());
       }
+    } else if (k == "unix_peers" && node.is_array()) {
+      for (const auto& item : *node.as_array()) {
+        CMKFS_ASSIGN_OR_RETURN(uid_t uid, PeerUid(item, where));
+        o->unix_peers.push_back(uid);
+      }
     } else {
       return InvalidArgumentError(
           where + ": unknown key or wrong type '" + k +
           "'; known keys: state_dir (string), listen (array of strings), "
-          "log_level (string)");
+          "log_level (string), unix_peers (array of user names or uids)");
     }
   }
   return Status::Ok();
@@ -178,7 +211,11 @@ int RunIdentity(const Options& o, std::vector<std::string> args) {
     if (!object_id.ok()) return Usage(object_id.status().message());
     if (*object_id) r.object_id = **object_id;
     if (!days.ok()) return Usage(days.status().message());
-    r.role = TakeSwitch(args, "--admin") ? Role::kAdmin : Role::kClient;
+    const bool admin = TakeSwitch(args, "--admin");
+    const bool host = TakeSwitch(args, "--host");
+    if (admin && host)
+      return Usage("identity issue: --admin or --host, not both");
+    r.role = admin ? Role::kAdmin : host ? Role::kHost : Role::kClient;
     if (args.size() != 1) return Usage("identity issue needs one NAME");
     if (!*out) return Usage("identity issue needs --out FILE");
     r.name = args[0];
@@ -257,12 +294,23 @@ int RunServe(Options o, std::vector<std::string> args) {
   if (!store.ok()) return Fail(store.status());
   ServerOptions so;
   so.listen = o.listen;
+  so.unix_peers = o.unix_peers;
   so.ca_cert_pem = (*state)->ca_cert_pem();
   so.server_cert_pem = (*state)->server_cert_pem();
   so.server_key_pem = (*state)->server_key_pem().Clone();
   IdentityTable* table = &(*state)->identities();
   so.authenticate = [table](std::string_view pem) {
     return table->Authenticate(pem);
+  };
+  ServiceState* minter = state->get();
+  so.mint_identity = [minter](const Caller& host, std::string_view name,
+                              std::string_view public_key_pem) {
+    Result<MintedIdentity> m = minter->Mint(host, name, public_key_pem);
+    if (m.ok()) {
+      spdlog::info("cmkvault: identity {} minted identity {} ('{}')",
+                   host.object_id, m->object_id, EscapeControl(name));
+    }
+    return m;
   };
   auto server = StartServer(store->get(), std::move(so));
   if (!server.ok()) return Fail(server.status());

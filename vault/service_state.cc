@@ -25,28 +25,6 @@ std::span<const uint8_t> Bytes(std::string_view s) {
 }
 
 // Writes a new file (O_EXCL, mode 0600, fsync'ed) holding `parts`.
-Status WriteNew(const std::filesystem::path& path,
-                std::initializer_list<std::span<const uint8_t>> parts) {
-  CMKFS_ASSIGN_OR_RETURN(
-      int fd, path_guard::OpenNoFollow(path, O_WRONLY | O_CREAT | O_EXCL, 0600,
-                                       path_guard::Access::kOwnerOnly));
-  Status s;
-  for (std::span<const uint8_t> p : parts) {
-    size_t done = 0;
-    while (s.ok() && done < p.size()) {
-      ssize_t n = ::write(fd, p.data() + done, p.size() - done);
-      if (n < 0)
-        s = ErrnoError("write " + path.string(), errno);
-      else
-        done += static_cast<size_t>(n);
-    }
-  }
-  if (s.ok() && ::fsync(fd) != 0)
-    s = ErrnoError("fsync " + path.string(), errno);
-  ::close(fd);
-  return s;
-}
-
 Result<std::string> ReadPublic(const std::filesystem::path& path) {
   CMKFS_ASSIGN_OR_RETURN(auto bytes,
                          ReadFileToSecret(path, "cmkvault file", kMaxFile));
@@ -62,7 +40,7 @@ Status WriteSealed(const crypto::SecretBytes& master,
                    const crypto::SecretBytes& key_pem) {
   CMKFS_ASSIGN_OR_RETURN(
       auto sealed, crypto::AeadSeal(master, key_pem.span(), Bytes(Aad(what))));
-  return WriteNew(path, {sealed});
+  return path_guard::WriteNewPrivateFile(path, {sealed});
 }
 
 Result<crypto::SecretBytes> ReadSealed(const crypto::SecretBytes& master,
@@ -145,8 +123,10 @@ Result<Identity> ServiceState::Init(const std::filesystem::path& dir,
   CMKFS_RETURN_IF_ERROR(WriteSealed(master, l.ca_key(), "ca", ca.key_pem));
   CMKFS_RETURN_IF_ERROR(
       WriteSealed(master, l.server_key(), "server", srv.key_pem));
-  CMKFS_RETURN_IF_ERROR(WriteNew(l.server_cert(), {Bytes(srv.cert_pem)}));
-  CMKFS_RETURN_IF_ERROR(WriteNew(l.ca_cert(), {Bytes(ca.cert_pem)}));
+  CMKFS_RETURN_IF_ERROR(
+      path_guard::WriteNewPrivateFile(l.server_cert(), {Bytes(srv.cert_pem)}));
+  CMKFS_RETURN_IF_ERROR(
+      path_guard::WriteNewPrivateFile(l.ca_cert(), {Bytes(ca.cert_pem)}));
 
   CMKFS_ASSIGN_OR_RETURN(auto state, Open(dir));
   return state->Issue(admin);
@@ -177,11 +157,42 @@ Result<std::unique_ptr<ServiceState>> ServiceState::Open(
   return s;
 }
 
-Result<Identity> ServiceState::Issue(const IssueRequest& request) {
-  if (request.name.empty() || request.name.size() > 64) {
+namespace {
+
+Status CheckIdentityName(std::string_view name) {
+  bool printable = true;
+  for (unsigned char c : name) printable = printable && c >= 0x20 && c != 0x7f;
+  if (name.empty() || name.size() > 64 || !printable) {
     return InvalidArgumentError(
-        "an identity needs a name of 1 to 64 characters");
+        "an identity needs a name of 1 to 64 printable characters");
   }
+  return Status::Ok();
+}
+
+crypto::x509::CertificateRequest ClientCertificate(const Identity& id,
+                                                   int64_t not_before,
+                                                   int64_t not_after) {
+  crypto::x509::CertificateRequest req;
+  req.common_name = id.name;
+  req.uri_sans = {std::string(kIdentityUriPrefix) + id.object_id};
+  req.not_before = not_before != 0 ? not_before : NowSeconds() - 60;
+  req.not_after = not_after != 0 ? not_after : req.not_before + 365 * kDay;
+  return req;
+}
+
+}  // namespace
+
+Status ServiceState::Record(Identity& id, std::string_view cert_pem,
+                            int64_t not_after) {
+  CMKFS_ASSIGN_OR_RETURN(auto info, crypto::x509::Inspect(cert_pem));
+  id.fingerprint = info.fingerprint;
+  id.issued = NowSeconds();
+  id.not_after = not_after;
+  return identities_->Add(id);
+}
+
+Result<Identity> ServiceState::Issue(const IssueRequest& request) {
+  CMKFS_RETURN_IF_ERROR(CheckIdentityName(request.name));
   if (request.out.empty()) {
     return InvalidArgumentError(
         "an identity needs a file for its credential bundle (--out FILE)");
@@ -201,24 +212,34 @@ Result<Identity> ServiceState::Issue(const IssueRequest& request) {
   }
   id.name = request.name;
   id.role = request.role;
-  const int64_t now = NowSeconds();
-  crypto::x509::CertificateRequest req;
-  req.common_name = request.name;
-  req.uri_sans = {std::string(kIdentityUriPrefix) + id.object_id};
-  req.not_before = request.not_before != 0 ? request.not_before : now - 60;
-  req.not_after =
-      request.not_after != 0 ? request.not_after : req.not_before + 365 * kDay;
+  const crypto::x509::CertificateRequest req =
+      ClientCertificate(id, request.not_before, request.not_after);
   CMKFS_ASSIGN_OR_RETURN(auto cert,
                          crypto::x509::Issue(req, ca_key_, ca_cert_pem_));
-  CMKFS_ASSIGN_OR_RETURN(auto info, crypto::x509::Inspect(cert.cert_pem));
-  id.fingerprint = info.fingerprint;
-  id.issued = now;
-  id.not_after = req.not_after;
-  CMKFS_RETURN_IF_ERROR(identities_->Add(id));
-  CMKFS_RETURN_IF_ERROR(WriteNew(
+  CMKFS_RETURN_IF_ERROR(Record(id, cert.cert_pem, req.not_after));
+  CMKFS_RETURN_IF_ERROR(path_guard::WriteNewPrivateFile(
       request.out,
       {Bytes(cert.cert_pem), cert.key_pem.span(), Bytes(ca_cert_pem_)}));
   return id;
+}
+
+Result<MintedIdentity> ServiceState::Mint(const Caller& host,
+                                          std::string_view name,
+                                          std::string_view public_key_pem) {
+  CMKFS_RETURN_IF_ERROR(CheckIdentityName(name));
+  Identity id;
+  CMKFS_ASSIGN_OR_RETURN(id.object_id, NewObjectId());
+  id.name = std::string(name);
+  id.role = Role::kClient;
+  id.minted_by = host.object_id;
+  const crypto::x509::CertificateRequest req = ClientCertificate(id, 0, 0);
+  MintedIdentity out;
+  CMKFS_ASSIGN_OR_RETURN(
+      out.cert_pem, crypto::x509::IssueForPublicKey(req, public_key_pem,
+                                                    ca_key_, ca_cert_pem_));
+  CMKFS_RETURN_IF_ERROR(Record(id, out.cert_pem, req.not_after));
+  out.object_id = id.object_id;
+  return out;
 }
 
 keystore::KeyStoreOptions ServiceState::KeystoreOptions() const {

@@ -48,6 +48,13 @@ class ServiceState {
   // cmkvault:identity:<id>), records it, writes the bundle. Thread-safe.
   Result<Identity> Issue(const IssueRequest& request);
 
+  // CreateManagedIdentity: a client identity named `name` (1 to 64
+  // printable characters) for the holder of `public_key_pem`, recorded as
+  // minted by `host`. No bundle is written: the private key stays with the
+  // holder. Thread-safe.
+  Result<MintedIdentity> Mint(const Caller& host, std::string_view name,
+                              std::string_view public_key_pem);
+
   IdentityTable& identities() { return *identities_; }
   keystore::KeyStoreOptions KeystoreOptions() const;
   const std::string& ca_cert_pem() const { return ca_cert_pem_; }
@@ -56,6 +63,8 @@ class ServiceState {
 
  private:
   ServiceState() = default;
+  // Fills in `id`'s fingerprint and dates and adds it to the table.
+  Status Record(Identity& id, std::string_view cert_pem, int64_t not_after);
   std::filesystem::path dir_;
   crypto::SecretBytes master_;
   std::string ca_cert_pem_;

@@ -305,12 +305,24 @@ Result<DesRecord> Catalog::CreateDes(const DesSpec& spec) {
         std::to_string(options_.des_quota_per_region) +
         ", [limits] disk_encryption_sets_per_region)");
   }
-  CMKFS_ASSIGN_OR_RETURN(auto key, ResolveKeyVersion(spec.key_id));
   DesRecord d;
   d.name = spec.name;
-  d.key_id = key.ToString();
   d.auto_rotate = spec.auto_rotate;
-  CMKFS_ASSIGN_OR_RETURN(d.identity, NewObjectId());
+  if (options_.mint_des_identity) {
+    CMKFS_ASSIGN_OR_RETURN(d.identity, options_.mint_des_identity(spec.name));
+  } else {
+    CMKFS_ASSIGN_OR_RETURN(d.identity, NewObjectId());
+  }
+  Result<keystore::KeyId> key = ResolveKeyVersion(spec.key_id, KeyReaderOf(d));
+  if (key.ok()) {
+    d.key_id = key->ToString();
+  } else if (options_.mint_des_identity &&
+             key.status().kind() == ErrorKind::kPermissionDenied) {
+    // The new identity has no grant yet: the version is read on first use.
+    d.key_id = spec.key_id.ToString();
+  } else {
+    return key.status();
+  }
   d.scope = scope;
   d.created = NowSeconds();
   CMKFS_RETURN_IF_ERROR(PutDes(d));
@@ -335,7 +347,8 @@ Result<DesRecord> Catalog::UpdateDes(std::string_view name,
           " is not in the subscription and region of disk encryption set " +
           d.name);
     }
-    CMKFS_ASSIGN_OR_RETURN(auto target, ResolveKeyVersion(*key_id));
+    CMKFS_ASSIGN_OR_RETURN(auto target,
+                           ResolveKeyVersion(*key_id, KeyReaderOf(d)));
     if (target.ToString() != d.key_id || !d.rotation_target.empty()) {
       CMKFS_RETURN_IF_ERROR(CheckDesAccess(d, target));
       // Marker first: Open resumes an interrupted re-wrap. A retry keeps
@@ -458,7 +471,7 @@ Result<ResourceRecord> Catalog::CreateDisk(const DiskSpec& spec) {
           "disk " + spec.name +
           " is guest-encrypted and cannot use customer-managed keys");
     }
-    CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDes(spec.des));
+    CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDesForUse(spec.des));
     CMKFS_RETURN_IF_ERROR(CheckSameRegion("disk " + spec.name, r.scope, d));
     CMKFS_ASSIGN_OR_RETURN(key, keystore::KeyId::Parse(d.key_id));
     CMKFS_RETURN_IF_ERROR(CheckDesAccess(d, key));
@@ -509,7 +522,7 @@ Status Catalog::SetDiskDes(
     ResourceRecord& r, std::string_view des,
     const std::function<Result<crypto::SecretBytes>(const ResourceRecord&)>&
         dek_for) {
-  CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDes(des));
+  CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDesForUse(des));
   if (r.guest_encrypted) {
     return FailedPreconditionError(
         "disk " + r.name +

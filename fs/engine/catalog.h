@@ -151,8 +151,18 @@ class Catalog {
   // --------------------------------------------------------------------
   // Creates the system vault and its platform key unless they exist.
   Status EnsureSystemKey();
-  // The versioned id of `id` (the latest enabled version when versionless).
-  Result<keystore::KeyId> ResolveKeyVersion(const keystore::KeyId& id);
+  // The versioned id of `id` (the latest enabled version when versionless),
+  // read as `caller` ("" = the host's own identity).
+  Result<keystore::KeyId> ResolveKeyVersion(const keystore::KeyId& id,
+                                            std::string_view caller = "");
+  // Who reads the key versions of `d`'s key: the host itself in embedded
+  // mode; in service mode (options.mint_des_identity set) the host identity
+  // has no key permission, so the DES's own identity does.
+  std::string KeyReaderOf(const DesRecord& d) const;
+  // LoadDes, with the key version resolved (and recorded) if the set was
+  // created before its identity could read the key (service mode, before the
+  // vault owner's grant). For every use that wraps under the set's key.
+  Result<DesRecord> LoadDesForUse(std::string_view name);
   // PermissionDenied (naming the missing permissions and the command that
   // grants them) unless the DES's identity may get/wrap/unwrap with `key`.
   Status CheckDesAccess(const DesRecord& d, const keystore::KeyId& key);

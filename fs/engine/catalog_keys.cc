@@ -78,10 +78,26 @@ Status Catalog::EnsureSystemKey() {
   return Status::Ok();
 }
 
-Result<keystore::KeyId> Catalog::ResolveKeyVersion(const keystore::KeyId& id) {
-  auto v = ks_->GetKeyVersion("", id);
+Result<keystore::KeyId> Catalog::ResolveKeyVersion(const keystore::KeyId& id,
+                                                   std::string_view caller) {
+  auto v = ks_->GetKeyVersion(caller, id);
   if (!v.ok()) return v.status().WithContext("key " + id.ToString());
   return v->id;
+}
+
+std::string Catalog::KeyReaderOf(const DesRecord& d) const {
+  return options_.mint_des_identity ? d.identity : std::string();
+}
+
+Result<DesRecord> Catalog::LoadDesForUse(std::string_view name) {
+  CMKFS_ASSIGN_OR_RETURN(DesRecord d, LoadDes(name));
+  CMKFS_ASSIGN_OR_RETURN(auto key, keystore::KeyId::Parse(d.key_id));
+  if (!key.version.empty()) return d;
+  CMKFS_ASSIGN_OR_RETURN(auto resolved, ResolveKeyVersion(key, KeyReaderOf(d)));
+  d.key_id = resolved.ToString();
+  CMKFS_RETURN_IF_ERROR(PutDes(d));
+  spdlog::info("engine: disk encryption set {} uses key {}", d.name, d.key_id);
+  return d;
 }
 
 Status Catalog::CheckDesAccess(const DesRecord& d, const keystore::KeyId& key) {

@@ -3,6 +3,8 @@
 // the same either way.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -100,6 +102,22 @@ struct CommandOutput {
 // is already open). Never throws.
 CommandOutput RunCommand(const std::vector<std::string>& args,
                          CommandContext& ctx);
+
+// Who runs a command on this host, as the kernel says (SO_PEERCRED of the
+// control socket, or the cmkctl process itself): every audit entry the
+// embedded store writes on this thread while it lives names
+// "uid:UID pid:PID" as its caller (AuditEntry::caller_object_id, with an
+// empty fingerprint). The vault service stamps its own entries with the
+// caller's certificate instead.
+class LocalCallerScope {
+ public:
+  LocalCallerScope(uid_t uid, pid_t pid);
+  LocalCallerScope(const LocalCallerScope&) = delete;
+  LocalCallerScope& operator=(const LocalCallerScope&) = delete;
+
+ private:
+  keystore::ScopedAuditCaller scope_;
+};
 
 // Bounds of the control server (docs/cli.md, "Control socket protocol").
 // Connections cost no thread while they send their request; a command runs

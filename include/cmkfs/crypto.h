@@ -59,6 +59,13 @@ class SecretBytes {
 // 0, and OpenSSL's secure heap (mlocked) is set up for private-key numbers.
 // Problems (e.g. no mlock budget) are logged as warnings, never fatal.
 void ProtectProcessSecrets();
+// Process-wide TLS policy for the vault transport's server and clients:
+// every TLS context made from then on (gRPC makes its own through this
+// process's OpenSSL) refuses every protocol version but TLS 1.3, through
+// OpenSSL's "system_default" settings, loaded from memory after the
+// system's configuration. gRPC 1.51 has no public minimum-version setting.
+// Idempotent and thread-safe; IOError when OpenSSL refuses the settings.
+Status RequireTls13ForThisProcess();
 // True when every block OpenSSL frees is wiped first (cmkfs installs such
 // memory functions before main(); false only if something allocated through
 // OpenSSL earlier).

@@ -177,6 +177,13 @@ struct EngineOptions {
   // still find room when disks fill it. 0: 1% of its capacity, at least
   // 4 MiB and at most 1 GiB.
   uint64_t backing_reserve_bytes = 0;
+  // Makes the system-assigned identity of a new disk encryption set, given
+  // its name, and returns the object id. In service mode the vault service
+  // mints it and the host keeps its credential (vault::MintManagedIdentity);
+  // empty: a random object id made here (embedded mode). Called with the
+  // catalog's lock held; may block on the network up to the client deadline.
+  std::function<Result<std::string>(std::string_view des_name)>
+      mint_des_identity;
 };
 
 class IoLayer;  // cmkfs/io_layer.h: backing-file I/O of the extent pool

@@ -14,7 +14,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -66,6 +69,13 @@ Status MakePrivateDir(const std::filesystem::path& dir);
 Result<int> OpenNoFollow(const std::filesystem::path& path, int flags,
                          mode_t mode = 0600,
                          Access access = Access::kNoGroupOtherWrite);
+
+// Creates `path` 0600 (OpenNoFollow, O_EXCL: an existing file is never
+// replaced, AlreadyExists-style IOError naming it) holding `parts` one after
+// the other, and fsyncs it. For credential bundles and sealed keys.
+Status WriteNewPrivateFile(
+    const std::filesystem::path& path,
+    std::initializer_list<std::span<const uint8_t>> parts);
 
 // "uid 1001 mode 0666" style description for messages.
 std::string DescribeOwner(const struct stat& st);

@@ -46,6 +46,24 @@ Result<IssuedCertificate> Issue(const CertificateRequest& request,
                                 const SecretBytes& issuer_key_pem,
                                 std::string_view issuer_cert_pem);
 
+struct KeyPair {
+  SecretBytes private_key_pem;  // PKCS#8 PEM
+  std::string public_key_pem;   // SubjectPublicKeyInfo PEM ("PUBLIC KEY")
+};
+
+// A new P-256 key, for a certificate another party issues
+// (IssueForPublicKey): the private half never leaves its maker. IOError when
+// OpenSSL fails. Thread-safe.
+Result<KeyPair> NewKeyPair();
+
+// A certificate for the holder of `public_key_pem` (an EC P-256 public key),
+// signed by the issuer. InvalidArgument for a key that does not parse or is
+// not P-256, or an issuer that does not parse. Thread-safe.
+Result<std::string> IssueForPublicKey(const CertificateRequest& request,
+                                      std::string_view public_key_pem,
+                                      const SecretBytes& issuer_key_pem,
+                                      std::string_view issuer_cert_pem);
+
 // The first certificate of `pem`. InvalidArgument when none parses.
 Result<CertificateInfo> Inspect(std::string_view pem);
 

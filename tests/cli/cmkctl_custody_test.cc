@@ -116,6 +116,45 @@ TEST_F(CustodyTest, HsmKeysNameTheirTokenAndModule) {
 
 // The daemon's start-up warning (cli::MasterKeyPostureWarning, logged once
 // by the daemon at start).
+// `cmkctl doctor` in embedded mode says plainly that revocation rests with
+// this host: the master key file is next to the data, and so is every
+// customer key's private half.
+TEST_F(CustodyTest, DoctorReportsTheEmbeddedPosture) {
+  CtlOk({"vault", "create", "vlt1", "--purge-protection"});
+  CtlOk({"key", "create", "vlt1", "k1", "--size", "2048"});
+  CtlOk({"des", "create", "des1", "--key-id", "cmk://vlt1/keys/k1"});
+  const std::string cfg = Config("");
+  RunResult r = CtlWith(cfg, {"doctor", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json d = ParseJsonOrFail(r);
+  EXPECT_EQ(d["mode"].get<std::string>(), "embedded") << d.dump();
+  EXPECT_TRUE(d["vault_service"].is_null());
+  EXPECT_EQ(d["state_dir_permissions"].get<std::string>(), "ok");
+  EXPECT_EQ(d["master_key"].get<std::string>(), "file");
+  EXPECT_TRUE(d["master_key_next_to_data"].get<bool>());
+  ASSERT_EQ(d["warnings"].size(), 1u) << d.dump();
+  ASSERT_EQ(d["disk_encryption_sets"].size(), 1u) << d.dump();
+  EXPECT_EQ(d["disk_encryption_sets"][0]["name"].get<std::string>(), "des1");
+  EXPECT_TRUE(d["disk_encryption_sets"][0]["private_key"]
+                  .get<std::string>()
+                  .starts_with("on this host: sealed in the vault LMDB"))
+      << d.dump();
+  EXPECT_TRUE(d["revocation_enforced_by"].get<std::string>().starts_with(
+      "this host only"))
+      << d.dump();
+  EXPECT_TRUE(d["problems"].empty());
+  // No key bytes: the master key file's content is nowhere in the report.
+  std::ifstream key_file(state_dir() + "/vault.key", std::ios::binary);
+  std::string key((std::istreambuf_iterator<char>(key_file)), {});
+  ASSERT_FALSE(key.empty());
+  EXPECT_EQ(r.out.find(key), std::string::npos);
+  // The table form.
+  RunResult table = CtlWith(cfg, {"doctor"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("revocation_enforced_by"), std::string::npos)
+      << table.out;
+}
+
 TEST_F(CustodyTest, WarningForAKeyFileNextToTheData) {
   cmkfs::Config c;
   c.state_dir = state_dir();

@@ -59,8 +59,8 @@ class CompleteTest : public CmkctlTest {
 TEST_F(CompleteTest, CommandsAndSubcommandsComeFromTheCommandTable) {
   EXPECT_EQ(Complete({""}),
             (Words{"vault", "key", "des", "disk", "snapshot", "image", "fsck",
-                   "stats", "help", "version"}));
-  EXPECT_EQ(Complete({"d"}), (Words{"des", "disk"}));
+                   "stats", "doctor", "help", "version"}));
+  EXPECT_EQ(Complete({"d"}), (Words{"des", "disk", "doctor"}));
   EXPECT_EQ(Complete({"snapshot", ""}),
             (Words{"create", "show", "list", "delete", "export"}));
   EXPECT_EQ(Complete({"key", "set"}), (Words{"set-attributes"}));

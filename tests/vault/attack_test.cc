@@ -2,7 +2,11 @@
 // certificates it did not issue, expired or revoked ones, and identities
 // doing what only the vault owner may do.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cstdio>
+
+#include "cmkfs/x509.h"
 #include "vault_test_util.h"
 
 namespace cmkfs::vault::testing {
@@ -150,6 +154,154 @@ TEST_F(VaultAttackTest, NonAdminCannotEnableGrantCreateOrUnwrapUngranted) {
     }
   }
   EXPECT_GE(denied, 3);
+}
+
+ClientOptions HostOptions(const TestVaultService& service,
+                          const std::string& host_id,
+                          const std::filesystem::path& creds) {
+  ClientOptions o;
+  o.endpoint = service.tcp_endpoint();
+  o.credential = service.BundleOf(host_id);
+  o.credentials_dir = creds;
+  return o;
+}
+
+// A storage host's identity mints its DES identities and may do nothing with
+// keys, even when a policy grants its object id everything.
+TEST_F(VaultAttackTest, HostIdentityMayOnlyMintDesIdentities) {
+  Identity host_id = service_.Issue("storage host", Role::kHost);
+  ASSERT_TRUE(admin_
+                  ->SetAccessPolicy("", "customer", host_id.object_id,
+                                    keystore::kAllPermissions)
+                  .ok());
+  auto host = service_.Connect(service_.BundleOf(host_id.object_id));
+  ASSERT_NE(host, nullptr);
+  AttributeUpdate off;
+  off.enabled = false;
+  const std::string refused = "is a storage host identity";
+  auto get = host->GetKeyVersion("", key_.id);
+  EXPECT_EQ(get.status().kind(), ErrorKind::kPermissionDenied);
+  EXPECT_NE(get.status().message().find(refused), std::string::npos)
+      << get.status().message();
+  EXPECT_EQ(host->UnwrapKey("", key_.id, blob_, {}).status().kind(),
+            ErrorKind::kPermissionDenied);
+  EXPECT_EQ(host->WrapKey("", key_.id, Bytes(std::string(64, 'k')), {})
+                .status()
+                .kind(),
+            ErrorKind::kPermissionDenied);
+  EXPECT_EQ(host->UpdateKeyAttributes("", key_.id, off).status().kind(),
+            ErrorKind::kPermissionDenied);
+  EXPECT_EQ(
+      host->CreateKey("", "customer", "host-key", keystore::KeyType::kRsa, 2048)
+          .status()
+          .kind(),
+      ErrorKind::kPermissionDenied);
+  EXPECT_EQ(host->ListKeys("", "customer").status().kind(),
+            ErrorKind::kPermissionDenied);
+  EXPECT_EQ(host->SetAccessPolicy("", "customer", host_id.object_id,
+                                  keystore::kAllPermissions)
+                .kind(),
+            ErrorKind::kPermissionDenied);
+  EXPECT_EQ(host->ReadAudit("customer", {}).status().kind(),
+            ErrorKind::kPermissionDenied);
+  keystore::AuditEntry forged;
+  forged.operation = "disk.seal";
+  forged.result = "ok";
+  EXPECT_EQ(host->AppendAudit("customer", forged).kind(),
+            ErrorKind::kPermissionDenied);
+  // What the host may do: read vault settings and watch key changes.
+  EXPECT_TRUE(host->GetVault("customer").ok());
+  EXPECT_TRUE(host->ChangeCounter().ok());
+
+  // It mints a DES identity: the credential lands in the host's directory,
+  // 0600; the identity is a plain client, with no permission until granted.
+  const auto creds = service_.credentials_dir() / "host-creds";
+  auto minted = MintManagedIdentity(
+      HostOptions(service_, host_id.object_id, creds), "des des1");
+  ASSERT_TRUE(minted.ok()) << minted.status().ToString();
+  const auto bundle = creds / (*minted + ".pem");
+  struct stat st {};
+  ASSERT_EQ(::stat(bundle.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto ids = service_.state().identities().List();
+  ASSERT_TRUE(ids.ok());
+  bool found = false;
+  for (const Identity& id : *ids) {
+    if (id.object_id != *minted) continue;
+    found = true;
+    EXPECT_EQ(id.role, Role::kClient);
+    EXPECT_EQ(id.minted_by, host_id.object_id);
+  }
+  EXPECT_TRUE(found);
+  auto des = service_.Connect(bundle);
+  ASSERT_NE(des, nullptr);
+  EXPECT_EQ(des->UnwrapKey("", key_.id, blob_, {}).status().kind(),
+            ErrorKind::kPermissionDenied);
+  keystore::VaultSpec spec;
+  spec.name = "desvault";
+  EXPECT_EQ(des->CreateVault(spec).status().kind(),
+            ErrorKind::kPermissionDenied);
+  // Once the owner grants it, the minted identity unwraps.
+  ASSERT_TRUE(
+      admin_
+          ->SetAccessPolicy("", "customer", *minted,
+                            Permission::kGet | Permission::kWrapKey |
+                                static_cast<uint32_t>(Permission::kUnwrapKey))
+          .ok());
+  auto dek = des->UnwrapKey("", key_.id, blob_, {});
+  ASSERT_TRUE(dek.ok()) << dek.status().ToString();
+  EXPECT_EQ(dek->size(), 64u);
+}
+
+TEST_F(VaultAttackTest, OnlyAHostOrTheOwnerMintsIdentities) {
+  Identity client = service_.Issue("some client");
+  auto minted = MintManagedIdentity(
+      HostOptions(service_, client.object_id,
+                  service_.credentials_dir() / "client-creds"),
+      "des x");
+  EXPECT_EQ(minted.status().kind(), ErrorKind::kPermissionDenied);
+  EXPECT_NE(minted.status().message().find("needs a host credential"),
+            std::string::npos)
+      << minted.status().message();
+  // The service checks what a host sends: a name and a P-256 public key.
+  Caller host;
+  host.object_id = "00000000-0000-4000-8000-000000000001";
+  host.host = true;
+  auto bad_key = service_.state().Mint(host, "des y", "not a key");
+  EXPECT_EQ(bad_key.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(bad_key.status().message().find("accepted: an EC P-256 key"),
+            std::string::npos)
+      << bad_key.status().message();
+  auto pair = crypto::x509::NewKeyPair();
+  ASSERT_TRUE(pair.ok());
+  auto bad_name =
+      service_.state().Mint(host, "des\n[admin]", pair->public_key_pem);
+  EXPECT_EQ(bad_name.status().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_TRUE(service_.state().Mint(host, "des z", pair->public_key_pem).ok());
+}
+
+// TLS 1.3 only: a client that offers at most TLS 1.2 gets no handshake.
+TEST_F(VaultAttackTest, Tls12ClientIsRefused) {
+  const std::string bundle = service_.admin_bundle().string();
+  auto handshake = [&](const char* version) {
+    const std::string cmd = "timeout 20 openssl s_client -connect " +
+                            service_.tcp_endpoint() + " " + version +
+                            " -cert " + bundle + " -key " + bundle +
+                            " -CAfile " + bundle + " </dev/null 2>&1";
+    std::string out;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (p == nullptr) return std::string("popen failed");
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    ::pclose(p);
+    return out;
+  };
+  const std::string tls13 = handshake("-tls1_3");
+  EXPECT_NE(tls13.find("New, TLSv1.3,"), std::string::npos) << tls13;
+  const std::string tls12 = handshake("-tls1_2");
+  EXPECT_EQ(tls12.find("New, TLSv1.2,"), std::string::npos) << tls12;
+  EXPECT_NE(tls12.find("Cipher is (NONE)"), std::string::npos) << tls12;
 }
 
 TEST_F(VaultAttackTest, AppendedAuditEntriesCarryTheCallerNotTheClaim) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cmkfs/cli.h"
 #include "cmkfs/crypto.h"
@@ -11,6 +12,8 @@
 
 namespace cmkfs::vault::testing {
 namespace {
+
+using Json = nlohmann::json;
 
 class ServiceModeTest : public ::testing::Test {
  protected:
@@ -93,6 +96,67 @@ TEST_F(ServiceModeTest, ServiceWithoutACredentialIsRefused) {
   EXPECT_NE(services.status().message().find("set [keystore] credential"),
             std::string::npos)
       << services.status().message();
+}
+
+// In service mode with a host identity: `des create` has the service mint
+// the DES identity (its credential lands in credentials_dir), and `doctor`
+// says the customer's key lives in the service, which enforces revocation;
+// a missing DES credential is a failed check.
+TEST_F(ServiceModeTest, DesCreateMintsTheIdentityAndDoctorReportsTheService) {
+  Identity host = service_.Issue("storage host", Role::kHost);
+  auto owner = service_.Connect();
+  keystore::testing::MakeVault(*owner, "customer", /*purge_protection=*/true);
+  keystore::testing::ImportFixtureKey(*owner, "customer", "disk-key");
+  const auto creds = tmp_.path() / "host-creds";
+  cli::GlobalFlags flags;
+  std::vector<std::string> args = {"--as",
+                                   service_.BundleOf(host.object_id).string()};
+  ASSERT_TRUE(cli::ExtractGlobalFlags(args, &flags).ok());
+  flags.config_file = WriteConfig("service = \"" + service_.tcp_endpoint() +
+                                  "\"\ncredential = \"/nonexistent\"\n"
+                                  "credentials_dir = \"" +
+                                  creds.string() + "\"\n");
+  auto config = cli::LoadEffectiveConfig(flags);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto services = cli::OpenServices(*config);
+  ASSERT_TRUE(services.ok()) << services.status().ToString();
+  cli::CommandContext ctx;
+  ctx.config = *config;
+  ctx.keystore = services->keystore.get();
+  ctx.engine = services->engine.get();
+  cli::CommandOutput made =
+      cli::RunCommand({"des", "create", "des1", "--key-id",
+                       "cmk://customer/keys/disk-key", "-o", "json"},
+                      ctx);
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string des_id =
+      Json::parse(made.out)["identity"].get<std::string>();
+  EXPECT_TRUE(std::filesystem::exists(creds / (des_id + ".pem")));
+
+  cli::CommandOutput doctor = cli::RunCommand({"doctor", "-o", "json"}, ctx);
+  ASSERT_EQ(doctor.exit_code, 0) << doctor.err;
+  Json d = Json::parse(doctor.out);
+  EXPECT_EQ(d["mode"].get<std::string>(), "service");
+  EXPECT_EQ(d["vault_service"].get<std::string>(), service_.tcp_endpoint());
+  EXPECT_EQ(d["host_identity"].get<std::string>(), host.object_id);
+  ASSERT_EQ(d["disk_encryption_sets"].size(), 1u) << d.dump();
+  EXPECT_EQ(d["disk_encryption_sets"][0]["identity"].get<std::string>(),
+            des_id);
+  EXPECT_EQ(d["disk_encryption_sets"][0]["private_key"].get<std::string>(),
+            "in the vault service at " + service_.tcp_endpoint() +
+                " (never on this host)");
+  EXPECT_TRUE(d["revocation_enforced_by"].get<std::string>().starts_with(
+      "the vault service at " + service_.tcp_endpoint()))
+      << d.dump();
+
+  std::filesystem::remove(creds / (des_id + ".pem"));
+  cli::CommandOutput broken = cli::RunCommand({"doctor", "-o", "json"}, ctx);
+  EXPECT_EQ(broken.exit_code, 1);
+  EXPECT_NE(broken.err.find("disk encryption set des1: no credential for its "
+                            "identity at " +
+                            (creds / (des_id + ".pem")).string()),
+            std::string::npos)
+      << broken.err;
 }
 
 // cmkctl and cmkfs link gRPC (service mode), and with it libssl: their

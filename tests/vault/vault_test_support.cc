@@ -118,7 +118,7 @@ std::unique_ptr<Process> StartCmkvaultServe(
   return p;
 }
 
-TestVaultService::TestVaultService()
+TestVaultService::TestVaultService(std::vector<uid_t> unix_peers)
     : dir_(tmp_.path() / "cmkvault"), admin_bundle_(tmp_.path() / "admin.pem") {
   std::filesystem::create_directories(credentials_dir());
   std::filesystem::permissions(credentials_dir(),
@@ -142,9 +142,15 @@ TestVaultService::TestVaultService()
   so.ca_cert_pem = state_->ca_cert_pem();
   so.server_cert_pem = state_->server_cert_pem();
   so.server_key_pem = state_->server_key_pem().Clone();
+  so.unix_peers = std::move(unix_peers);
   IdentityTable* table = &state_->identities();
   so.authenticate = [table](std::string_view pem) {
     return table->Authenticate(pem);
+  };
+  ServiceState* minter = state_.get();
+  so.mint_identity = [minter](const Caller& host, std::string_view name,
+                              std::string_view public_key_pem) {
+    return minter->Mint(host, name, public_key_pem);
   };
   auto server = StartServer(store_.get(), std::move(so));
   EXPECT_TRUE(server.ok()) << server.status().ToString();

@@ -23,7 +23,9 @@ using keystore::testing::TempDir;
 
 class TestVaultService {
  public:
-  TestVaultService();
+  // `unix_peers`: ServerOptions::unix_peers (the unix socket then has a
+  // PeerCheckedSocket in front).
+  explicit TestVaultService(std::vector<uid_t> unix_peers = {});
   ~TestVaultService();
 
   // host:port of the TCP listener, unix:/path of the socket.
@@ -36,6 +38,8 @@ class TestVaultService {
     return tmp_.path() / "creds";
   }
   ServiceState& state() { return *state_; }
+  // The KeyStore the server serves, for in-process calls.
+  keystore::KeyStore& store() { return *store_; }
 
   // Issues an identity; its bundle goes to credentials_dir()/<id>.pem.
   Identity Issue(const std::string& name, Role role = Role::kClient,

@@ -10,6 +10,7 @@
 
 #include "cmkfs/file_trust.h"
 #include "cmkfs/mutex.h"
+#include "cmkfs/path_guard.h"
 #include "cmkfs/thread_annotations.h"
 #include "cmkfs/x509.h"
 #include "cmkvault.grpc.pb.h"
@@ -203,6 +204,36 @@ class RemoteKeyStore final : public keystore::KeyStore {
   Status Init() {
     CMKFS_ASSIGN_OR_RETURN(default_, Load(opts_.credential));
     return Status::Ok();
+  }
+
+  // MintManagedIdentity (transport.h).
+  Result<std::string> MintManagedIdentity(std::string_view name) {
+    if (opts_.credentials_dir.empty()) {
+      return FailedPreconditionError(
+          "minting a DES identity needs a directory for its credential: set "
+          "[keystore] credentials_dir");
+    }
+    CMKFS_RETURN_IF_ERROR(path_guard::MakePrivateDir(opts_.credentials_dir));
+    CMKFS_ASSIGN_OR_RETURN(Bundle host, ReadBundle(opts_.credential));
+    CMKFS_ASSIGN_OR_RETURN(crypto::x509::KeyPair pair,
+                           crypto::x509::NewKeyPair());
+    pb::CreateManagedIdentityRequest req;
+    req.set_name(std::string(name));
+    req.set_public_key_pem(pair.public_key_pem);
+    pb::ManagedIdentity resp;
+    CMKFS_RETURN_IF_ERROR(Invoke("", &Stub::CreateManagedIdentity, req, &resp));
+    CMKFS_RETURN_IF_ERROR(
+        keystore::CheckObjectId(resp.object_id(), "minted object id"));
+    auto bytes = [](const std::string& t) {
+      return std::span<const uint8_t>(
+          reinterpret_cast<const uint8_t*>(t.data()), t.size());
+    };
+    const std::filesystem::path out =
+        opts_.credentials_dir / (resp.object_id() + ".pem");
+    CMKFS_RETURN_IF_ERROR(path_guard::WriteNewPrivateFile(
+        out, {bytes(resp.certificate_pem()), pair.private_key_pem.span(),
+              bytes(host.ca_pem)}));
+    return resp.object_id();
   }
 
   Result<keystore::VaultInfo> CreateVault(
@@ -631,8 +662,17 @@ Result<std::string> CredentialIdentity(const std::filesystem::path& bundle) {
   return b.identity;
 }
 
+Result<std::string> MintManagedIdentity(const ClientOptions& options,
+                                        std::string_view name) {
+  CMKFS_RETURN_IF_ERROR(crypto::RequireTls13ForThisProcess());
+  RemoteKeyStore store(options);
+  CMKFS_RETURN_IF_ERROR(store.Init());
+  return store.MintManagedIdentity(name);
+}
+
 Result<std::unique_ptr<keystore::KeyStore>> ConnectKeyStore(
     const ClientOptions& options) {
+  CMKFS_RETURN_IF_ERROR(crypto::RequireTls13ForThisProcess());
   if (options.endpoint.empty()) {
     return InvalidArgumentError(
         "no vault service endpoint: set [keystore] service to host:port or "

@@ -12,6 +12,7 @@
 #include "cmkvault.grpc.pb.h"
 #include "vault/transport/convert.h"
 #include "vault/transport/library_ref.h"
+#include "vault/transport/peer_checked_socket.h"
 #include "vault/transport/transport.h"
 
 namespace cmkfs::vault {
@@ -37,9 +38,10 @@ std::span<const uint8_t> Span(const std::string& s) {
 class KeyVaultService final : public pb::KeyVault::Service {
  public:
   KeyVaultService(keystore::KeyStore* store, Authenticator auth,
-                  std::chrono::milliseconds watch_interval)
+                  IdentityMinter mint, std::chrono::milliseconds watch_interval)
       : store_(store),
         auth_(std::move(auth)),
+        mint_(std::move(mint)),
         watch_interval_(watch_interval) {}
 
   void Stop() {
@@ -63,10 +65,29 @@ class KeyVaultService final : public pb::KeyVault::Service {
     return auth_(std::string_view(certs[0].data(), certs[0].size()));
   }
 
+  // Whether a storage host identity may make the call: minting DES
+  // identities, watching key changes and reading vault settings (region,
+  // purge protection, access policies), which the host checks before it
+  // uses a DES. No key, policy change or audit access, whatever a policy
+  // grants its object id.
+  enum class HostUse { kRefused, kAllowed };
+
+  static Status RefuseHost(const Caller& c, HostUse use) {
+    if (!c.host || use == HostUse::kAllowed) return Status::Ok();
+    return PermissionDeniedError(
+        "identity " + c.object_id +
+        " is a storage host identity; it may only mint DES identities, read "
+        "vault settings and watch key changes");
+  }
+
   template <typename Fn>
-  grpc::Status Call(ServerContext* ctx, Fn&& fn) {
+  grpc::Status Call(ServerContext* ctx, Fn&& fn,
+                    HostUse host_use = HostUse::kRefused) {
     Result<Caller> caller = Authenticate(ctx);
     if (!caller.ok()) return ToGrpc(ctx, caller.status());
+    if (Status s = RefuseHost(*caller, host_use); !s.ok()) {
+      return ToGrpc(ctx, s);
+    }
     const std::string who = caller->admin ? std::string() : caller->object_id;
     // Every audit entry of this call names the certificate behind it.
     keystore::ScopedAuditCaller audit_caller(caller->object_id,
@@ -108,19 +129,25 @@ class KeyVaultService final : public pb::KeyVault::Service {
   }
   grpc::Status GetVault(ServerContext* ctx, const pb::VaultName* req,
                         pb::Vault* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string&) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto v, store_->GetVault(req->vault()));
-      *resp = ToPb(v);
-      return Status::Ok();
-    });
+    return Call(
+        ctx,
+        [&](const Caller&, const std::string&) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(auto v, store_->GetVault(req->vault()));
+          *resp = ToPb(v);
+          return Status::Ok();
+        },
+        HostUse::kAllowed);
   }
   grpc::Status ListVaults(ServerContext* ctx, const pb::Empty*,
                           pb::VaultList* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string&) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto vs, store_->ListVaults());
-      for (const auto& v : vs) *resp->add_vaults() = ToPb(v);
-      return Status::Ok();
-    });
+    return Call(
+        ctx,
+        [&](const Caller&, const std::string&) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(auto vs, store_->ListVaults());
+          for (const auto& v : vs) *resp->add_vaults() = ToPb(v);
+          return Status::Ok();
+        },
+        HostUse::kAllowed);
   }
   grpc::Status SetAccessPolicy(ServerContext* ctx,
                                const pb::SetAccessPolicyRequest* req,
@@ -310,37 +337,68 @@ class KeyVaultService final : public pb::KeyVault::Service {
   }
   grpc::Status GetChangeCounter(ServerContext* ctx, const pb::Empty*,
                                 pb::ChangeCounter* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string&) -> Status {
-      CMKFS_ASSIGN_OR_RETURN(auto n, store_->ChangeCounter());
-      resp->set_counter(n);
-      return Status::Ok();
-    });
+    return Call(
+        ctx,
+        [&](const Caller&, const std::string&) -> Status {
+          CMKFS_ASSIGN_OR_RETURN(auto n, store_->ChangeCounter());
+          resp->set_counter(n);
+          return Status::Ok();
+        },
+        HostUse::kAllowed);
   }
   grpc::Status CheckUsable(ServerContext* ctx,
                            const pb::CheckUsableRequest* req,
                            pb::CheckUsableResponse* resp) override {
-    return Call(ctx, [&](const Caller&, const std::string&) -> Status {
-      std::vector<keystore::UsabilityQuery> qs;
-      std::vector<Status> parse(static_cast<size_t>(req->queries_size()));
-      for (int i = 0; i < req->queries_size(); ++i) {
-        keystore::UsabilityQuery q;
-        q.identity = req->queries(i).identity();
-        auto id = KeyId::Parse(req->queries(i).kid());
-        if (id.ok())
-          q.key_id = *id;
-        else
-          parse[static_cast<size_t>(i)] = id.status();
-        qs.push_back(std::move(q));
-      }
-      std::vector<Status> verdicts = store_->CheckUsable(qs);
-      for (size_t i = 0; i < verdicts.size(); ++i) {
-        const Status& v = parse[i].ok() ? verdicts[i] : parse[i];
-        pb::Verdict* out = resp->add_verdicts();
-        out->set_kind(std::string(ErrorKindName(v.kind())));
-        out->set_message(v.message());
-      }
-      return Status::Ok();
-    });
+    return Call(
+        ctx,
+        [&](const Caller&, const std::string&) -> Status {
+          std::vector<keystore::UsabilityQuery> qs;
+          std::vector<Status> parse(static_cast<size_t>(req->queries_size()));
+          for (int i = 0; i < req->queries_size(); ++i) {
+            keystore::UsabilityQuery q;
+            q.identity = req->queries(i).identity();
+            auto id = KeyId::Parse(req->queries(i).kid());
+            if (id.ok())
+              q.key_id = *id;
+            else
+              parse[static_cast<size_t>(i)] = id.status();
+            qs.push_back(std::move(q));
+          }
+          std::vector<Status> verdicts = store_->CheckUsable(qs);
+          for (size_t i = 0; i < verdicts.size(); ++i) {
+            const Status& v = parse[i].ok() ? verdicts[i] : parse[i];
+            pb::Verdict* out = resp->add_verdicts();
+            out->set_kind(std::string(ErrorKindName(v.kind())));
+            out->set_message(v.message());
+          }
+          return Status::Ok();
+        },
+        HostUse::kAllowed);
+  }
+  grpc::Status CreateManagedIdentity(
+      ServerContext* ctx, const pb::CreateManagedIdentityRequest* req,
+      pb::ManagedIdentity* resp) override {
+    return Call(
+        ctx,
+        [&](const Caller& c, const std::string&) -> Status {
+          if (!c.host && !c.admin) {
+            return PermissionDeniedError(
+                "identity " + c.object_id +
+                " is not a storage host identity; minting a DES identity "
+                "needs a host credential (cmkvault identity issue NAME "
+                "--host)");
+          }
+          if (!mint_) {
+            return FailedPreconditionError(
+                "this vault service does not mint identities");
+          }
+          CMKFS_ASSIGN_OR_RETURN(MintedIdentity m,
+                                 mint_(c, req->name(), req->public_key_pem()));
+          resp->set_object_id(m.object_id);
+          resp->set_certificate_pem(m.cert_pem);
+          return Status::Ok();
+        },
+        HostUse::kAllowed);
   }
   grpc::Status WatchKeys(
       ServerContext* ctx, const pb::WatchKeysRequest*,
@@ -370,6 +428,7 @@ class KeyVaultService final : public pb::KeyVault::Service {
  private:
   keystore::KeyStore* store_;
   Authenticator auth_;
+  IdentityMinter mint_;
   std::chrono::milliseconds watch_interval_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -383,14 +442,17 @@ class GrpcServer final : public Server {
       : service_(std::move(service)), port_(port) {}
   ~GrpcServer() override { Shutdown(std::chrono::milliseconds(500)); }
 
-  void Start(std::unique_ptr<grpc::Server> server) {
+  void Start(std::unique_ptr<grpc::Server> server,
+             std::vector<std::unique_ptr<PeerCheckedSocket>> fronts) {
     server_ = std::move(server);
+    fronts_ = std::move(fronts);
   }
   int port() const override { return port_; }
   void Shutdown(std::chrono::milliseconds grace) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!server_) return;
     service_->Stop();
+    fronts_.clear();  // no new local connection reaches gRPC
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();
     server_.reset();
@@ -400,6 +462,7 @@ class GrpcServer final : public Server {
   const GrpcLibraryRef library_;
   std::unique_ptr<KeyVaultService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::vector<std::unique_ptr<PeerCheckedSocket>> fronts_;
   int port_ = 0;
   std::mutex mu_;
 };
@@ -408,6 +471,7 @@ class GrpcServer final : public Server {
 
 Result<std::unique_ptr<Server>> StartServer(keystore::KeyStore* store,
                                             ServerOptions options) {
+  CMKFS_RETURN_IF_ERROR(crypto::RequireTls13ForThisProcess());
   if (options.listen.empty()) {
     return InvalidArgumentError(
         "cmkvault needs an address to listen on: host:port or unix:/path");
@@ -423,11 +487,21 @@ Result<std::unique_ptr<Server>> StartServer(keystore::KeyStore* store,
       grpc::SslServerCredentials(ssl);
 
   auto service = std::make_unique<KeyVaultService>(
-      store, std::move(options.authenticate), options.watch_interval);
+      store, std::move(options.authenticate), std::move(options.mint_identity),
+      options.watch_interval);
   grpc::ServerBuilder builder;
   std::vector<int> ports(options.listen.size(), 0);
+  // With unix_peers, gRPC listens on PATH.inner and a PeerCheckedSocket on
+  // PATH, started once gRPC is up.
+  std::vector<std::pair<std::string, std::string>> fronted;
   for (size_t i = 0; i < options.listen.size(); ++i) {
-    builder.AddListeningPort(options.listen[i], creds, &ports[i]);
+    std::string address = options.listen[i];
+    if (address.starts_with("unix:") && !options.unix_peers.empty()) {
+      const std::string path = address.substr(5);
+      fronted.emplace_back(path, path + ".inner");
+      address = "unix:" + path + ".inner";
+    }
+    builder.AddListeningPort(address, creds, &ports[i]);
   }
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -448,8 +522,17 @@ Result<std::unique_ptr<Server>> StartServer(keystore::KeyStore* store,
       tcp_port = ports[i];
     }
   }
+  std::vector<std::unique_ptr<PeerCheckedSocket>> fronts;
+  for (const auto& [path, inner] : fronted) {
+    auto front = PeerCheckedSocket::Start(path, inner, options.unix_peers);
+    if (!front.ok()) {
+      server->Shutdown();
+      return front.status();
+    }
+    fronts.push_back(std::move(*front));
+  }
   auto out = std::make_unique<GrpcServer>(std::move(service), tcp_port);
-  out->Start(std::move(server));
+  out->Start(std::move(server), std::move(fronts));
   return std::unique_ptr<Server>(std::move(out));
 }
 

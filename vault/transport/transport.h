@@ -3,6 +3,8 @@
 // authenticated callers, and a KeyStore that is a client of such a server.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -25,7 +27,9 @@ inline constexpr std::string_view kServerName = "cmkvault";
 // The caller behind a verified client certificate.
 struct Caller {
   std::string object_id;
-  bool admin = false;       // the service's admin (the vault owner)
+  bool admin = false;  // the service's admin (the vault owner)
+  // A storage host: may mint DES identities and watch key changes only.
+  bool host = false;
   std::string fingerprint;  // SHA-256 of the certificate
 };
 
@@ -34,6 +38,20 @@ struct Caller {
 // from gRPC's threads concurrently.
 using Authenticator = std::function<Result<Caller>(std::string_view cert_pem)>;
 
+// A client certificate issued to a new identity for a public key its holder
+// keeps (CreateManagedIdentity).
+struct MintedIdentity {
+  std::string object_id;
+  std::string cert_pem;
+};
+
+// Issues, for the host identity `host`, a client identity named `name` whose
+// certificate carries `public_key_pem`. InvalidArgument for a bad name or key.
+// Called from gRPC's threads concurrently.
+using IdentityMinter = std::function<Result<MintedIdentity>(
+    const Caller& host, std::string_view name,
+    std::string_view public_key_pem)>;
+
 struct ServerOptions {
   // "127.0.0.1:0" (port 0: an ephemeral port), "[::1]:7443", "unix:/path".
   std::vector<std::string> listen;
@@ -41,6 +59,13 @@ struct ServerOptions {
   std::string server_cert_pem;  // SAN DNS:cmkvault
   crypto::SecretBytes server_key_pem;
   Authenticator authenticate;
+  // Serves CreateManagedIdentity; null refuses it (FailedPrecondition).
+  IdentityMinter mint_identity;
+  // Local users (uids) besides root and the service's own that may connect
+  // to the unix sockets. Empty: each unix socket is gRPC's own, mode 0600.
+  // Else each is a PeerCheckedSocket (mode 0666, SO_PEERCRED checked) in
+  // front of gRPC's socket at PATH.inner (0600).
+  std::vector<uid_t> unix_peers;
   // How often WatchKeys looks at the change counter.
   std::chrono::milliseconds watch_interval{100};
 };
@@ -85,6 +110,17 @@ struct ClientOptions {
 // Thread-safe.
 Result<std::unique_ptr<keystore::KeyStore>> ConnectKeyStore(
     const ClientOptions& options);
+
+// Asks the service, with the default credential (a host identity), to mint
+// a client identity named `name` for a disk encryption set: the key pair is
+// made here and only the public half is sent; the certificate comes back and
+// the bundle (certificate, private key, CA) is written to
+// credentials_dir/<object-id>.pem (0600, never replacing a file). Returns the
+// new object id. FailedPrecondition when credentials_dir is not set;
+// PermissionDenied when the default credential is not a host (or admin)
+// identity; transport errors as ConnectKeyStore's calls.
+Result<std::string> MintManagedIdentity(const ClientOptions& options,
+                                        std::string_view name);
 
 // The identity a credential bundle's certificate names (URI SAN
 // cmkvault:identity:<id>); InvalidArgument naming the file otherwise.
