@@ -194,9 +194,18 @@ void AddCustody(Invocation& inv, const std::string& vault, Json& j) {
     kj["name"] = k.name;
     kj["kty"] = keystore::KeyTypeName(k.kty);
     const bool hsm = k.kty == keystore::KeyType::kRsaHsm;
-    kj["private_key"] = hsm ? "pkcs11" : "software, sealed by " + source;
-    kj["location"] = hsm ? TokenCustody(config)
-                         : "vault LMDB, sealed by the master key " + location;
+    if (!config.keystore.service.empty() &&
+        vault != fs::EngineOptions().system_vault) {
+      // Service mode: the key is the vault service's, not this host's.
+      kj["private_key"] = hsm ? "pkcs11, in the vault service"
+                              : "software, in the vault service";
+      kj["location"] = "the vault service at " + config.keystore.service +
+                       " (never on this host)";
+    } else {
+      kj["private_key"] = hsm ? "pkcs11" : "software, sealed by " + source;
+      kj["location"] = hsm ? TokenCustody(config)
+                           : "vault LMDB, sealed by the master key " + location;
+    }
     arr.push_back(std::move(kj));
   }
   j["keys"] = std::move(arr);

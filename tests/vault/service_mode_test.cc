@@ -63,6 +63,20 @@ TEST_F(ServiceModeTest, KeystoreServiceSelectsTheVaultService) {
   EXPECT_EQ(names, (std::vector<std::string>{"cmkfs-system", "owned"}));
   EXPECT_EQ(service_.Connect()->GetVault("cmkfs-system").status().kind(),
             ErrorKind::kNotFound);
+  // `vault show` places the key in the service, not on this host.
+  ctx.config.keystore.service = service_.tcp_endpoint();
+  ASSERT_EQ(
+      cli::RunCommand({"key", "create", "owned", "k1", "--size", "2048"}, ctx)
+          .exit_code,
+      0);
+  cli::CommandOutput shown =
+      cli::RunCommand({"vault", "show", "owned", "-o", "json"}, ctx);
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  Json v = Json::parse(shown.out);
+  ASSERT_EQ(v["keys"].size(), 1u) << shown.out;
+  EXPECT_EQ(v["keys"][0]["location"].get<std::string>(),
+            "the vault service at " + service_.tcp_endpoint() +
+                " (never on this host)");
 }
 
 TEST_F(ServiceModeTest, AsFileUsesThatCredential) {

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -173,13 +174,26 @@ int Main(int argc, char** argv) {
   }
   std::fputs(out.c_str(), stdout);
   if (!record.empty()) {
+    // Inserted before the end marker of the bench's own section, so that
+    // the file's results log (tests/bench/report.py's) stays its own.
+    const std::string end_marker = "<!-- end vault_unwrap_bench runs -->";
+    std::ifstream in(record);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    const size_t at = text.find(end_marker);
+    if (at == std::string::npos) {
+      std::fprintf(stderr,
+                   "vault_unwrap_bench: %s has no line '%s' to record "
+                   "before\n",
+                   record.c_str(), end_marker.c_str());
+      return 1;
+    }
     const auto now =
         std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
     char when[64];
     std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::ofstream f(record, std::ios::app);
-    f << "\n<!-- vault_unwrap_bench --record, " << when << " -->\n"
-      << "Run " << when << ": " << out;
+    text.insert(at, "Run " + std::string(when) + " (vault_unwrap_bench " +
+                        "--record): " + out + "\n");
+    std::ofstream(record, std::ios::trunc) << text;
   }
   return ok ? 0 : 1;
 }
