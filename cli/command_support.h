@@ -124,6 +124,11 @@ Json TimeJson(const std::optional<TimePoint>& t);
 // lives (the token, its module, the p11-kit server of a remote token).
 std::pair<std::string, std::string> MasterKeyCustody(const Config& config);
 std::string TokenCustody(const Config& config);
+// In service mode, where a key of `vault` lives ("the vault service at ADDR
+// (never on this host)"); nullopt for a vault of this host (embedded mode,
+// or the platform's own vault).
+std::optional<std::string> ServiceCustody(const Config& config,
+                                          std::string_view vault);
 
 // Records, in the storage host's own audit (the platform vault's), an
 // operation that reads or moves a customer's data: `operation`

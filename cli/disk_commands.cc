@@ -137,7 +137,9 @@ Status DesUpdate(Invocation& inv) {
   auto info =
       inv.ctx->engine->UpdateDes(inv.positional[0], key_id, auto_rotate);
   if (key_id) {
-    auto now = inv.ctx->engine->GetDes(inv.positional[0]);
+    // A refused update leaves the set as it was: record it as it is now.
+    const Result<fs::DesInfo> now =
+        info.ok() ? info : inv.ctx->engine->GetDes(inv.positional[0]);
     AuditOnHost(inv, "des.update-key", now.ok() ? now->identity : "",
                 now.ok() ? now->key_id : *key_id, info.status(),
                 "disk encryption set " + inv.positional[0] + " to key " +

@@ -26,24 +26,25 @@ bool IsUnder(const std::filesystem::path& file,
          (std::next(mismatch.first) == d.end() && mismatch.first->empty());
 }
 
+std::string SealedOnThisHost(const std::string& master_key_location) {
+  return "on this host: sealed in the vault LMDB by the master key " +
+         master_key_location;
+}
+
 // Where the private half of `key` lives, seen from this host.
 std::string PrivateHalfOf(Invocation& inv, const keystore::KeyId& key,
                           const std::string& master_key_location,
                           bool* next_to_data) {
   const Config& config = inv.ctx->config;
-  const bool remote = !config.keystore.service.empty() &&
-                      key.vault != fs::EngineOptions().system_vault;
-  if (remote) {
-    return "in the vault service at " + config.keystore.service +
-           " (never on this host)";
+  if (std::optional<std::string> remote = ServiceCustody(config, key.vault)) {
+    return "in " + *remote;
   }
   auto info = inv.ctx->keystore->GetKey("", key.vault, key.name);
   if (info.ok() && info->kty == keystore::KeyType::kRsaHsm) {
     return TokenCustody(config);
   }
   *next_to_data = true;
-  return "on this host: sealed in the vault LMDB by the master key " +
-         master_key_location;
+  return SealedOnThisHost(master_key_location);
 }
 
 Status Doctor(Invocation& inv) {
@@ -108,8 +109,7 @@ Status Doctor(Invocation& inv) {
     sets.push_back(std::move(dj));
   }
   j["disk_encryption_sets"] = std::move(sets);
-  j["platform_key"] =
-      "on this host: sealed in the vault LMDB by the master key " + location;
+  j["platform_key"] = SealedOnThisHost(location);
 
   // Who can stop this host from using a customer's key.
   if (service && !any_local_customer_key) {

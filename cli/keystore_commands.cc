@@ -47,6 +47,18 @@ std::string TokenCustody(const Config& config) {
   return where;
 }
 
+std::optional<std::string> ServiceCustody(const Config& config,
+                                          std::string_view vault) {
+  // The same rule as SplitKeyStore's routing: every vault but the
+  // platform's own is the service's.
+  if (config.keystore.service.empty() ||
+      vault == fs::EngineOptions().system_vault) {
+    return std::nullopt;
+  }
+  return "the vault service at " + config.keystore.service +
+         " (never on this host)";
+}
+
 namespace {
 
 // An RSA 4096 private key in PEM is about 3.3 KiB; anything much larger is
@@ -194,13 +206,10 @@ void AddCustody(Invocation& inv, const std::string& vault, Json& j) {
     kj["name"] = k.name;
     kj["kty"] = keystore::KeyTypeName(k.kty);
     const bool hsm = k.kty == keystore::KeyType::kRsaHsm;
-    if (!config.keystore.service.empty() &&
-        vault != fs::EngineOptions().system_vault) {
-      // Service mode: the key is the vault service's, not this host's.
+    if (std::optional<std::string> remote = ServiceCustody(config, vault)) {
       kj["private_key"] = hsm ? "pkcs11, in the vault service"
                               : "software, in the vault service";
-      kj["location"] = "the vault service at " + config.keystore.service +
-                       " (never on this host)";
+      kj["location"] = *remote;
     } else {
       kj["private_key"] = hsm ? "pkcs11" : "software, sealed by " + source;
       kj["location"] = hsm ? TokenCustody(config)

@@ -40,6 +40,7 @@ struct Connection {
 struct Credential {
   std::filesystem::path path;
   std::string identity;
+  std::string ca_pem;  // the service's CA, as the bundle holds it
   std::string endpoint;
   std::shared_ptr<grpc::ChannelCredentials> tls;
   grpc::ChannelArguments args;
@@ -214,7 +215,6 @@ class RemoteKeyStore final : public keystore::KeyStore {
           "[keystore] credentials_dir");
     }
     CMKFS_RETURN_IF_ERROR(path_guard::MakePrivateDir(opts_.credentials_dir));
-    CMKFS_ASSIGN_OR_RETURN(Bundle host, ReadBundle(opts_.credential));
     CMKFS_ASSIGN_OR_RETURN(crypto::x509::KeyPair pair,
                            crypto::x509::NewKeyPair());
     pb::CreateManagedIdentityRequest req;
@@ -224,15 +224,11 @@ class RemoteKeyStore final : public keystore::KeyStore {
     CMKFS_RETURN_IF_ERROR(Invoke("", &Stub::CreateManagedIdentity, req, &resp));
     CMKFS_RETURN_IF_ERROR(
         keystore::CheckObjectId(resp.object_id(), "minted object id"));
-    auto bytes = [](const std::string& t) {
-      return std::span<const uint8_t>(
-          reinterpret_cast<const uint8_t*>(t.data()), t.size());
-    };
     const std::filesystem::path out =
         opts_.credentials_dir / (resp.object_id() + ".pem");
     CMKFS_RETURN_IF_ERROR(path_guard::WriteNewPrivateFile(
-        out, {bytes(resp.certificate_pem()), pair.private_key_pem.span(),
-              bytes(host.ca_pem)}));
+        out, {convert::Bytes(resp.certificate_pem()),
+              pair.private_key_pem.span(), convert::Bytes(default_->ca_pem)}));
     return resp.object_id();
   }
 
@@ -543,6 +539,7 @@ class RemoteKeyStore final : public keystore::KeyStore {
     auto cred = std::make_shared<Credential>();
     cred->path = path;
     cred->identity = b.identity;
+    cred->ca_pem = b.ca_pem;
     cred->endpoint = opts_.endpoint;
     cred->tls = grpc::SslCredentials(ssl);
     cred->args = args;
@@ -662,16 +659,9 @@ Result<std::string> CredentialIdentity(const std::filesystem::path& bundle) {
   return b.identity;
 }
 
-Result<std::string> MintManagedIdentity(const ClientOptions& options,
-                                        std::string_view name) {
-  CMKFS_RETURN_IF_ERROR(crypto::RequireTls13ForThisProcess());
-  RemoteKeyStore store(options);
-  CMKFS_RETURN_IF_ERROR(store.Init());
-  return store.MintManagedIdentity(name);
-}
+namespace {
 
-Result<std::unique_ptr<keystore::KeyStore>> ConnectKeyStore(
-    const ClientOptions& options) {
+Result<std::unique_ptr<RemoteKeyStore>> Connect(const ClientOptions& options) {
   CMKFS_RETURN_IF_ERROR(crypto::RequireTls13ForThisProcess());
   if (options.endpoint.empty()) {
     return InvalidArgumentError(
@@ -680,6 +670,20 @@ Result<std::unique_ptr<keystore::KeyStore>> ConnectKeyStore(
   }
   auto store = std::make_unique<RemoteKeyStore>(options);
   CMKFS_RETURN_IF_ERROR(store->Init());
+  return store;
+}
+
+}  // namespace
+
+Result<std::string> MintManagedIdentity(const ClientOptions& options,
+                                        std::string_view name) {
+  CMKFS_ASSIGN_OR_RETURN(auto store, Connect(options));
+  return store->MintManagedIdentity(name);
+}
+
+Result<std::unique_ptr<keystore::KeyStore>> ConnectKeyStore(
+    const ClientOptions& options) {
+  CMKFS_ASSIGN_OR_RETURN(auto store, Connect(options));
   return std::unique_ptr<keystore::KeyStore>(std::move(store));
 }
 

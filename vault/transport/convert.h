@@ -4,6 +4,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <span>
+#include <string>
+
 #include "cmkfs/keystore.h"
 #include "cmkvault.pb.h"
 
@@ -34,5 +38,10 @@ keystore::WrapAlgorithm FromPb(pb::WrapAlgorithm a);
 
 int64_t Seconds(TimePoint t);
 TimePoint FromSeconds(int64_t s);
+
+// The bytes of a protobuf bytes/string field, without a copy.
+inline std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
 
 }  // namespace cmkfs::vault::convert

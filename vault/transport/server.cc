@@ -31,10 +31,6 @@ grpc::Status ToGrpc(ServerContext* ctx, const Status& s) {
   return grpc::Status(convert::CodeOf(s.kind()), s.message());
 }
 
-std::span<const uint8_t> Span(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
 class KeyVaultService final : public pb::KeyVault::Service {
  public:
   KeyVaultService(keystore::KeyStore* store, Authenticator auth,
@@ -297,8 +293,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
     return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
       CMKFS_ASSIGN_OR_RETURN(auto id, KeyId::Parse(req->kid()));
       CMKFS_ASSIGN_OR_RETURN(
-          auto blob, store_->WrapKey(who, id, Span(req->value()),
-                                     Span(req->label()), FromPb(req->alg())));
+          auto blob,
+          store_->WrapKey(who, id, convert::Bytes(req->value()),
+                          convert::Bytes(req->label()), FromPb(req->alg())));
       resp->set_value(blob.data(), blob.size());
       return Status::Ok();
     });
@@ -308,8 +305,9 @@ class KeyVaultService final : public pb::KeyVault::Service {
     return Call(ctx, [&](const Caller&, const std::string& who) -> Status {
       CMKFS_ASSIGN_OR_RETURN(auto id, KeyId::Parse(req->kid()));
       CMKFS_ASSIGN_OR_RETURN(
-          auto key, store_->UnwrapKey(who, id, Span(req->value()),
-                                      Span(req->label()), FromPb(req->alg())));
+          auto key,
+          store_->UnwrapKey(who, id, convert::Bytes(req->value()),
+                            convert::Bytes(req->label()), FromPb(req->alg())));
       // The DEK leaves the service only inside this TLS response.
       resp->set_value(key.data(), key.size());
       return Status::Ok();
